@@ -1,0 +1,98 @@
+//! The one error type of heimdall-core, classified by [`ErrorKind`].
+
+use std::fmt;
+
+/// What went wrong, in the terms a caller acts on.
+///
+/// Frontends map kinds to their own vocabulary (HTTP status codes, Python exception classes) in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input was malformed or broke a documented rule; the message says what is allowed.
+    InvalidInput,
+    /// The thing named does not exist.
+    NotFound,
+    /// The change clashes with what exists (a duplicate name, an overlapping mapping).
+    Conflict,
+    /// The caller may not do this.
+    Forbidden,
+    /// A service Heimdall depends on (database, policy decision point) could not be reached in time.
+    Unavailable,
+    /// The configuration is incomplete or contradictory.
+    Config,
+    /// Anything else: a bug or an unexpected answer from a dependency.
+    Unexpected,
+}
+
+impl ErrorKind {
+    /// A short, stable, machine-readable name (used in JSON error bodies).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Config => "config",
+            ErrorKind::Unexpected => "unexpected",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from heimdall-core: a kind, a message for humans, and optionally the underlying cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The human-readable message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::NotFound, message)
+    }
+
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Conflict, message)
+    }
+}

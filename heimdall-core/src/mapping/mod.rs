@@ -1,0 +1,1 @@
+//! Endpoint → action mappings: the pattern language and the compiled resolver.

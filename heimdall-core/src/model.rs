@@ -1,0 +1,515 @@
+//! Domain values: validated names and the records the facade returns.
+//!
+//! # Name grammar
+//!
+//! Group, role and action names are one or more *segments* joined by `:` (`go:course:editor`).
+//! A segment is 1 or more of `A-Z a-z 0-9 _ . -` and starts with a letter or a digit. A whole name is
+//! at most [`MAX_NAME_LEN`] bytes. Names are case-sensitive.
+//!
+//! A *subject* (the user's id from the identity provider, such as a CPF or `alice`) is 1 to
+//! [`MAX_SUBJECT_LEN`] bytes of printable characters without leading or trailing white space.
+//!
+//! # Management patterns
+//!
+//! A group-management right names its target groups with an SQL `LIKE` pattern, as the spec does:
+//! `%` matches any run of characters (also none), `_` matches exactly one character, and `\` makes the
+//! next character literal (`go:my\_group` matches only `go:my_group`). Any other character must be one
+//! a name may contain. Matching is done by Heimdall itself, case-sensitively, so PostgreSQL and SQLite
+//! agree.
+//!
+//! ```
+//! use heimdall_core::model::{GroupName, GroupPattern};
+//! let p = GroupPattern::parse("go:%").unwrap();
+//! assert!(p.matches(&GroupName::parse("go:course:editor").unwrap()));
+//! assert!(!p.matches(&GroupName::parse("rmi:public").unwrap()));
+//! ```
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Longest group, role or action name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// Longest subject, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 255;
+/// Longest management pattern, in bytes.
+pub const MAX_PATTERN_LEN: usize = 128;
+/// Longest description, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+fn check_name(what: &str, s: &str) -> Result<()> {
+    const RULE: &str = "segments of A-Z a-z 0-9 _ . - joined by ':', each starting with a letter or digit";
+    if s.is_empty() || s.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(format!(
+            "{what} must be 1 to {MAX_NAME_LEN} bytes long ({RULE})"
+        )));
+    }
+    for seg in s.split(':') {
+        let ok = seg.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && seg.chars().all(is_name_char);
+        if !ok {
+            return Err(Error::invalid(format!("{what} {s:?} is not valid: use {RULE}")));
+        }
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $ty:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $ty(String);
+
+        impl $ty {
+            /// Parses and validates a name (see the module docs for the grammar).
+            pub fn parse(s: impl Into<String>) -> Result<Self> {
+                let s = s.into();
+                check_name($what, &s)?;
+                Ok($ty(s))
+            }
+
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A group's name, such as `go:authenticated`.
+    GroupName,
+    "group name"
+);
+name_type!(
+    /// A role's name, such as `go:course:editor`.
+    RoleName,
+    "role name"
+);
+name_type!(
+    /// An action's name, such as `course:create`.
+    ActionName,
+    "action name"
+);
+
+/// A user's subject: the stable id the identity provider gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(String);
+
+impl Subject {
+    /// Parses and validates a subject.
+    pub fn parse(s: impl Into<String>) -> Result<Self> {
+        let s = s.into();
+        if s.is_empty() || s.len() > MAX_SUBJECT_LEN {
+            return Err(Error::invalid(format!("subject must be 1 to {MAX_SUBJECT_LEN} bytes long")));
+        }
+        if s.chars().any(char::is_control) || s.trim() != s {
+            return Err(Error::invalid(
+                "subject must not contain control characters or leading/trailing white space",
+            ));
+        }
+        Ok(Subject(s))
+    }
+
+    /// The subject as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One piece of a parsed [`GroupPattern`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Lit(char),
+    One,
+    Any,
+}
+
+/// An SQL-`LIKE` pattern over group names (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPattern {
+    text: String,
+    tokens: Vec<Token>,
+}
+
+impl GroupPattern {
+    /// Parses and validates a pattern.
+    pub fn parse(s: impl Into<String>) -> Result<Self> {
+        let text = s.into();
+        if text.is_empty() || text.len() > MAX_PATTERN_LEN {
+            return Err(Error::invalid(format!(
+                "management pattern must be 1 to {MAX_PATTERN_LEN} bytes long"
+            )));
+        }
+        let mut tokens = Vec::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            let tok = match c {
+                '%' => Token::Any,
+                '_' => Token::One,
+                '\\' => match chars.next() {
+                    Some(e @ ('%' | '_' | '\\')) => Token::Lit(e),
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "management pattern {text:?}: '\\' must be followed by '%', '_' or '\\'"
+                        )));
+                    }
+                },
+                c if is_name_char(c) || c == ':' => Token::Lit(c),
+                c => {
+                    return Err(Error::invalid(format!(
+                        "management pattern {text:?} contains {c:?}: use name characters, '%', '_' and '\\'"
+                    )));
+                }
+            };
+            tokens.push(tok);
+        }
+        Ok(GroupPattern { text, tokens })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `name` matches the pattern (case-sensitive, whole name).
+    pub fn matches(&self, name: &GroupName) -> bool {
+        self.matches_str(name.as_str())
+    }
+
+    /// Whether the text `s` matches the pattern (case-sensitive, whole string).
+    pub fn matches_str(&self, s: &str) -> bool {
+        // Iterative wildcard matching with backtracking to the last '%': linear in practice, never exponential.
+        let s: Vec<char> = s.chars().collect();
+        let (mut si, mut pi) = (0usize, 0usize);
+        let mut star: Option<(usize, usize)> = None;
+        while si < s.len() {
+            match self.tokens.get(pi) {
+                Some(Token::Lit(c)) if *c == s[si] => {
+                    si += 1;
+                    pi += 1;
+                }
+                Some(Token::One) => {
+                    si += 1;
+                    pi += 1;
+                }
+                Some(Token::Any) => {
+                    star = Some((pi, si));
+                    pi += 1;
+                }
+                _ => match star {
+                    Some((sp, ss)) => {
+                        pi = sp + 1;
+                        si = ss + 1;
+                        star = Some((sp, ss + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        self.tokens[pi..].iter().all(|t| *t == Token::Any)
+    }
+
+    /// The same pattern as an anchored regular expression (RE2 and `regex` syntax), for policy engines
+    /// that match with regular expressions, such as Cerbos' CEL `matches`.
+    pub fn to_regex(&self) -> String {
+        let mut re = String::from("^");
+        for t in &self.tokens {
+            match t {
+                Token::Any => re.push_str(".*"),
+                Token::One => re.push('.'),
+                Token::Lit(c) => {
+                    if c.is_ascii_alphanumeric() || *c == ':' || *c == '_' {
+                        re.push(*c);
+                    } else {
+                        re.push('\\');
+                        re.push(*c);
+                    }
+                }
+            }
+        }
+        re.push('$');
+        re
+    }
+}
+
+impl fmt::Display for GroupPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Checks an optional description's length.
+pub(crate) fn check_description(d: Option<&str>) -> Result<()> {
+    match d {
+        Some(d) if d.len() > MAX_DESCRIPTION_LEN => Err(Error::invalid(format!(
+            "description must be at most {MAX_DESCRIPTION_LEN} bytes long"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Database id.
+    pub id: i64,
+    /// Its name.
+    pub name: GroupName,
+    /// Free text.
+    pub description: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Role {
+    /// Database id.
+    pub id: i64,
+    /// Its name.
+    pub name: RoleName,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+/// Whether a role permission allows or denies its action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// The holder may do it.
+    Allow,
+    /// The holder may not do it, whatever else allows it.
+    Deny,
+}
+
+impl Effect {
+    /// `allow` or `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        }
+    }
+
+    /// Parses `allow` or `deny`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "allow" => Ok(Effect::Allow),
+            "deny" => Ok(Effect::Deny),
+            other => Err(Error::invalid(format!("effect must be \"allow\" or \"deny\", not {other:?}"))),
+        }
+    }
+}
+
+/// One permission a role grants: an action, on the resource kind the action belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RolePermission {
+    /// The role.
+    pub role: RoleName,
+    /// The action.
+    pub action: ActionName,
+    /// Allow or deny.
+    pub effect: Effect,
+}
+
+/// A user, as provisioned from verified token claims.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// Database id.
+    pub id: i64,
+    /// The identity provider's subject.
+    pub subject: Subject,
+    /// The `name` claim.
+    pub display_name: Option<String>,
+    /// The `email` claim.
+    pub email: Option<String>,
+    /// When the user was first seen.
+    pub created_at: DateTime<Utc>,
+    /// When the user was last seen.
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// A user with the groups they belong to and their effective roles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserDetails {
+    /// The user.
+    pub user: User,
+    /// Groups the user is a member of, sorted by name.
+    pub groups: Vec<GroupName>,
+    /// Roles from those groups and roles given to the user directly, sorted, without duplicates.
+    pub roles: Vec<RoleName>,
+}
+
+/// Verified claims from which a user is provisioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The subject (from the configured claim).
+    pub subject: Subject,
+    /// The `name` claim.
+    pub display_name: Option<String>,
+    /// The `email` claim.
+    pub email: Option<String>,
+}
+
+/// What adding a member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// The user was not a member and now is.
+    Added,
+    /// The user was already a member; nothing changed.
+    AlreadyMember,
+}
+
+/// A group-management right: members of `manager_group` may manage groups matching `target_pattern`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagementRight {
+    /// Database id.
+    pub id: i64,
+    /// The group whose members hold the right.
+    pub manager_group: GroupName,
+    /// Which groups they may manage.
+    pub target_pattern: GroupPattern,
+    /// When the right was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Database id (increasing).
+    pub id: i64,
+    /// Who did it (their subject), if known.
+    pub actor: Option<String>,
+    /// What they did, such as `add_member`.
+    pub operation: String,
+    /// What kind of thing it was done to, such as `group`.
+    pub target_type: String,
+    /// Which one, such as `group:go:authenticated`.
+    pub target_id: String,
+    /// The request, as given.
+    pub request: Value,
+    /// The result, or the error.
+    pub result: Value,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A filter over the audit log; unset fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this actor's rows.
+    pub actor: Option<String>,
+    /// Only this operation.
+    pub operation: Option<String>,
+    /// Only this target id.
+    pub target_id: Option<String>,
+    /// Only rows at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only rows before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only rows with an id below this (for paging backwards).
+    pub before_id: Option<i64>,
+    /// At most this many rows (capped by [`MAX_PAGE_SIZE`]; default [`DEFAULT_PAGE_SIZE`]).
+    pub limit: Option<u32>,
+}
+
+/// Default page size for listings.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page size for listings; a larger request is invalid input.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Validates a requested page size.
+pub(crate) fn page_size(limit: Option<u32>) -> Result<i64> {
+    match limit {
+        None => Ok(i64::from(DEFAULT_PAGE_SIZE)),
+        Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(i64::from(n)),
+        Some(n) => Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE_SIZE}, not {n}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_grammar() {
+        for ok in ["go:authenticated", "go:course:editor", "a", "A1.b-c_d", "x:9"] {
+            assert!(GroupName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ":", "go:", ":go", "go::x", "go x", "-go", "go:_x", "gö", &"a".repeat(129)] {
+            let e = GroupName::parse(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+        }
+    }
+
+    #[test]
+    fn subjects() {
+        assert!(Subject::parse("12345678900").is_ok());
+        assert!(Subject::parse("bob@example.com").is_ok());
+        assert!(Subject::parse("").is_err());
+        assert!(Subject::parse(" bob").is_err());
+        assert!(Subject::parse("bo\nb").is_err());
+    }
+
+    #[track_caller]
+    fn like(p: &str, s: &str) -> bool {
+        let pat = GroupPattern::parse(p).unwrap();
+        let by_matcher = pat.matches_str(s);
+        let by_regex = regex::Regex::new(&pat.to_regex()).unwrap().is_match(s);
+        assert_eq!(by_matcher, by_regex, "matcher and regex disagree on {p:?} ~ {s:?}");
+        by_matcher
+    }
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("go:%", "go:authenticated"));
+        assert!(like("go:%", "go:"));
+        assert!(!like("go:%", "rmi:go:x"));
+        assert!(like("rmi:public", "rmi:public"));
+        assert!(!like("rmi:public", "rmi:publicx"));
+        assert!(like("go:_", "go:a"));
+        assert!(!like("go:_", "go:ab"));
+        assert!(like("%:editor", "go:course:editor"));
+        assert!(like("%a%b%", "xxaxxbxx"));
+        assert!(!like("%a%b%", "xxbxxaxx"));
+        assert!(like("go:my\\_g", "go:my_g"));
+        assert!(!like("go:my\\_g", "go:myXg"));
+        assert!(like("a.b", "a.b"));
+        assert!(!like("a.b", "aXb"));
+        assert!(!like("GO:%", "go:x"));
+        assert!(like("%", ""));
+    }
+
+    #[test]
+    fn bad_patterns() {
+        for bad in ["", "go:*", "go:\\x", "go:\\", "a b", "go:'"] {
+            assert_eq!(GroupPattern::parse(bad).unwrap_err().kind(), crate::ErrorKind::InvalidInput, "{bad}");
+        }
+    }
+}

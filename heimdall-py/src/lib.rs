@@ -1,0 +1,1 @@
+//! Scaffolding; filled in by the issue that builds this crate.
