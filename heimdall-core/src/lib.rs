@@ -8,3 +8,4 @@ pub mod pdp;
 
 pub use crate::clock::{Clock, SystemClock};
 pub use crate::error::{Error, ErrorKind, Result};
+mod store;

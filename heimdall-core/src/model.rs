@@ -78,6 +78,11 @@ macro_rules! name_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// A name read back from the database, where only validated names are written.
+            pub(crate) fn from_db(s: String) -> Self {
+                $ty(s)
+            }
         }
 
         impl fmt::Display for $ty {
@@ -133,6 +138,25 @@ impl Subject {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A subject read back from the database, where only validated subjects are written.
+    pub(crate) fn from_db(s: String) -> Self {
+        Subject(s)
+    }
+}
+
+/// The authenticated user on whose behalf an operation runs.
+///
+/// Frontends get one from [`crate::Heimdall::caller`] after verifying the caller's token; it carries the
+/// caller's user id, so the audit log can name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's user id.
+    pub user_id: i64,
+    /// The caller's subject.
+    pub subject: Subject,
+    /// Roles the caller's token carries, merged into their effective roles when the configuration says so.
+    pub token_roles: Vec<RoleName>,
 }
 
 impl fmt::Display for Subject {
@@ -349,8 +373,9 @@ pub struct User {
     pub email: Option<String>,
     /// When the user was first seen.
     pub created_at: DateTime<Utc>,
-    /// When the user was last seen.
-    pub last_seen_at: DateTime<Utc>,
+    /// When the user last made an authenticated request; `None` when the user was only named by an
+    /// administrator (for example added to a group) and has not signed in yet.
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
 /// A user with the groups they belong to and their effective roles.

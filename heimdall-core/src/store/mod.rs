@@ -1,0 +1,256 @@
+//! Storage: the only place in Heimdall that knows SQL.
+//!
+//! [`Store`] is implemented twice, for PostgreSQL (production) and SQLite (the embedded default), from one
+//! body of SQL (`sql.rs`) that both databases accept. Each mutation is one transaction that also writes its
+//! audit row, bumps the change version where the change matters to caches and adapters, and enqueues the
+//! users whose principal policies must be pushed again.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{
+    ActionName, AuditQuery, AuditRecord, Caller, Claims, Effect, Group, GroupName, GroupPattern, ManagementRight,
+    MembershipChange, Role, RoleName, RolePermission, Subject, User, UserDetails,
+};
+
+#[macro_use]
+mod sql;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+#[cfg(test)]
+mod tests;
+
+/// The audit part of a mutation: who does what to which target, and with which request.
+#[derive(Debug, Clone)]
+pub(crate) struct Audit {
+    pub(crate) actor: Option<Caller>,
+    pub(crate) operation: &'static str,
+    pub(crate) target_type: &'static str,
+    pub(crate) target_id: String,
+    pub(crate) request: Value,
+}
+
+/// Context of one mutation.
+#[derive(Debug, Clone)]
+pub(crate) struct Write {
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) audit: Audit,
+}
+
+impl Write {
+    pub(crate) fn actor_id(&self) -> Option<i64> {
+        self.audit.actor.as_ref().map(|c| c.user_id)
+    }
+}
+
+/// A mapping as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MappingRow {
+    pub(crate) id: i64,
+    pub(crate) method: String,
+    pub(crate) path_pattern: String,
+    pub(crate) action: ActionName,
+    pub(crate) owner_group: Option<GroupName>,
+    pub(crate) priority: i32,
+    pub(crate) description: Option<String>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+/// A mapping to write. `match_key` is the pattern's canonical form (see the mapping module).
+#[derive(Debug, Clone)]
+pub(crate) struct NewMapping {
+    pub(crate) method: String,
+    pub(crate) path_pattern: String,
+    pub(crate) match_key: String,
+    pub(crate) action: ActionName,
+    pub(crate) resource_kind: String,
+    pub(crate) owner_group: Option<GroupName>,
+    pub(crate) priority: i32,
+    pub(crate) description: Option<String>,
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRecord {
+    /// The version this change produced.
+    pub version: i64,
+    /// What kind of thing changed (`mapping`, `membership`, `group`, ...).
+    pub entity: String,
+    /// Which one.
+    pub entity_key: String,
+    /// When.
+    pub changed_at: DateTime<Utc>,
+}
+
+/// A user whose principal policy a worker has claimed for pushing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxItem {
+    pub(crate) subject: String,
+    pub(crate) generation: i64,
+    pub(crate) attempts: i32,
+}
+
+/// How the outbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxStats {
+    /// Users waiting for a push (including those waiting for a retry).
+    pub pending: i64,
+    /// Users whose push failed permanently (a 400 from Cerbos); they wait for the next change or a
+    /// reconciliation.
+    pub failed: i64,
+    /// Of the pending ones, how many have failed at least once.
+    pub retrying: i64,
+}
+
+/// What a role permission is about, as the principal-policy builder needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct EffectivePermission {
+    pub(crate) resource_kind: String,
+    pub(crate) action: ActionName,
+    pub(crate) effect: Effect,
+}
+
+/// Everything Heimdall persists.
+#[async_trait]
+pub(crate) trait Store: Send + Sync + std::fmt::Debug {
+    /// Which database this is (`postgres` or `sqlite`).
+    fn backend(&self) -> &'static str;
+    /// Applies the embedded migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    // Users.
+    async fn upsert_user(&self, claims: &Claims, now: DateTime<Utc>) -> Result<User>;
+    async fn user_id(&self, subject: &Subject) -> Result<Option<i64>>;
+    async fn user_details(&self, subject: &Subject) -> Result<UserDetails>;
+    async fn effective_roles(&self, user_id: i64) -> Result<Vec<RoleName>>;
+    async fn management_patterns(&self, user_id: i64) -> Result<Vec<GroupPattern>>;
+    async fn effective_permissions(&self, subject: &str) -> Result<Vec<EffectivePermission>>;
+
+    // Groups.
+    async fn create_group(&self, w: &Write, name: &GroupName, description: Option<&str>) -> Result<Group>;
+    async fn get_group(&self, name: &GroupName) -> Result<Group>;
+    async fn list_groups(&self, prefix: Option<&str>, after: Option<&str>, limit: i64) -> Result<Vec<Group>>;
+    async fn all_group_names(&self) -> Result<Vec<GroupName>>;
+    async fn delete_group(&self, w: &Write, name: &GroupName) -> Result<()>;
+    async fn group_members(&self, name: &GroupName, after: Option<&str>, limit: i64) -> Result<Vec<Subject>>;
+    async fn group_roles(&self, name: &GroupName) -> Result<Vec<RoleName>>;
+
+    // Memberships.
+    async fn add_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<MembershipChange>;
+    async fn remove_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<()>;
+
+    // Roles and grants.
+    async fn create_role(&self, w: &Write, name: &RoleName, description: Option<&str>) -> Result<Role>;
+    async fn list_roles(&self, after: Option<&str>, limit: i64) -> Result<Vec<Role>>;
+    async fn delete_role(&self, w: &Write, name: &RoleName) -> Result<()>;
+    async fn assign_group_role(&self, w: &Write, group: &GroupName, role: &RoleName) -> Result<bool>;
+    async fn remove_group_role(&self, w: &Write, group: &GroupName, role: &RoleName) -> Result<()>;
+    async fn assign_user_role(&self, w: &Write, subject: &Subject, role: &RoleName) -> Result<bool>;
+    async fn remove_user_role(&self, w: &Write, subject: &Subject, role: &RoleName) -> Result<()>;
+    async fn grant_permission(
+        &self,
+        w: &Write,
+        role: &RoleName,
+        action: &ActionName,
+        resource_kind: &str,
+        effect: Effect,
+    ) -> Result<()>;
+    async fn revoke_permission(&self, w: &Write, role: &RoleName, action: &ActionName) -> Result<()>;
+    async fn role_permissions(&self, role: &RoleName) -> Result<Vec<RolePermission>>;
+
+    // Group-management rights.
+    async fn create_right(&self, w: &Write, manager: &GroupName, pattern: &GroupPattern) -> Result<ManagementRight>;
+    async fn list_rights(&self, manager: Option<&GroupName>) -> Result<Vec<ManagementRight>>;
+    async fn delete_right(&self, w: &Write, id: i64) -> Result<()>;
+    async fn get_right(&self, id: i64) -> Result<ManagementRight>;
+
+    // Mappings.
+    async fn create_mapping(&self, w: &Write, m: &NewMapping) -> Result<MappingRow>;
+    async fn update_mapping(&self, w: &Write, id: i64, m: &NewMapping) -> Result<MappingRow>;
+    async fn delete_mapping(&self, w: &Write, id: i64) -> Result<()>;
+    async fn get_mapping(&self, id: i64) -> Result<MappingRow>;
+    async fn list_mappings(&self, after_id: Option<i64>, limit: i64) -> Result<Vec<MappingRow>>;
+    async fn all_mappings(&self) -> Result<Vec<MappingRow>>;
+
+    // Audit and changes.
+    async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()>;
+    async fn list_audit(&self, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRecord>>;
+    async fn change_version(&self) -> Result<i64>;
+    async fn changes_since(&self, version: i64, limit: i64) -> Result<Vec<ChangeRecord>>;
+
+    // The principal-policy outbox.
+    async fn outbox_enqueue_all(&self, now: DateTime<Utc>) -> Result<u64>;
+    async fn outbox_claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>>;
+    async fn outbox_complete(&self, item: &OutboxItem) -> Result<()>;
+    async fn outbox_retry(
+        &self,
+        item: &OutboxItem,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+        permanent: bool,
+    ) -> Result<()>;
+    async fn outbox_stats(&self) -> Result<OutboxStats>;
+}
+
+/// Converts a database error, naming a unique violation `on_conflict` (when given) and a broken foreign key
+/// `on_missing` (when given).
+pub(crate) fn db_error(e: sqlx::Error, on_conflict: Option<&dyn Fn() -> String>, on_missing: Option<&dyn Fn() -> String>) -> Error {
+    if let Some(db) = e.as_database_error() {
+        if db.is_unique_violation() {
+            if let Some(msg) = on_conflict {
+                return Error::conflict(msg()).with_source(e);
+            }
+        }
+        if db.is_foreign_key_violation() {
+            if let Some(msg) = on_missing {
+                return Error::not_found(msg()).with_source(e);
+            }
+        }
+    }
+    storage_error(e)
+}
+
+/// Classifies a database error that no operation expects.
+pub(crate) fn storage_error(e: sqlx::Error) -> Error {
+    let kind = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            ErrorKind::Unavailable
+        }
+        sqlx::Error::RowNotFound => ErrorKind::NotFound,
+        sqlx::Error::Database(db) if db.message().contains("database is locked") => ErrorKind::Unavailable,
+        _ => ErrorKind::Unexpected,
+    };
+    tracing::warn!(error = %e, "database error");
+    Error::new(kind, "database error").with_source(e)
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        storage_error(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::new(ErrorKind::Unexpected, format!("migration failed: {e}")).with_source(e)
+    }
+}
+
+/// Opens the store a DSN names: `postgres://` / `postgresql://` or `sqlite:`.
+pub(crate) async fn connect(dsn: &str, max_connections: u32) -> Result<Box<dyn Store>> {
+    if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") {
+        Ok(Box::new(postgres::PgStore::connect(dsn, max_connections).await?))
+    } else if dsn.starts_with("sqlite:") {
+        Ok(Box::new(sqlite::SqliteStore::connect(dsn, max_connections).await?))
+    } else {
+        Err(Error::new(
+            ErrorKind::Config,
+            "database DSN must start with postgres://, postgresql:// or sqlite:",
+        ))
+    }
+}

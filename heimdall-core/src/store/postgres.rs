@@ -1,0 +1,41 @@
+//! The PostgreSQL store (production).
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+/// Heimdall's data in PostgreSQL.
+#[derive(Debug, Clone)]
+pub(crate) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    const BACKEND: &'static str = "postgres";
+    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+    // Several workers may claim at once: SKIP LOCKED hands each due row to exactly one of them, and the
+    // lease (locked_until) keeps it theirs while they push, without holding a transaction open.
+    const OUTBOX_CLAIM_SQL: &'static str = "UPDATE policy_outbox SET locked_until = $2 WHERE subject IN (\
+        SELECT subject FROM policy_outbox WHERE NOT failed AND next_attempt_at <= $1 \
+        AND (locked_until IS NULL OR locked_until < $1) ORDER BY next_attempt_at LIMIT $3 \
+        FOR UPDATE SKIP LOCKED) RETURNING subject, generation, attempts";
+
+    /// Connects to the database `dsn` names.
+    pub(crate) async fn connect(dsn: &str, max_connections: u32) -> crate::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(dsn)
+            .await
+            .map_err(|e| {
+                crate::Error::new(crate::ErrorKind::Unavailable, "cannot connect to PostgreSQL").with_source(e)
+            })?;
+        Ok(PgStore { pool })
+    }
+
+    async fn begin_write(&self) -> crate::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+sql_store!(PgStore, sqlx::Postgres, sqlx::PgConnection);
