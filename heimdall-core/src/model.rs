@@ -124,7 +124,9 @@ impl Subject {
     pub fn parse(s: impl Into<String>) -> Result<Self> {
         let s = s.into();
         if s.is_empty() || s.len() > MAX_SUBJECT_LEN {
-            return Err(Error::invalid(format!("subject must be 1 to {MAX_SUBJECT_LEN} bytes long")));
+            return Err(Error::invalid(format!(
+                "subject must be 1 to {MAX_SUBJECT_LEN} bytes long"
+            )));
         }
         if s.chars().any(char::is_control) || s.trim() != s {
             return Err(Error::invalid(
@@ -344,7 +346,9 @@ impl Effect {
         match s {
             "allow" => Ok(Effect::Allow),
             "deny" => Ok(Effect::Deny),
-            other => Err(Error::invalid(format!("effect must be \"allow\" or \"deny\", not {other:?}"))),
+            other => Err(Error::invalid(format!(
+                "effect must be \"allow\" or \"deny\", not {other:?}"
+            ))),
         }
     }
 }
@@ -474,7 +478,9 @@ pub(crate) fn page_size(limit: Option<u32>) -> Result<i64> {
     match limit {
         None => Ok(i64::from(DEFAULT_PAGE_SIZE)),
         Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(i64::from(n)),
-        Some(n) => Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE_SIZE}, not {n}"))),
+        Some(n) => Err(Error::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE_SIZE}, not {n}"
+        ))),
     }
 }
 
@@ -487,7 +493,18 @@ mod tests {
         for ok in ["go:authenticated", "go:course:editor", "a", "A1.b-c_d", "x:9"] {
             assert!(GroupName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ":", "go:", ":go", "go::x", "go x", "-go", "go:_x", "gö", &"a".repeat(129)] {
+        for bad in [
+            "",
+            ":",
+            "go:",
+            ":go",
+            "go::x",
+            "go x",
+            "-go",
+            "go:_x",
+            "gö",
+            &"a".repeat(129),
+        ] {
             let e = GroupName::parse(bad).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad}");
         }
@@ -534,7 +551,11 @@ mod tests {
     #[test]
     fn bad_patterns() {
         for bad in ["", "go:*", "go:\\x", "go:\\", "a b", "go:'"] {
-            assert_eq!(GroupPattern::parse(bad).unwrap_err().kind(), crate::ErrorKind::InvalidInput, "{bad}");
+            assert_eq!(
+                GroupPattern::parse(bad).unwrap_err().kind(),
+                crate::ErrorKind::InvalidInput,
+                "{bad}"
+            );
         }
     }
 }

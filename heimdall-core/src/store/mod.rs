@@ -19,8 +19,6 @@ use crate::model::{
 mod sql;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
-#[cfg(test)]
-mod tests;
 
 /// The audit part of a mutation: who does what to which target, and with which request.
 #[derive(Debug, Clone)]
@@ -185,7 +183,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     // The principal-policy outbox.
     async fn outbox_enqueue_all(&self, now: DateTime<Utc>) -> Result<u64>;
-    async fn outbox_claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>>;
+    async fn outbox_claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64)
+    -> Result<Vec<OutboxItem>>;
     async fn outbox_complete(&self, item: &OutboxItem) -> Result<()>;
     async fn outbox_retry(
         &self,
@@ -199,7 +198,11 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
 /// Converts a database error, naming a unique violation `on_conflict` (when given) and a broken foreign key
 /// `on_missing` (when given).
-pub(crate) fn db_error(e: sqlx::Error, on_conflict: Option<&dyn Fn() -> String>, on_missing: Option<&dyn Fn() -> String>) -> Error {
+pub(crate) fn db_error(
+    e: sqlx::Error,
+    on_conflict: Option<&dyn Fn() -> String>,
+    on_missing: Option<&dyn Fn() -> String>,
+) -> Error {
     if let Some(db) = e.as_database_error() {
         if db.is_unique_violation() {
             if let Some(msg) = on_conflict {

@@ -33,7 +33,9 @@ impl SqliteStore {
             .max_connections(max_connections)
             .connect_with(options)
             .await
-            .map_err(|e| crate::Error::new(crate::ErrorKind::Unavailable, "cannot open SQLite database").with_source(e))?;
+            .map_err(|e| {
+                crate::Error::new(crate::ErrorKind::Unavailable, "cannot open SQLite database").with_source(e)
+            })?;
         Ok(SqliteStore { pool })
     }
 
