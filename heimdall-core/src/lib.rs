@@ -1,11 +1,20 @@
 #![doc = include_str!("../README.md")]
 
+mod authz;
 pub mod clock;
+pub mod config;
 pub mod error;
+mod heimdall;
 pub mod mapping;
 pub mod model;
 pub mod pdp;
+mod store;
+pub mod sync;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_utils;
 
 pub use crate::clock::{Clock, SystemClock};
+pub use crate::config::Config;
 pub use crate::error::{Error, ErrorKind, Result};
-mod store;
+pub use crate::heimdall::{Heimdall, HeimdallBuilder};
+pub use crate::store::{ChangeRecord, OutboxStats};

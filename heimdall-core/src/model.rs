@@ -559,3 +559,61 @@ mod tests {
         }
     }
 }
+
+/// One page of a listing, and where the next one starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass this as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of at most `limit` items; a full page points at its last item.
+    pub(crate) fn new(items: Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Self {
+        let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
+        let next = if full { items.last().map(key) } else { None };
+        Page { items, next }
+    }
+}
+
+/// An endpoint → action mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    /// Database id.
+    pub id: i64,
+    /// The HTTP method, or ANY.
+    pub method: crate::mapping::Method,
+    /// The path pattern.
+    pub path_pattern: crate::mapping::PathPattern,
+    /// The action a matching request performs.
+    pub action: ActionName,
+    /// The group that owns the mapping (its managers may change it).
+    pub owner_group: Option<GroupName>,
+    /// Order among regular-expression mappings (lower first).
+    pub priority: i32,
+    /// Free text.
+    pub description: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A mapping to create, or to replace one with; validated by the facade.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MappingInput {
+    /// GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY.
+    pub method: String,
+    /// The path pattern (see [`crate::mapping`]).
+    pub path_pattern: String,
+    /// The action name.
+    pub action: String,
+    /// The owner group's name.
+    pub owner_group: Option<String>,
+    /// Order among regular-expression mappings (lower first); 0 by default.
+    pub priority: i32,
+    /// Free text.
+    pub description: Option<String>,
+}

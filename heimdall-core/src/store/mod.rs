@@ -124,6 +124,7 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     // Users.
     async fn upsert_user(&self, claims: &Claims, now: DateTime<Utc>) -> Result<User>;
     async fn user_id(&self, subject: &Subject) -> Result<Option<i64>>;
+    async fn subjects(&self, after: Option<&str>, limit: i64) -> Result<Vec<Subject>>;
     async fn user_details(&self, subject: &Subject) -> Result<UserDetails>;
     async fn effective_roles(&self, user_id: i64) -> Result<Vec<RoleName>>;
     async fn management_patterns(&self, user_id: i64) -> Result<Vec<GroupPattern>>;

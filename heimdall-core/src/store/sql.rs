@@ -290,6 +290,16 @@ macro_rules! sql_store {
                 Ok(id.map(|r| r.0))
             }
 
+            async fn subjects(&self, after: Option<&str>, limit: i64) -> Result<Vec<Subject>> {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT subject FROM users WHERE ($1 IS NULL OR subject > $1) ORDER BY subject LIMIT $2")
+                        .bind(after)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows.into_iter().map(|r| Subject::from_db(r.0)).collect())
+            }
+
             async fn user_details(&self, subject: &Subject) -> Result<UserDetails> {
                 let row: Option<UserTuple> = sqlx::query_as(
                     "SELECT id, subject, display_name, email, created_at, last_seen_at FROM users WHERE subject = $1",
@@ -425,7 +435,11 @@ macro_rules! sql_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 // Memberships, group roles and management rights go with the group (ON DELETE CASCADE).
-                sqlx::query("DELETE FROM groups WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                // A concurrent delete may have won since we looked the group up: then there is nothing to do.
+                let deleted = sqlx::query("DELETE FROM groups WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                if deleted.rows_affected() == 0 {
+                    return Err(Error::not_found(format!("group {name} does not exist")));
+                }
                 bump(&mut tx, w, "group", name.as_str()).await?;
                 audit(&mut tx, w, &json!({"deleted": name.as_str(), "members_removed": members.0}), true).await?;
                 tx.commit().await?;
@@ -547,7 +561,10 @@ macro_rules! sql_store {
                 let mut tx = self.begin_write().await?;
                 let id = role_id(&mut tx, name).await?;
                 enqueue_role_holders(&mut tx, w.now, id).await?;
-                sqlx::query("DELETE FROM roles WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                let deleted = sqlx::query("DELETE FROM roles WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                if deleted.rows_affected() == 0 {
+                    return Err(Error::not_found(format!("role {name} does not exist")));
+                }
                 bump(&mut tx, w, "role", name.as_str()).await?;
                 audit(&mut tx, w, &json!({"deleted": name.as_str()}), true).await?;
                 tx.commit().await?;

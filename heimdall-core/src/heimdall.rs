@@ -1,0 +1,674 @@
+//! The facade: every operation a frontend may call, each validating its input, authorizing the caller
+//! and auditing what it did.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::authz::{self, Operation};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::{Method, PathPattern};
+use crate::model::{
+    ActionName, AuditQuery, AuditRecord, Caller, Claims, Effect, Group, GroupName, GroupPattern, ManagementRight,
+    Mapping, MappingInput, MembershipChange, Page, Role, RoleName, RolePermission, Subject, UserDetails,
+    check_description, page_size,
+};
+use crate::pdp::{BuiltinPdp, Pdp};
+use crate::store::{self, Audit, ChangeRecord, MappingRow, NewMapping, OutboxStats, Store, Write};
+
+/// Heimdall: cheap to clone, shared by every request of a frontend.
+#[derive(Clone, Debug)]
+pub struct Heimdall {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Box<dyn Store>,
+    pdp: Arc<dyn Pdp>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    outbox_signal: tokio::sync::Notify,
+}
+
+/// Builds a [`Heimdall`].
+#[derive(Debug)]
+pub struct HeimdallBuilder {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    pdp: Option<Arc<dyn Pdp>>,
+}
+
+impl HeimdallBuilder {
+    /// Uses `clock` for every timestamp (tests control time with it).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Decides admin operations with `pdp` (a Cerbos client) instead of the built-in PDP.
+    pub fn pdp(mut self, pdp: Arc<dyn Pdp>) -> Self {
+        self.pdp = Some(pdp);
+        self
+    }
+
+    /// Connects to the database (applying migrations when configured) and returns the facade.
+    pub async fn build(self) -> Result<Heimdall> {
+        if self.config.max_connections == 0 {
+            return Err(Error::new(ErrorKind::Config, "max_connections must be at least 1"));
+        }
+        RoleName::parse(self.config.superadmin_role.clone())
+            .map_err(|e| Error::new(ErrorKind::Config, format!("superadmin_role: {}", e.message())))?;
+        let store = store::connect(&self.config.database_url, self.config.max_connections).await?;
+        if self.config.run_migrations {
+            store.migrate().await?;
+        }
+        let pdp = self.pdp.unwrap_or_else(|| Arc::new(BuiltinPdp::default()));
+        let heimdall = Heimdall {
+            inner: Arc::new(Inner {
+                store,
+                pdp,
+                clock: self.clock,
+                config: self.config,
+                outbox_signal: tokio::sync::Notify::new(),
+            }),
+        };
+        let bootstrap = heimdall.inner.config.bootstrap_superadmins.clone();
+        if !bootstrap.is_empty() {
+            let subjects: Vec<&str> = bootstrap.iter().map(String::as_str).collect();
+            heimdall.bootstrap_superadmins(&subjects).await?;
+        }
+        Ok(heimdall)
+    }
+}
+
+/// Parses an optional description.
+fn description(d: Option<&str>) -> Result<Option<&str>> {
+    check_description(d)?;
+    Ok(d)
+}
+
+impl Heimdall {
+    /// Starts building a Heimdall from `config`.
+    pub fn builder(config: Config) -> HeimdallBuilder {
+        HeimdallBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            pdp: None,
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
+    }
+
+    /// Woken after every successful change, so that a push worker in this process starts at once.
+    pub(crate) fn outbox_signal(&self) -> &tokio::sync::Notify {
+        &self.inner.outbox_signal
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Which database backs this Heimdall: `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        self.store().backend()
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        self.store().migrate().await
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping_database(&self) -> Result<()> {
+        self.store().ping().await
+    }
+
+    // ---- Identity ----------------------------------------------------------------------------------------
+
+    /// Provisions (or refreshes) the user behind verified claims and returns them as a caller.
+    /// Idempotent, also under concurrency: one subject is always one user.
+    pub async fn provision(&self, claims: Claims, token_roles: &[&str]) -> Result<Caller> {
+        let token_roles = token_roles
+            .iter()
+            .map(|r| RoleName::parse(*r))
+            .collect::<Result<Vec<_>>>()?;
+        let user = self.store().upsert_user(&claims, self.inner.clock.now()).await?;
+        Ok(Caller {
+            user_id: user.id,
+            subject: user.subject,
+            token_roles,
+        })
+    }
+
+    /// Makes each of `subjects` a superadmin (creating the superadmin role when it is missing). Idempotent and
+    /// audited; meant for `HEIMDALL_BOOTSTRAP_SUPERADMINS` on an empty installation, so it is not authorized
+    /// through the PDP: whoever controls the configuration controls the installation.
+    pub async fn bootstrap_superadmins(&self, subjects: &[&str]) -> Result<()> {
+        let role = RoleName::parse(self.inner.config.superadmin_role.clone())?;
+        let subjects = subjects.iter().map(|s| Subject::parse(*s)).collect::<Result<Vec<_>>>()?;
+        let w = self.write(None, "bootstrap_create_role", "role", format!("role:{role}"), json!({"name": role.as_str()}));
+        match self.store().create_role(&w, &role, Some("Heimdall superadmin")).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => return Err(e),
+        }
+        for subject in subjects {
+            let w = self.write(
+                None,
+                "bootstrap_superadmin",
+                "user",
+                format!("user:{subject}"),
+                json!({"subject": subject.as_str(), "role": role.as_str()}),
+            );
+            self.store().assign_user_role(&w, &subject, &role).await?;
+        }
+        Ok(())
+    }
+
+    // ---- Groups ------------------------------------------------------------------------------------------
+
+    /// Creates a group.
+    pub async fn create_group(&self, caller: &Caller, name: &str, description_: Option<&str>) -> Result<Group> {
+        let name = GroupName::parse(name)?;
+        let desc = description(description_)?;
+        let w = self.write(
+            Some(caller),
+            "create_group",
+            "group",
+            format!("group:{name}"),
+            json!({"name": name.as_str(), "description": desc}),
+        );
+        self.authorized(caller, &w, Operation::group("group:create", &name), self.store().create_group(&w, &name, desc))
+            .await
+    }
+
+    /// One group.
+    pub async fn get_group(&self, name: &str) -> Result<Group> {
+        self.store().get_group(&GroupName::parse(name)?).await
+    }
+
+    /// Groups in name order, optionally only those whose name starts with `prefix`; `after` is the last
+    /// name of the previous page.
+    pub async fn list_groups(&self, prefix: Option<&str>, after: Option<&str>, limit: Option<u32>) -> Result<Page<Group>> {
+        let limit = page_size(limit)?;
+        let items = self.store().list_groups(prefix, after, limit).await?;
+        Ok(Page::new(items, limit, |g| g.name.to_string()))
+    }
+
+    /// Deletes a group with its memberships, role assignments and management rights, in one transaction.
+    /// A group that owns mappings is not deleted (conflict): reassign or delete the mappings first.
+    pub async fn delete_group(&self, caller: &Caller, name: &str) -> Result<()> {
+        let name = GroupName::parse(name)?;
+        let w = self.write(Some(caller), "delete_group", "group", format!("group:{name}"), json!({"name": name.as_str()}));
+        self.authorized(caller, &w, Operation::group("group:delete", &name), self.store().delete_group(&w, &name))
+            .await
+    }
+
+    /// Members of a group, by subject; `after` is the last subject of the previous page.
+    pub async fn group_members(&self, group: &str, after: Option<&str>, limit: Option<u32>) -> Result<Page<Subject>> {
+        let limit = page_size(limit)?;
+        let items = self.store().group_members(&GroupName::parse(group)?, after, limit).await?;
+        Ok(Page::new(items, limit, |s| s.to_string()))
+    }
+
+    /// Roles a group gives its members.
+    pub async fn group_roles(&self, group: &str) -> Result<Vec<RoleName>> {
+        self.store().group_roles(&GroupName::parse(group)?).await
+    }
+
+    // ---- Memberships -------------------------------------------------------------------------------------
+
+    /// Adds `subject` to `group` (creating the user row for a subject not seen yet). Idempotent: a second add
+    /// reports [`MembershipChange::AlreadyMember`].
+    pub async fn add_member(&self, caller: &Caller, group: &str, subject: &str) -> Result<MembershipChange> {
+        let group = GroupName::parse(group)?;
+        let subject = Subject::parse(subject)?;
+        let w = self.write(
+            Some(caller),
+            "add_member",
+            "group",
+            format!("group:{group}"),
+            json!({"group": group.as_str(), "subject": subject.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::group("group:add_member", &group),
+            self.store().add_member(&w, &group, &subject),
+        )
+        .await
+    }
+
+    /// Removes `subject` from `group`; not found when they are not a member.
+    pub async fn remove_member(&self, caller: &Caller, group: &str, subject: &str) -> Result<()> {
+        let group = GroupName::parse(group)?;
+        let subject = Subject::parse(subject)?;
+        let w = self.write(
+            Some(caller),
+            "remove_member",
+            "group",
+            format!("group:{group}"),
+            json!({"group": group.as_str(), "subject": subject.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::group("group:remove_member", &group),
+            self.store().remove_member(&w, &group, &subject),
+        )
+        .await
+    }
+
+    // ---- Roles -------------------------------------------------------------------------------------------
+
+    /// Creates a role.
+    pub async fn create_role(&self, caller: &Caller, name: &str, description_: Option<&str>) -> Result<Role> {
+        let name = RoleName::parse(name)?;
+        let desc = description(description_)?;
+        let w = self.write(
+            Some(caller),
+            "create_role",
+            "role",
+            format!("role:{name}"),
+            json!({"name": name.as_str(), "description": desc}),
+        );
+        self.authorized(caller, &w, Operation::role("role:create", &name), self.store().create_role(&w, &name, desc))
+            .await
+    }
+
+    /// Roles in name order; `after` is the last name of the previous page.
+    pub async fn list_roles(&self, after: Option<&str>, limit: Option<u32>) -> Result<Page<Role>> {
+        let limit = page_size(limit)?;
+        let items = self.store().list_roles(after, limit).await?;
+        Ok(Page::new(items, limit, |r| r.name.to_string()))
+    }
+
+    /// Deletes a role, with its assignments and permissions.
+    pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<()> {
+        let name = RoleName::parse(name)?;
+        let w = self.write(Some(caller), "delete_role", "role", format!("role:{name}"), json!({"name": name.as_str()}));
+        self.authorized(caller, &w, Operation::role("role:delete", &name), self.store().delete_role(&w, &name))
+            .await
+    }
+
+    /// Gives `group`'s members `role`. Returns false when the group had it already.
+    pub async fn assign_group_role(&self, caller: &Caller, group: &str, role: &str) -> Result<bool> {
+        let group = GroupName::parse(group)?;
+        let role = RoleName::parse(role)?;
+        let w = self.write(
+            Some(caller),
+            "assign_group_role",
+            "group",
+            format!("group:{group}"),
+            json!({"group": group.as_str(), "role": role.as_str()}),
+        );
+        let op = Operation::group_role("group:assign_role", &group, &role, self.is_superadmin_role(&role));
+        self.authorized(caller, &w, op, self.store().assign_group_role(&w, &group, &role)).await
+    }
+
+    /// Takes `role` away from `group`.
+    pub async fn remove_group_role(&self, caller: &Caller, group: &str, role: &str) -> Result<()> {
+        let group = GroupName::parse(group)?;
+        let role = RoleName::parse(role)?;
+        let w = self.write(
+            Some(caller),
+            "remove_group_role",
+            "group",
+            format!("group:{group}"),
+            json!({"group": group.as_str(), "role": role.as_str()}),
+        );
+        let op = Operation::group_role("group:remove_role", &group, &role, self.is_superadmin_role(&role));
+        self.authorized(caller, &w, op, self.store().remove_group_role(&w, &group, &role)).await
+    }
+
+    /// Gives `subject` `role` directly. Returns false when they had it already.
+    pub async fn assign_user_role(&self, caller: &Caller, subject: &str, role: &str) -> Result<bool> {
+        let subject = Subject::parse(subject)?;
+        let role = RoleName::parse(role)?;
+        let w = self.write(
+            Some(caller),
+            "assign_user_role",
+            "user",
+            format!("user:{subject}"),
+            json!({"subject": subject.as_str(), "role": role.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::user("user:assign_role", &subject),
+            self.store().assign_user_role(&w, &subject, &role),
+        )
+        .await
+    }
+
+    /// Takes a directly given `role` away from `subject` (authorized as `user:assign_role`).
+    pub async fn remove_user_role(&self, caller: &Caller, subject: &str, role: &str) -> Result<()> {
+        let subject = Subject::parse(subject)?;
+        let role = RoleName::parse(role)?;
+        let w = self.write(
+            Some(caller),
+            "remove_user_role",
+            "user",
+            format!("user:{subject}"),
+            json!({"subject": subject.as_str(), "role": role.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::user("user:assign_role", &subject),
+            self.store().remove_user_role(&w, &subject, &role),
+        )
+        .await
+    }
+
+    /// Lets (`allow`) or forbids (`deny`) `role`'s holders `action`. The action's resource kind is the part of
+    /// its name before the last `:` (see [`crate::pdp::resource_kind_for_action`]).
+    pub async fn grant_permission(&self, caller: &Caller, role: &str, action: &str, effect: &str) -> Result<()> {
+        let role = RoleName::parse(role)?;
+        let action = ActionName::parse(action)?;
+        let effect = Effect::parse(effect)?;
+        let kind = crate::pdp::resource_kind_for_action(&action);
+        let w = self.write(
+            Some(caller),
+            "grant_permission",
+            "role",
+            format!("role:{role}"),
+            json!({"role": role.as_str(), "action": action.as_str(), "effect": effect.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::role("role:grant_permission", &role),
+            self.store().grant_permission(&w, &role, &action, &kind, effect),
+        )
+        .await
+    }
+
+    /// Removes `role`'s permission for `action` (authorized as `role:grant_permission`).
+    pub async fn revoke_permission(&self, caller: &Caller, role: &str, action: &str) -> Result<()> {
+        let role = RoleName::parse(role)?;
+        let action = ActionName::parse(action)?;
+        let w = self.write(
+            Some(caller),
+            "revoke_permission",
+            "role",
+            format!("role:{role}"),
+            json!({"role": role.as_str(), "action": action.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::role("role:grant_permission", &role),
+            self.store().revoke_permission(&w, &role, &action),
+        )
+        .await
+    }
+
+    /// What `role` lets its holders do.
+    pub async fn role_permissions(&self, role: &str) -> Result<Vec<RolePermission>> {
+        self.store().role_permissions(&RoleName::parse(role)?).await
+    }
+
+    // ---- Group-management rights -------------------------------------------------------------------------
+
+    /// Lets members of `manager_group` manage the groups matching `target_pattern` (an SQL `LIKE` pattern,
+    /// see [`GroupPattern`]).
+    pub async fn create_management_right(
+        &self,
+        caller: &Caller,
+        manager_group: &str,
+        target_pattern: &str,
+    ) -> Result<ManagementRight> {
+        let manager = GroupName::parse(manager_group)?;
+        let pattern = GroupPattern::parse(target_pattern)?;
+        let w = self.write(
+            Some(caller),
+            "create_management_right",
+            "management_right",
+            format!("management_right:{manager}:{pattern}"),
+            json!({"manager_group": manager.as_str(), "target_pattern": pattern.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::right("management_right:create", &manager, &pattern),
+            self.store().create_right(&w, &manager, &pattern),
+        )
+        .await
+    }
+
+    /// Management rights, optionally only those of one manager group.
+    pub async fn list_management_rights(&self, manager_group: Option<&str>) -> Result<Vec<ManagementRight>> {
+        let manager = manager_group.map(GroupName::parse).transpose()?;
+        self.store().list_rights(manager.as_ref()).await
+    }
+
+    /// Deletes a management right.
+    pub async fn delete_management_right(&self, caller: &Caller, id: i64) -> Result<()> {
+        let right = self.store().get_right(id).await?;
+        let w = self.write(
+            Some(caller),
+            "delete_management_right",
+            "management_right",
+            format!("management_right:{id}"),
+            json!({"id": id}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::right("management_right:delete", &right.manager_group, &right.target_pattern),
+            self.store().delete_right(&w, id),
+        )
+        .await
+    }
+
+    /// The groups `subject` may manage through the management rights of the groups they belong to.
+    pub async fn manageable_groups(&self, subject: &str) -> Result<Vec<GroupName>> {
+        let subject = Subject::parse(subject)?;
+        let Some(user_id) = self.store().user_id(&subject).await? else {
+            return Err(Error::not_found(format!("user {subject} does not exist")));
+        };
+        let patterns = self.store().management_patterns(user_id).await?;
+        if patterns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = self.store().all_group_names().await?;
+        Ok(groups.into_iter().filter(|g| patterns.iter().any(|p| p.matches(g))).collect())
+    }
+
+    // ---- Mappings ----------------------------------------------------------------------------------------
+
+    fn new_mapping(input: &MappingInput) -> Result<(NewMapping, Value)> {
+        let method = Method::parse(&input.method)?;
+        let pattern = PathPattern::parse(&input.path_pattern)?;
+        let action = ActionName::parse(input.action.clone())?;
+        let owner_group = input.owner_group.as_deref().map(GroupName::parse).transpose()?;
+        let desc = description(input.description.as_deref())?;
+        let request = json!({
+            "method": method.as_str(), "path_pattern": pattern.as_str(), "action": action.as_str(),
+            "owner_group": owner_group.as_ref().map(GroupName::as_str), "priority": input.priority,
+            "description": desc,
+        });
+        let new = NewMapping {
+            method: method.as_str().to_owned(),
+            path_pattern: pattern.as_str().to_owned(),
+            match_key: pattern.match_key(),
+            resource_kind: crate::pdp::resource_kind_for_action(&action),
+            action,
+            owner_group,
+            priority: input.priority,
+            description: desc.map(str::to_owned),
+        };
+        Ok((new, request))
+    }
+
+    fn mapping_from_row(row: MappingRow) -> Result<Mapping> {
+        Ok(Mapping {
+            id: row.id,
+            method: Method::parse(&row.method)?,
+            path_pattern: PathPattern::parse(&row.path_pattern)?,
+            action: row.action,
+            owner_group: row.owner_group,
+            priority: row.priority,
+            description: row.description,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// Creates a mapping. A mapping that would match exactly the same requests as an existing one is a
+    /// conflict naming the other.
+    pub async fn create_mapping(&self, caller: &Caller, input: &MappingInput) -> Result<Mapping> {
+        let (new, request) = Self::new_mapping(input)?;
+        let w = self.write(Some(caller), "create_mapping", "mapping", "mapping:new".to_owned(), request);
+        let op = Operation::mapping("mapping:create", "new", new.owner_group.as_ref());
+        let row = self.authorized(caller, &w, op, self.store().create_mapping(&w, &new)).await?;
+        Self::mapping_from_row(row)
+    }
+
+    /// Replaces a mapping. The caller must be allowed `mapping:update` on the mapping as it is and, when the
+    /// owner group changes, as it will be.
+    pub async fn update_mapping(&self, caller: &Caller, id: i64, input: &MappingInput) -> Result<Mapping> {
+        let (new, request) = Self::new_mapping(input)?;
+        let old = self.store().get_mapping(id).await?;
+        let w = self.write(Some(caller), "update_mapping", "mapping", format!("mapping:{id}"), request);
+        let key = id.to_string();
+        let mut ops = vec![Operation::mapping("mapping:update", &key, old.owner_group.as_ref())];
+        if new.owner_group != old.owner_group {
+            ops.push(Operation::mapping("mapping:update", &key, new.owner_group.as_ref()));
+        }
+        let row = self.authorized_all(caller, &w, ops, self.store().update_mapping(&w, id, &new)).await?;
+        Self::mapping_from_row(row)
+    }
+
+    /// Deletes a mapping.
+    pub async fn delete_mapping(&self, caller: &Caller, id: i64) -> Result<()> {
+        let old = self.store().get_mapping(id).await?;
+        let w = self.write(Some(caller), "delete_mapping", "mapping", format!("mapping:{id}"), json!({"id": id}));
+        let key = id.to_string();
+        let op = Operation::mapping("mapping:delete", &key, old.owner_group.as_ref());
+        self.authorized(caller, &w, op, self.store().delete_mapping(&w, id)).await
+    }
+
+    /// One mapping.
+    pub async fn get_mapping(&self, id: i64) -> Result<Mapping> {
+        Self::mapping_from_row(self.store().get_mapping(id).await?)
+    }
+
+    /// Mappings in id order; `after` is the last id of the previous page.
+    pub async fn list_mappings(&self, after: Option<i64>, limit: Option<u32>) -> Result<Page<Mapping>> {
+        let limit = page_size(limit)?;
+        let rows = self.store().list_mappings(after, limit).await?;
+        let items = rows.into_iter().map(Self::mapping_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page::new(items, limit, |m| m.id.to_string()))
+    }
+
+    // ---- Users -------------------------------------------------------------------------------------------
+
+    /// A user with their groups and effective roles (group roles ∪ user roles).
+    pub async fn get_user(&self, subject: &str) -> Result<UserDetails> {
+        self.store().user_details(&Subject::parse(subject)?).await
+    }
+
+    // ---- Audit and changes -------------------------------------------------------------------------------
+
+    /// Audit rows matching `query`, newest first. Authorized as `audit:read`.
+    pub async fn audit_log(&self, caller: &Caller, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let limit = page_size(query.limit)?;
+        let principal = authz::principal(self.store(), &self.inner.config, caller).await?;
+        let op = Operation::system("audit:read");
+        match self.inner.pdp.check(&principal, &op.resource, &[op.action]).await {
+            Ok(d) if d.first() == Some(&crate::pdp::Decision::Allow) => {}
+            Ok(_) => return Err(Error::new(ErrorKind::Forbidden, "audit:read is not allowed")),
+            Err(e) => return Err(authz::unavailable(e)),
+        }
+        self.store().list_audit(query, limit).await
+    }
+
+    /// The change version: it grows with every change to mappings, memberships and grants.
+    pub async fn change_version(&self) -> Result<i64> {
+        self.store().change_version().await
+    }
+
+    /// Changes after `version`, oldest first, at most `limit`.
+    pub async fn changes_since(&self, version: i64, limit: Option<u32>) -> Result<Vec<ChangeRecord>> {
+        self.store().changes_since(version, page_size(limit)?).await
+    }
+
+    /// How the principal-policy outbox stands.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats> {
+        self.store().outbox_stats().await
+    }
+
+    // ---- Plumbing ----------------------------------------------------------------------------------------
+
+    fn is_superadmin_role(&self, role: &RoleName) -> bool {
+        role.as_str() == self.inner.config.superadmin_role
+    }
+
+    fn write(
+        &self,
+        caller: Option<&Caller>,
+        operation: &'static str,
+        target_type: &'static str,
+        target_id: String,
+        request: Value,
+    ) -> Write {
+        Write {
+            now: self.inner.clock.now(),
+            audit: Audit {
+                actor: caller.cloned(),
+                operation,
+                target_type,
+                target_id,
+                request,
+            },
+        }
+    }
+
+    /// Runs `change` if the PDP allows `op` to `caller`; audits a refusal or a failure.
+    async fn authorized<T>(
+        &self,
+        caller: &Caller,
+        w: &Write,
+        op: Operation<'_>,
+        change: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.authorized_all(caller, w, vec![op], change).await
+    }
+
+    async fn authorized_all<T>(
+        &self,
+        caller: &Caller,
+        w: &Write,
+        ops: Vec<Operation<'_>>,
+        change: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let outcome = async {
+            authz::authorize(self.store(), self.inner.pdp.as_ref(), &self.inner.config, caller, &ops).await?;
+            change.await
+        }
+        .await;
+        if outcome.is_ok() {
+            self.inner.outbox_signal.notify_one();
+        }
+        if let Err(e) = &outcome {
+            let result = json!({"error": e.kind().as_str(), "message": e.message()});
+            if let Err(audit_error) = self.store().write_audit(w, &result, false).await {
+                tracing::warn!(operation = w.audit.operation, error = %audit_error, "could not audit a failed operation");
+            }
+        }
+        outcome
+    }
+}

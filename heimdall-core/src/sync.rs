@@ -1,0 +1,397 @@
+//! Keeping Cerbos' principal policies in step with the database.
+//!
+//! Every change that alters a user's effective permissions puts the user into the outbox in the same
+//! transaction (see the store). A [`PushWorker`] claims due users in batches, recomputes each one's principal
+//! policy from the database, and pushes it (or deletes it, when it would be empty) through a [`PolicyAdmin`]
+//! such as the Cerbos Admin API. Failures are retried with exponential backoff and jitter; a rejection (HTTP
+//! 400) is permanent and recorded on the row until the user changes again or a reconciliation repairs it.
+//! [`Heimdall::reconcile`] compares everything Cerbos holds as Heimdall's with what the database implies and
+//! repairs the difference.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::BackoffBuilder;
+use serde_json::Value;
+
+use crate::error::{ErrorKind, Result};
+use crate::heimdall::Heimdall;
+use crate::model::Subject;
+use crate::pdp;
+use crate::store::OutboxItem;
+
+/// Largest number of policies one write carries (the Cerbos Admin API's limit).
+pub const MAX_PUT_BATCH: usize = 100;
+/// Largest number of policy ids one delete carries (the Cerbos Admin API's limit).
+pub const MAX_DELETE_BATCH: usize = 20;
+
+/// Where principal policies go: the Cerbos Admin API, in production.
+#[async_trait]
+pub trait PolicyAdmin: Send + Sync + std::fmt::Debug {
+    /// Adds or replaces policies (at most [`MAX_PUT_BATCH`]).
+    async fn put_policies(&self, policies: &[Value]) -> Result<()>;
+    /// Deletes policies by id (at most [`MAX_DELETE_BATCH`]); unknown ids are not an error.
+    async fn delete_policies(&self, ids: &[String]) -> Result<()>;
+    /// The ids of all policies marked as Heimdall's.
+    async fn list_heimdall_policy_ids(&self) -> Result<Vec<String>>;
+    /// The policies with these ids that exist.
+    async fn get_policies(&self, ids: &[String]) -> Result<Vec<Value>>;
+}
+
+/// Whether an error from a [`PolicyAdmin`] is worth retrying. A rejected request (invalid input) is not.
+fn is_permanent(e: &crate::Error) -> bool {
+    e.kind() == ErrorKind::InvalidInput
+}
+
+/// How the push worker behaves.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Users claimed per round (and policies per Admin API write, at most [`MAX_PUT_BATCH`]).
+    pub batch_size: usize,
+    /// How long a claim is a worker's own before another worker may take the user over.
+    pub lease: Duration,
+    /// How long an idle worker waits before looking again when nothing woke it (other processes' changes).
+    pub poll_interval: Duration,
+    /// First retry delay.
+    pub min_backoff: Duration,
+    /// Longest retry delay (the spec's `SYNC_RETRY_INTERVAL_SECONDS`).
+    pub max_backoff: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            batch_size: MAX_PUT_BATCH,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(200),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one round of pushing did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Users claimed.
+    pub claimed: usize,
+    /// Policies written.
+    pub pushed: usize,
+    /// Policies deleted (users left with no permissions).
+    pub deleted: usize,
+    /// Users whose push failed and will be retried.
+    pub retrying: usize,
+    /// Users whose push was rejected for good.
+    pub rejected: usize,
+}
+
+/// What a reconciliation found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Users whose policy was compared.
+    pub users_checked: usize,
+    /// Policies written because they were missing or different.
+    pub pushed: usize,
+    /// Policies deleted because nothing in the database implies them.
+    pub deleted: usize,
+    /// Policies that could not be repaired.
+    pub failed: usize,
+}
+
+impl ReconcileReport {
+    /// Whether Cerbos already held exactly what the database implies.
+    pub fn in_sync(&self) -> bool {
+        self.pushed == 0 && self.deleted == 0 && self.failed == 0
+    }
+}
+
+/// The policy a subject should have in Cerbos, or `None` when they have no permissions.
+async fn desired_policy(h: &Heimdall, subject: &Subject) -> Result<Option<Value>> {
+    let permissions = h.store().effective_permissions(subject.as_str()).await?;
+    let triples: Vec<(String, crate::model::ActionName, crate::model::Effect)> =
+        permissions.into_iter().map(|p| (p.resource_kind, p.action, p.effect)).collect();
+    Ok(pdp::principal_policy(subject, &triples))
+}
+
+/// The (resource, action, effect) rules of a principal policy, for comparing what Cerbos holds with what it
+/// should hold regardless of rule names and of fields Cerbos adds.
+fn rules_of(policy: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    let rules = policy.pointer("/principalPolicy/rules").and_then(Value::as_array);
+    for rule in rules.into_iter().flatten() {
+        let resource = rule.get("resource").and_then(Value::as_str).unwrap_or_default();
+        for action in rule.get("actions").and_then(Value::as_array).into_iter().flatten() {
+            let name = action.get("action").and_then(Value::as_str).unwrap_or_default();
+            let effect = action.get("effect").and_then(Value::as_str).unwrap_or_default();
+            out.insert((resource.to_owned(), name.to_owned(), effect.to_owned()));
+        }
+    }
+    out
+}
+
+/// Claims users from the outbox and pushes their principal policies.
+#[derive(Debug, Clone)]
+pub struct PushWorker {
+    heimdall: Heimdall,
+    admin: Arc<dyn PolicyAdmin>,
+    config: SyncConfig,
+}
+
+impl PushWorker {
+    /// A worker pushing `heimdall`'s outbox to `admin`.
+    pub fn new(heimdall: Heimdall, admin: Arc<dyn PolicyAdmin>, config: SyncConfig) -> Self {
+        PushWorker { heimdall, admin, config }
+    }
+
+    fn retry_at(&self, attempts: i32) -> chrono::DateTime<chrono::Utc> {
+        let delay = backon::ExponentialBuilder::default()
+            .with_min_delay(self.config.min_backoff)
+            .with_max_delay(self.config.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(usize::try_from(attempts).unwrap_or(0))
+            .unwrap_or(self.config.max_backoff);
+        self.heimdall.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60))
+    }
+
+    async fn retry(&self, item: &OutboxItem, error: &crate::Error, permanent: bool, report: &mut PushReport) {
+        let next = self.retry_at(item.attempts);
+        let message = format!("{}: {}", error.kind(), error.message());
+        if permanent {
+            report.rejected += 1;
+            tracing::error!(subject = %item.subject, error = %message, "Cerbos rejected a principal policy; not retrying");
+        } else {
+            report.retrying += 1;
+            tracing::warn!(subject = %item.subject, attempts = item.attempts + 1, error = %message, "principal policy push failed; will retry");
+        }
+        if let Err(e) = self.heimdall.store().outbox_retry(item, next, &message, permanent).await {
+            tracing::warn!(subject = %item.subject, error = %e, "could not record a failed push; the lease will expire");
+        }
+    }
+
+    async fn complete(&self, item: &OutboxItem) {
+        if let Err(e) = self.heimdall.store().outbox_complete(item).await {
+            tracing::warn!(subject = %item.subject, error = %e, "could not mark a push done; it will be pushed again");
+        }
+    }
+
+    /// Writes a batch of policies; when Cerbos rejects the batch, tries each on its own so that one bad policy
+    /// does not hold back the others.
+    async fn put(&self, batch: Vec<(OutboxItem, Value)>, report: &mut PushReport) {
+        let policies: Vec<Value> = batch.iter().map(|(_, p)| p.clone()).collect();
+        match self.admin.put_policies(&policies).await {
+            Ok(()) => {
+                for (item, _) in &batch {
+                    self.complete(item).await;
+                }
+                report.pushed += batch.len();
+            }
+            Err(e) if is_permanent(&e) && batch.len() > 1 => {
+                for one in batch {
+                    Box::pin(self.put(vec![one], report)).await;
+                }
+            }
+            Err(e) => {
+                let permanent = is_permanent(&e);
+                for (item, _) in &batch {
+                    self.retry(item, &e, permanent, report).await;
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, batch: Vec<(OutboxItem, String)>, report: &mut PushReport) {
+        let ids: Vec<String> = batch.iter().map(|(_, id)| id.clone()).collect();
+        match self.admin.delete_policies(&ids).await {
+            Ok(()) => {
+                for (item, _) in &batch {
+                    self.complete(item).await;
+                }
+                report.deleted += batch.len();
+            }
+            Err(e) => {
+                let permanent = is_permanent(&e);
+                for (item, _) in &batch {
+                    self.retry(item, &e, permanent, report).await;
+                }
+            }
+        }
+    }
+
+    /// One round: claims due users and pushes or deletes their policies.
+    pub async fn run_once(&self) -> Result<PushReport> {
+        let now = self.heimdall.now();
+        let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(30));
+        let limit = i64::try_from(self.config.batch_size.clamp(1, MAX_PUT_BATCH)).unwrap_or(1);
+        let items = self.heimdall.store().outbox_claim(now, lease_until, limit).await?;
+        let mut report = PushReport { claimed: items.len(), ..PushReport::default() };
+        let mut puts = Vec::new();
+        let mut deletes = Vec::new();
+        for item in items {
+            let subject = match Subject::parse(item.subject.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.retry(&item, &e, true, &mut report).await;
+                    continue;
+                }
+            };
+            match desired_policy(&self.heimdall, &subject).await {
+                Ok(Some(policy)) => puts.push((item, policy)),
+                Ok(None) => deletes.push((item, pdp::policy_id(&subject))),
+                Err(e) => self.retry(&item, &e, false, &mut report).await,
+            }
+        }
+        if !puts.is_empty() {
+            self.put(puts, &mut report).await;
+        }
+        let mut deletes = deletes.into_iter().peekable();
+        while deletes.peek().is_some() {
+            let chunk: Vec<_> = deletes.by_ref().take(MAX_DELETE_BATCH).collect();
+            self.delete(chunk, &mut report).await;
+        }
+        Ok(report)
+    }
+
+    /// Pushes until `shutdown` completes: at once when this process changes something, otherwise every
+    /// `poll_interval`. Errors are logged and the loop goes on.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let busy = match self.run_once().await {
+                Ok(r) => r.claimed > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push round failed");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.heimdall.outbox_signal().notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+    }
+}
+
+impl Heimdall {
+    /// Compares the principal policies `admin` holds as Heimdall's with what the database implies, pushes what
+    /// is missing or different and deletes what should not exist. Users still waiting in the outbox are
+    /// repaired too, so a reconciliation after an outage leaves nothing behind.
+    pub async fn reconcile(&self, admin: &dyn PolicyAdmin) -> Result<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        let held: BTreeSet<String> = admin.list_heimdall_policy_ids().await?.into_iter().collect();
+        let mut desired: Vec<(String, Value)> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store().subjects(after.as_deref(), 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.as_str().to_owned());
+            for subject in &page {
+                report.users_checked += 1;
+                if let Some(policy) = desired_policy(self, subject).await? {
+                    desired.push((pdp::policy_id(subject), policy));
+                }
+            }
+        }
+        let wanted: BTreeSet<String> = desired.iter().map(|(id, _)| id.clone()).collect();
+
+        // What differs: missing policies, and present ones whose rules differ.
+        let mut current: HashMap<String, BTreeSet<(String, String, String)>> = HashMap::new();
+        let present: Vec<String> = desired.iter().filter(|(id, _)| held.contains(id)).map(|(id, _)| id.clone()).collect();
+        for chunk in present.chunks(MAX_PUT_BATCH) {
+            for policy in admin.get_policies(chunk).await? {
+                if let Some(id) = policy_id_of(&policy) {
+                    current.insert(id, rules_of(&policy));
+                }
+            }
+        }
+        let to_push: Vec<Value> = desired
+            .into_iter()
+            .filter(|(id, policy)| current.get(id) != Some(&rules_of(policy)))
+            .map(|(_, policy)| policy)
+            .collect();
+        for chunk in to_push.chunks(MAX_PUT_BATCH) {
+            match admin.put_policies(chunk).await {
+                Ok(()) => report.pushed += chunk.len(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciliation could not push policies");
+                    report.failed += chunk.len();
+                }
+            }
+        }
+        let to_delete: Vec<String> = held.difference(&wanted).cloned().collect();
+        for chunk in to_delete.chunks(MAX_DELETE_BATCH) {
+            match admin.delete_policies(chunk).await {
+                Ok(()) => report.deleted += chunk.len(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciliation could not delete policies");
+                    report.failed += chunk.len();
+                }
+            }
+        }
+        tracing::info!(?report, "reconciliation done");
+        Ok(report)
+    }
+}
+
+impl Heimdall {
+    /// Reconciles every `interval` until `shutdown` completes (the spec's `RECONCILE_INTERVAL_SECONDS`).
+    /// A failed round is logged and the next one runs on time.
+    pub async fn run_reconciler(
+        &self,
+        admin: &dyn PolicyAdmin,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = ticks.tick() => {
+                    if let Err(e) = self.reconcile(admin).await {
+                        tracing::warn!(error = %e, "reconciliation failed; trying again at the next interval");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The id Cerbos gives a principal policy (`principal.<principal>.v<version>`).
+fn policy_id_of(policy: &Value) -> Option<String> {
+    let p = policy.get("principalPolicy")?;
+    let principal = p.get("principal")?.as_str()?;
+    let version = p.get("version").and_then(Value::as_str).unwrap_or("default");
+    Some(format!("principal.{principal}.v{version}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rules_compare_regardless_of_names_and_order() {
+        let a = json!({"principalPolicy": {"principal": "bob", "version": "default", "rules": [
+            {"resource": "course", "actions": [
+                {"action": "course:create", "effect": "EFFECT_ALLOW", "name": "r1"},
+                {"action": "course:delete", "effect": "EFFECT_DENY", "name": "r2"}]}]}});
+        let b = json!({"principalPolicy": {"principal": "bob", "version": "default", "rules": [
+            {"resource": "course", "actions": [
+                {"action": "course:delete", "effect": "EFFECT_DENY", "name": "x"},
+                {"action": "course:create", "effect": "EFFECT_ALLOW", "name": "y"}]}]}});
+        assert_eq!(rules_of(&a), rules_of(&b));
+        let c = json!({"principalPolicy": {"principal": "bob", "rules": [
+            {"resource": "course", "actions": [{"action": "course:create", "effect": "EFFECT_DENY"}]}]}});
+        assert_ne!(rules_of(&a), rules_of(&c));
+        assert_eq!(policy_id_of(&a).as_deref(), Some("principal.bob.vdefault"));
+    }
+}

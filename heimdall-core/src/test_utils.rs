@@ -1,0 +1,97 @@
+//! Test support: throwaway databases on both backends (enabled by the `testing` feature).
+//!
+//! SQLite databases live in a temporary directory. PostgreSQL databases are created, one per test, in the
+//! cluster that `HEIMDALL_TEST_DATABASE_URL` points at (`scripts/test` starts a throwaway one). When that
+//! variable is unset, PostgreSQL tests fail under `CI=true` and are skipped loudly elsewhere.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection;
+
+/// Environment variable naming a PostgreSQL server (any database) the tests may create databases in.
+pub const DATABASE_URL_VAR: &str = "HEIMDALL_TEST_DATABASE_URL";
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The DSN to hand to [`crate::Config::database_url`].
+    pub url: String,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("heimdall_test_{}_{}_{}", std::process::id(), n, nanos)
+}
+
+/// Whether a missing service must fail the test (under CI) rather than skip it.
+pub fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+impl TestDatabase {
+    /// A fresh SQLite database in a temporary directory.
+    pub fn sqlite() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("heimdall.db").display());
+        TestDatabase { url, backend: "sqlite", _dir: Some(dir), postgres: None }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (after saying so on stderr) when no server is configured and
+    /// the test is not running under CI.
+    pub async fn postgres() -> Option<TestDatabase> {
+        let Ok(admin_url) = std::env::var(DATABASE_URL_VAR) else {
+            if required() {
+                panic!("{DATABASE_URL_VAR} is not set, and CI=true requires the PostgreSQL tests: run scripts/test");
+            }
+            eprintln!("SKIPPED PostgreSQL half of this test: {DATABASE_URL_VAR} is not set (scripts/test sets it)");
+            return None;
+        };
+        let name = unique_name();
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e}"));
+        // The name is ours (letters, digits, underscores), so it is safe to splice into the statement.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        Some(TestDatabase {
+            url: format!("{base}/{name}"),
+            backend: "postgres",
+            _dir: None,
+            postgres: Some((admin_url.clone(), name)),
+        })
+    }
+
+    /// SQLite, and PostgreSQL when available: what a store test runs against.
+    pub async fn all() -> Vec<TestDatabase> {
+        let mut dbs = vec![TestDatabase::sqlite()];
+        dbs.extend(TestDatabase::postgres().await);
+        dbs
+    }
+
+    /// Drops a PostgreSQL database (call it after the last connection to it is closed). A SQLite database
+    /// goes with its temporary directory.
+    pub async fn drop_database(self) {
+        if let Some((admin_url, name)) = &self.postgres {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await;
+                conn.close().await.ok();
+            }
+        }
+    }
+}

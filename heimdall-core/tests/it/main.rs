@@ -1,0 +1,5 @@
+//! heimdall-core's integration tests: one binary, one module per area.
+
+mod concurrency;
+mod store_suite;
+mod support;

@@ -1,0 +1,28 @@
+//! Shared helpers for the integration tests.
+
+use heimdall_core::model::{Caller, Claims, Subject};
+use heimdall_core::test_utils::TestDatabase;
+use heimdall_core::{Config, Heimdall};
+
+/// A Heimdall on `db` with the built-in PDP.
+pub(crate) async fn heimdall(db: &TestDatabase) -> Heimdall {
+    Heimdall::builder(Config { database_url: db.url.clone(), ..Config::default() })
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.backend))
+}
+
+/// Provisions `subject` as if they had presented a valid token.
+pub(crate) async fn caller(h: &Heimdall, subject: &str) -> Caller {
+    h.provision(claims(subject), &[]).await.unwrap()
+}
+
+pub(crate) fn claims(subject: &str) -> Claims {
+    Claims { subject: Subject::parse(subject).unwrap(), display_name: None, email: None }
+}
+
+/// A bootstrapped superadmin named `root`.
+pub(crate) async fn root(h: &Heimdall) -> Caller {
+    h.bootstrap_superadmins(&["root"]).await.unwrap();
+    caller(h, "root").await
+}
