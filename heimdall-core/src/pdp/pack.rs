@@ -178,7 +178,7 @@ pub async fn install_admin_pack(client: &CerbosClient) -> Result<()> {
 }
 
 /// The principal for a caller: `roles` (their effective role names, as stored) plus [`USER_ROLE`], plus
-/// [`SUPERADMIN_ROLE`] when `superadmin`; the attributes carry the subject and the anchored regexes of
+/// [`SUPERADMIN_ROLE`] when `superadmin` (and only then: a stored role of that name is dropped); the attributes carry the subject and the anchored regexes of
 /// `managed` (the target patterns of the caller's group-management rights).
 pub fn principal<R: Into<String>>(
     subject: &Subject,
@@ -187,6 +187,8 @@ pub fn principal<R: Into<String>>(
     managed: &[GroupPattern],
 ) -> Principal {
     let mut all: Vec<String> = roles.into_iter().map(Into::into).collect();
+    // Only the superadmin flag grants the superadmin role, never a stored role of the same name.
+    all.retain(|r| r != SUPERADMIN_ROLE);
     all.push(USER_ROLE.to_owned());
     if superadmin {
         all.push(SUPERADMIN_ROLE.to_owned());
@@ -286,6 +288,13 @@ mod tests {
         assert_eq!(p.roles, ["go:admin", "user", "heimdall_superadmin"]);
         assert_eq!(p.attr[attr::MANAGED_GROUP_REGEXES], json!(["^go:.*$"]));
         assert_eq!(p.attr[attr::SUBJECT], json!("Bob"));
+        let impostor = principal(
+            &Subject::parse("eve").unwrap(),
+            [SUPERADMIN_ROLE],
+            false,
+            &[],
+        );
+        assert_eq!(impostor.roles, [USER_ROLE]);
     }
 
     #[test]
