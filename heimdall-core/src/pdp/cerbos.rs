@@ -209,6 +209,8 @@ impl CerbosClient {
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_keepalive(Duration::from_secs(30))
+            // Never carry the admin credentials anywhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::config("cannot build the Cerbos HTTP client").with_source(e))?;
         Ok(CerbosClient {
@@ -447,9 +449,9 @@ impl CerbosClient {
             .iter()
             .filter(|p| has_heimdall_mark(p, PRINCIPAL_POLICY_MARK))
             .filter_map(|p| {
-                p.pointer("/metadata/storeIdentifier")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
+                let principal = p.pointer("/principalPolicy/principal")?.as_str()?;
+                let version = p.pointer("/principalPolicy/version")?.as_str()?;
+                Some(format!("principal.{principal}.v{version}"))
             })
             .collect();
         ids.sort();

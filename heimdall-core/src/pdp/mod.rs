@@ -35,7 +35,8 @@ use crate::error::Result;
 pub use builtin::BuiltinPdp;
 pub use cerbos::{CerbosClient, CerbosConfig};
 pub use principal::{
-    policy_id, principal_id, principal_policy, resource_kind_for_action, subject_from_principal_id,
+    policy_id, principal_id, principal_policy, resource_kind_for_action, subject_from_policy_id,
+    subject_from_principal_id,
 };
 
 /// Who is asking: an id, the roles they hold, and attributes that policy conditions read.

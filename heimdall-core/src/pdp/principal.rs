@@ -107,6 +107,19 @@ pub fn policy_id(subject: &Subject) -> String {
     format!("principal.{}.vdefault", principal_id(subject))
 }
 
+/// The subject whose principal policy has the Cerbos id `id` (the inverse of [`policy_id`]); invalid
+/// input for any other id.
+pub fn subject_from_policy_id(id: &str) -> Result<Subject> {
+    id.strip_prefix("principal.")
+        .and_then(|rest| rest.strip_suffix(".vdefault"))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{id:?} is not the id of a Heimdall principal policy"
+            ))
+        })
+        .and_then(subject_from_principal_id)
+}
+
 /// The resource kind an action applies to by default: the part of its name before the last `:`
 /// (`course:create` → `course`, `go:course:read` → `go:course`), or the whole name when it has no `:`.
 ///
@@ -225,6 +238,8 @@ mod tests {
         ] {
             assert_eq!(principal_id(&subject(s)), id, "{s}");
             assert_eq!(subject_from_principal_id(id).unwrap().as_str(), s);
+            let policy = policy_id(&subject(s));
+            assert_eq!(subject_from_policy_id(&policy).unwrap().as_str(), s);
         }
     }
 
@@ -234,6 +249,18 @@ mod tests {
             "", "Bob", "a-b", "_4", "_4g", "_41_", "_61", "_30", "_c3", "_0a", "_20a",
         ] {
             assert!(subject_from_principal_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn policy_ids() {
+        for bad in [
+            "principal.Bob.vdefault",
+            "resource.bob.vdefault",
+            "principal.bob.v1",
+            "bob",
+        ] {
+            assert!(subject_from_policy_id(bad).is_err(), "{bad}");
         }
     }
 

@@ -13,7 +13,7 @@ use heimdall_core::pdp::pack::{self, action};
 use heimdall_core::pdp::principal::{HEIMDALL_ANNOTATION, PRINCIPAL_POLICY_MARK};
 use heimdall_core::pdp::{
     BuiltinPdp, CerbosClient, CerbosConfig, Decision, Pdp, Principal, Resource, policy_id,
-    principal_id, principal_policy,
+    principal_id, principal_policy, subject_from_policy_id,
 };
 use serde_json::json;
 
@@ -730,6 +730,12 @@ async fn a_pushed_principal_policy_decides_with_the_user_role_alone() {
     let mut want = vec![policy_id(&bob), policy_id(&twin)];
     want.sort();
     assert_eq!(ids, want);
+    let mut subjects: Vec<Subject> = ids
+        .iter()
+        .map(|id| subject_from_policy_id(id).unwrap())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, [bob.clone(), twin.clone()]);
     let all = client
         .list_policies(&PolicyFilter::default())
         .await
@@ -771,6 +777,65 @@ async fn a_pushed_principal_policy_decides_with_the_user_role_alone() {
         [policy_id(&twin)]
     );
     client.reload_store().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_calls_and_checks_are_batched_beyond_cerbos_limits() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let client = cerbos.client();
+    const USERS: usize = 150; // two PUTs of at most 100, eight deletes of at most 20
+    let subjects: Vec<Subject> = (0..USERS)
+        .map(|i| Subject::parse(format!("user-{i}@example.com")).unwrap())
+        .collect();
+    let perms = [(
+        "course".to_owned(),
+        ActionName::parse("course:read").unwrap(),
+        Effect::Allow,
+    )];
+    let policies: Vec<_> = subjects
+        .iter()
+        .map(|s| principal_policy(s, &perms).unwrap())
+        .collect();
+    client.put_policies(&policies).await.unwrap();
+    let mut want: Vec<String> = subjects.iter().map(policy_id).collect();
+    want.sort();
+    assert_eq!(
+        client.list_heimdall_principal_policies().await.unwrap(),
+        want
+    );
+
+    // One principal, 120 resources with 2 actions each: three check requests of at most 50 resources.
+    let last = Principal::new(principal_id(&subjects[USERS - 1]), [pack::USER_ROLE]);
+    let courses: Vec<Resource> = (0..120)
+        .map(|i| Resource::new("course", format!("c{i}")))
+        .collect();
+    let actions = ["course:read", "course:write"];
+    let items: Vec<(&Resource, &[&str])> =
+        courses.iter().map(|r| (r, actions.as_slice())).collect();
+    let deadline = Instant::now() + VISIBLE_WITHIN;
+    loop {
+        let got = client.check_batch(&last, &items).await.unwrap();
+        assert_eq!(got.len(), 120);
+        if got.iter().all(|d| d == &[A, D]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "batch check never saw the policy: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    assert_eq!(client.delete_policies(&want).await.unwrap(), USERS as u64);
+    assert!(
+        client
+            .list_heimdall_principal_policies()
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
