@@ -207,6 +207,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// A management right lets its holder manage exactly the groups its LIKE pattern matches.
+        #[test]
+        fn decisions_follow_like_matching(pattern in "[ab:%_]{1,6}", name in "[ab]{1,3}(:[ab]{1,3}){0,2}") {
+            let pat = GroupPattern::parse(pattern).unwrap();
+            let group = g(&name);
+            let p = pack::principal(&Subject::parse("m").unwrap(), Vec::<String>::new(), false, &[pat.clone()]);
+            let got = BuiltinPdp::decide(&p, &pack::group(&group), action::GROUP_ADD_MEMBER);
+            proptest::prop_assert_eq!(got == Decision::Allow, pat.matches(&group));
+        }
+    }
+
     #[test]
     fn bad_regexes_never_match() {
         let p = Principal::new("x", ["user"])
