@@ -213,7 +213,7 @@ mod tests {
         fn decisions_follow_like_matching(pattern in "[ab:%_]{1,6}", name in "[ab]{1,3}(:[ab]{1,3}){0,2}") {
             let pat = GroupPattern::parse(pattern).unwrap();
             let group = g(&name);
-            let p = pack::principal(&Subject::parse("m").unwrap(), Vec::<String>::new(), false, &[pat.clone()]);
+            let p = pack::principal(&Subject::parse("m").unwrap(), Vec::<String>::new(), false, std::slice::from_ref(&pat));
             let got = BuiltinPdp::decide(&p, &pack::group(&group), action::GROUP_ADD_MEMBER);
             proptest::prop_assert_eq!(got == Decision::Allow, pat.matches(&group));
         }
