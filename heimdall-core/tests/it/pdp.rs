@@ -798,7 +798,10 @@ async fn admin_calls_and_checks_are_batched_beyond_cerbos_limits() {
         .iter()
         .map(|s| principal_policy(s, &perms).unwrap())
         .collect();
-    client.put_policies(&policies).await.unwrap();
+    if let Err(e) = client.put_policies(&policies).await {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        panic!("{e}; Cerbos' log:\n{}", cerbos.log());
+    }
     let mut want: Vec<String> = subjects.iter().map(policy_id).collect();
     want.sort();
     assert_eq!(

@@ -104,6 +104,9 @@ impl Cerbos {
             .tempdir()
             .expect("create a temp dir");
         let (http_port, grpc_port) = free_ports();
+        // busy_timeout: without it, Cerbos 0.55's sqlite3 store answers back-to-back Admin API writes
+        // with 500 "Failed to add/update policies" (SQLITE_BUSY) when the machine is loaded. The driver
+        // is modernc.org/sqlite, hence the `_pragma=` syntax.
         let config = format!(
             r#"server:
   httpListenAddr: "127.0.0.1:{http_port}"
@@ -116,7 +119,7 @@ impl Cerbos {
 storage:
   driver: sqlite3
   sqlite3:
-    dsn: "file:{store}?mode=rwc&_fk=true"
+    dsn: "file:{store}?mode=rwc&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
 telemetry:
   disabled: true
 "#,
