@@ -84,6 +84,26 @@ impl Error {
         &self.message
     }
 
+    /// Whether trying the same thing again later may succeed: true for [`ErrorKind::Unavailable`] (a
+    /// dependency was unreachable, timed out, refused the credentials or failed on its side), false for
+    /// everything else, such as a request the dependency rejected as invalid. The outbox worker retries
+    /// only these.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unavailable, message)
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config, message)
+    }
+
+    pub(crate) fn unexpected(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unexpected, message)
+    }
+
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidInput, message)
     }

@@ -1,4 +1,11 @@
-//! Shared helpers for the integration tests.
+//! Test support: throwaway Heimdalls, a real Cerbos per test, and a fake one for faults the real one
+//! cannot show.
+
+// Tests (and their helpers) may unwrap: a panic is a test failure with a message.
+#![allow(clippy::unwrap_used)]
+
+pub(crate) mod cerbos;
+pub(crate) mod fake_cerbos;
 
 use heimdall_core::model::{Caller, Claims, Subject};
 use heimdall_core::test_utils::TestDatabase;

@@ -1,0 +1,241 @@
+//! The built-in policy decision point: the admin policy pack's rules in Rust, without I/O.
+//!
+//! Used when no Cerbos is configured (the embedded default). It decides only about the pack's resource
+//! kinds (see [`crate::pdp::pack`]) and denies everything else; it knows nothing of the principal
+//! policies pushed for users.
+//!
+//! It mirrors how Cerbos evaluates the pack's CEL conditions: a regex is searched for (not implicitly
+//! anchored; Heimdall's are anchored), a regex that does not compile or is not a string never matches,
+//! and a missing or mistyped attribute makes the condition false.
+//!
+//! # Example
+//!
+//! ```
+//! use heimdall_core::model::{GroupName, Subject};
+//! use heimdall_core::pdp::{BuiltinPdp, Decision, pack};
+//!
+//! let root = pack::principal(&Subject::parse("root").unwrap(), Vec::<String>::new(), true, &[]);
+//! let group = pack::group(&GroupName::parse("go:x").unwrap());
+//! assert_eq!(BuiltinPdp::decide(&root, &group, pack::action::GROUP_DELETE), Decision::Allow);
+//! ```
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::pdp::pack::{self, action, attr};
+use crate::pdp::{Decision, Pdp, Principal, Resource};
+
+/// Largest compiled regex the built-in PDP accepts from a principal's attributes, in bytes.
+const REGEX_SIZE_LIMIT: usize = 1 << 16;
+
+/// The built-in PDP (see the module docs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BuiltinPdp;
+
+/// The principal's managed-group regexes that compile; others never match (as in Cerbos).
+fn managed_regexes(principal: &Principal) -> Vec<regex::Regex> {
+    let Some(Value::Array(items)) = principal.attr.get(attr::MANAGED_GROUP_REGEXES) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|re| {
+            regex::RegexBuilder::new(re)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// Whether the string attribute `name` of `resource` is present and matched by one of `regexes`.
+fn attr_matches(resource: &Resource, name: &str, regexes: &[regex::Regex]) -> bool {
+    match resource.attr.get(name) {
+        Some(Value::String(s)) => regexes.iter().any(|re| re.is_match(s)),
+        _ => false,
+    }
+}
+
+impl BuiltinPdp {
+    /// Decides one action; the same as [`Pdp::check`] for one action, without the async.
+    pub fn decide(principal: &Principal, resource: &Resource, action: &str) -> Decision {
+        Self::decide_with(principal, &managed_regexes(principal), resource, action)
+    }
+
+    fn decide_with(
+        principal: &Principal,
+        regexes: &[regex::Regex],
+        resource: &Resource,
+        act: &str,
+    ) -> Decision {
+        let kind = resource.kind.as_str();
+        if !pack::KINDS.contains(&kind) {
+            return Decision::Deny;
+        }
+        if principal.has_role(pack::SUPERADMIN_ROLE) {
+            return Decision::Allow;
+        }
+        let allowed = match (kind, act) {
+            (
+                pack::KIND_GROUP,
+                action::GROUP_CREATE
+                | action::GROUP_DELETE
+                | action::GROUP_ADD_MEMBER
+                | action::GROUP_REMOVE_MEMBER,
+            ) => attr_matches(resource, attr::GROUP_ID, regexes),
+            (pack::KIND_GROUP, action::GROUP_ASSIGN_ROLE | action::GROUP_REMOVE_ROLE) => {
+                attr_matches(resource, attr::GROUP_ID, regexes)
+                    && attr_matches(resource, attr::ROLE_ID, regexes)
+                    && resource.attr.get(attr::PRIVILEGED) == Some(&Value::Bool(false))
+            }
+            (
+                pack::KIND_MAPPING,
+                action::MAPPING_CREATE | action::MAPPING_UPDATE | action::MAPPING_DELETE,
+            ) => {
+                matches!(resource.attr.get(attr::OWNER_GROUP), Some(Value::String(s)) if !s.is_empty())
+                    && attr_matches(resource, attr::OWNER_GROUP, regexes)
+            }
+            _ => false,
+        };
+        if allowed {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        }
+    }
+}
+
+#[async_trait]
+impl Pdp for BuiltinPdp {
+    async fn check(
+        &self,
+        principal: &Principal,
+        resource: &Resource,
+        actions: &[&str],
+    ) -> Result<Vec<Decision>> {
+        if actions.is_empty() {
+            return Err(Error::invalid("a check needs at least one action"));
+        }
+        let regexes = managed_regexes(principal);
+        Ok(actions
+            .iter()
+            .map(|a| Self::decide_with(principal, &regexes, resource, a))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{GroupName, GroupPattern, RoleName, Subject};
+
+    fn caller(superadmin: bool, patterns: &[&str]) -> Principal {
+        let patterns: Vec<GroupPattern> = patterns
+            .iter()
+            .map(|p| GroupPattern::parse(*p).unwrap())
+            .collect();
+        pack::principal(
+            &Subject::parse("alice").unwrap(),
+            ["go:admin"],
+            superadmin,
+            &patterns,
+        )
+    }
+
+    fn g(name: &str) -> GroupName {
+        GroupName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn rules() {
+        let mgr = caller(false, &["go:%"]);
+        let d = |p: &Principal, r: &Resource, a: &str| BuiltinPdp::decide(p, r, a);
+        assert_eq!(
+            d(&mgr, &pack::group(&g("go:x")), action::GROUP_ADD_MEMBER),
+            Decision::Allow
+        );
+        assert_eq!(
+            d(&mgr, &pack::group(&g("rmi:x")), action::GROUP_ADD_MEMBER),
+            Decision::Deny
+        );
+        assert_eq!(
+            d(&mgr, &pack::group(&g("go:x")), action::GROUP_ASSIGN_ROLE),
+            Decision::Deny,
+            "no roleId"
+        );
+        let role = RoleName::parse("go:r").unwrap();
+        assert_eq!(
+            d(
+                &mgr,
+                &pack::group_role(&g("go:x"), &role, false),
+                action::GROUP_ASSIGN_ROLE
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            d(
+                &mgr,
+                &pack::group_role(&g("go:x"), &role, true),
+                action::GROUP_ASSIGN_ROLE
+            ),
+            Decision::Deny
+        );
+        assert_eq!(
+            d(&mgr, &pack::mapping(None, None), action::MAPPING_CREATE),
+            Decision::Deny
+        );
+        assert_eq!(
+            d(
+                &mgr,
+                &pack::mapping(None, Some(&g("go:x"))),
+                action::MAPPING_CREATE
+            ),
+            Decision::Allow
+        );
+        assert_eq!(d(&mgr, &pack::system(), action::RECONCILE), Decision::Deny);
+        let root = caller(true, &[]);
+        assert_eq!(
+            d(&root, &pack::system(), action::RECONCILE),
+            Decision::Allow
+        );
+        assert_eq!(d(&root, &pack::system(), "anything"), Decision::Allow);
+        assert_eq!(
+            d(&root, &Resource::new("course", "c1"), "course:create"),
+            Decision::Deny
+        );
+    }
+
+    proptest::proptest! {
+        /// A management right lets its holder manage exactly the groups its LIKE pattern matches.
+        #[test]
+        fn decisions_follow_like_matching(pattern in "[ab:%_]{1,6}", name in "[ab]{1,3}(:[ab]{1,3}){0,2}") {
+            let pat = GroupPattern::parse(pattern).unwrap();
+            let group = g(&name);
+            let p = pack::principal(&Subject::parse("m").unwrap(), Vec::<String>::new(), false, std::slice::from_ref(&pat));
+            let got = BuiltinPdp::decide(&p, &pack::group(&group), action::GROUP_ADD_MEMBER);
+            proptest::prop_assert_eq!(got == Decision::Allow, pat.matches(&group));
+        }
+    }
+
+    #[test]
+    fn bad_regexes_never_match() {
+        let p = Principal::new("x", ["user"])
+            .with_attr(attr::MANAGED_GROUP_REGEXES, vec!["(", "^go:.*$"]);
+        assert_eq!(
+            BuiltinPdp::decide(&p, &pack::group(&g("go:x")), action::GROUP_CREATE),
+            Decision::Allow
+        );
+        let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, vec!["("]);
+        assert_eq!(
+            BuiltinPdp::decide(&p, &pack::group(&g("go:x")), action::GROUP_CREATE),
+            Decision::Deny
+        );
+        let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, "^go:.*$");
+        assert_eq!(
+            BuiltinPdp::decide(&p, &pack::group(&g("go:x")), action::GROUP_CREATE),
+            Decision::Deny
+        );
+    }
+}

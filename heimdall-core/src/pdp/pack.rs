@@ -1,0 +1,309 @@
+//! The admin policy pack: Cerbos resource policies for Heimdall's own admin resources, and the
+//! principals and resources the facade builds to ask about them.
+//!
+//! The pack lives in `heimdall-core/policies/` as Cerbos policy files (JSON), is embedded in the binary,
+//! and is installed into a Cerbos with [`install_admin_pack`]. [`crate::pdp::BuiltinPdp`] applies exactly
+//! the same rules without a Cerbos; one decision table in the tests runs against both.
+//!
+//! # The rules
+//!
+//! - The role [`SUPERADMIN_ROLE`] may do everything on every kind of the pack.
+//! - A caller with a regex in [`attr::MANAGED_GROUP_REGEXES`] that matches the resource's
+//!   [`attr::GROUP_ID`] may `group:create`, `group:delete`, `group:add_member` and `group:remove_member`;
+//!   `group:assign_role` and `group:remove_role` also need a regex matching [`attr::ROLE_ID`] and
+//!   [`attr::PRIVILEGED`] to be `false`.
+//! - Such a caller may `mapping:create`, `mapping:update` and `mapping:delete` when the mapping's
+//!   [`attr::OWNER_GROUP`] is not empty and matches one of the regexes.
+//! - Everything else is denied.
+//!
+//! Conditions are fixed templates: the patterns travel as data in the principal's attributes (anchored
+//! regexes from [`GroupPattern::to_regex`]), never as text in a policy.
+//!
+//! # Example
+//!
+//! ```
+//! use heimdall_core::model::{GroupName, GroupPattern, Subject};
+//! use heimdall_core::pdp::pack;
+//!
+//! let caller = pack::principal(
+//!     &Subject::parse("alice").unwrap(),
+//!     ["go:admin"],
+//!     false,
+//!     &[GroupPattern::parse("go:%").unwrap()],
+//! );
+//! assert_eq!(caller.roles, ["go:admin", "user"]);
+//! let group = pack::group(&GroupName::parse("go:x").unwrap());
+//! assert_eq!(group.id, "group:go:x");
+//! ```
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::model::{GroupName, GroupPattern, RoleName, Subject};
+use crate::pdp::cerbos::CerbosClient;
+use crate::pdp::principal::principal_id;
+use crate::pdp::{Principal, Resource};
+
+/// The role every principal holds.
+pub const USER_ROLE: &str = "user";
+/// The role a principal holds when it holds the configured superadmin role.
+pub const SUPERADMIN_ROLE: &str = "heimdall_superadmin";
+
+/// Groups and their members and roles; id `group:<name>`.
+pub const KIND_GROUP: &str = "heimdall_group";
+/// Roles; id `role:<name>`.
+pub const KIND_ROLE: &str = "heimdall_role";
+/// Users; id `user:<subject>`.
+pub const KIND_USER: &str = "heimdall_user";
+/// Endpoint mappings; id `mapping:<id>` or `mapping:new`.
+pub const KIND_MAPPING: &str = "heimdall_mapping";
+/// Group-management rights; id `management_right:<manager group>:<pattern>`.
+pub const KIND_MANAGEMENT_RIGHT: &str = "heimdall_management_right";
+/// Heimdall itself; id `system`.
+pub const KIND_SYSTEM: &str = "heimdall_system";
+
+/// Every resource kind of the pack.
+pub const KINDS: [&str; 6] = [
+    KIND_GROUP,
+    KIND_ROLE,
+    KIND_USER,
+    KIND_MAPPING,
+    KIND_MANAGEMENT_RIGHT,
+    KIND_SYSTEM,
+];
+
+/// Attribute names of the pack's principals and resources.
+pub mod attr {
+    /// Principal: the caller's subject.
+    pub const SUBJECT: &str = "subject";
+    /// Principal: anchored regexes of the groups the caller may manage.
+    pub const MANAGED_GROUP_REGEXES: &str = "managedGroupRegexes";
+    /// Group: its name.
+    pub const GROUP_ID: &str = "groupId";
+    /// Role, and group for role assignment: the role's name.
+    pub const ROLE_ID: &str = "roleId";
+    /// Group for role assignment: whether the role is the configured superadmin role.
+    pub const PRIVILEGED: &str = "privileged";
+    /// Mapping: its owner group's name, or `""`.
+    pub const OWNER_GROUP: &str = "ownerGroup";
+    /// Management right: the group whose members hold it.
+    pub const MANAGER_GROUP: &str = "managerGroup";
+    /// Management right: its target pattern, as written.
+    pub const TARGET_PATTERN: &str = "targetPattern";
+}
+
+/// The actions of the pack.
+pub mod action {
+    /// Create a group.
+    pub const GROUP_CREATE: &str = "group:create";
+    /// Delete a group.
+    pub const GROUP_DELETE: &str = "group:delete";
+    /// Add a member to a group.
+    pub const GROUP_ADD_MEMBER: &str = "group:add_member";
+    /// Remove a member from a group.
+    pub const GROUP_REMOVE_MEMBER: &str = "group:remove_member";
+    /// Give a group a role.
+    pub const GROUP_ASSIGN_ROLE: &str = "group:assign_role";
+    /// Take a role from a group.
+    pub const GROUP_REMOVE_ROLE: &str = "group:remove_role";
+    /// Create a role.
+    pub const ROLE_CREATE: &str = "role:create";
+    /// Delete a role.
+    pub const ROLE_DELETE: &str = "role:delete";
+    /// Grant a role a permission.
+    pub const ROLE_GRANT_PERMISSION: &str = "role:grant_permission";
+    /// Give a user a role directly.
+    pub const USER_ASSIGN_ROLE: &str = "user:assign_role";
+    /// Create a mapping.
+    pub const MAPPING_CREATE: &str = "mapping:create";
+    /// Change a mapping.
+    pub const MAPPING_UPDATE: &str = "mapping:update";
+    /// Delete a mapping.
+    pub const MAPPING_DELETE: &str = "mapping:delete";
+    /// Create a management right.
+    pub const MANAGEMENT_RIGHT_CREATE: &str = "management_right:create";
+    /// Delete a management right.
+    pub const MANAGEMENT_RIGHT_DELETE: &str = "management_right:delete";
+    /// Run a reconciliation.
+    pub const RECONCILE: &str = "reconcile";
+    /// Read the audit log.
+    pub const AUDIT_READ: &str = "audit:read";
+}
+
+/// The pack's policy files, `(file name, JSON text)`, as embedded from `heimdall-core/policies/`.
+pub const POLICY_FILES: [(&str, &str); 6] = [
+    (
+        "heimdall_group.json",
+        include_str!("../../policies/heimdall_group.json"),
+    ),
+    (
+        "heimdall_role.json",
+        include_str!("../../policies/heimdall_role.json"),
+    ),
+    (
+        "heimdall_user.json",
+        include_str!("../../policies/heimdall_user.json"),
+    ),
+    (
+        "heimdall_mapping.json",
+        include_str!("../../policies/heimdall_mapping.json"),
+    ),
+    (
+        "heimdall_management_right.json",
+        include_str!("../../policies/heimdall_management_right.json"),
+    ),
+    (
+        "heimdall_system.json",
+        include_str!("../../policies/heimdall_system.json"),
+    ),
+];
+
+/// The pack's policies, parsed, ready for `PUT /admin/policy`.
+pub fn admin_pack() -> Result<Vec<Value>> {
+    POLICY_FILES
+        .iter()
+        .map(|(name, text)| {
+            serde_json::from_str(text).map_err(|e| {
+                Error::unexpected(format!("embedded policy {name} is not valid JSON"))
+                    .with_source(e)
+            })
+        })
+        .collect()
+}
+
+/// Installs (adds or replaces) the admin policy pack into the Cerbos behind `client`, in one Admin API
+/// call. Not retried: the caller decides (installing again is harmless).
+pub async fn install_admin_pack(client: &CerbosClient) -> Result<()> {
+    client.put_policies(&admin_pack()?).await
+}
+
+/// The principal for a caller: `roles` (their effective role names, as stored) plus [`USER_ROLE`], plus
+/// [`SUPERADMIN_ROLE`] when `superadmin` (and only then: a stored role of that name is dropped); the attributes carry the subject and the anchored regexes of
+/// `managed` (the target patterns of the caller's group-management rights).
+pub fn principal<R: Into<String>>(
+    subject: &Subject,
+    roles: impl IntoIterator<Item = R>,
+    superadmin: bool,
+    managed: &[GroupPattern],
+) -> Principal {
+    let mut all: Vec<String> = roles.into_iter().map(Into::into).collect();
+    // Only the superadmin flag grants the superadmin role, never a stored role of the same name.
+    all.retain(|r| r != SUPERADMIN_ROLE);
+    all.push(USER_ROLE.to_owned());
+    if superadmin {
+        all.push(SUPERADMIN_ROLE.to_owned());
+    }
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|r| seen.insert(r.clone()));
+    let mut regexes: Vec<String> = managed.iter().map(GroupPattern::to_regex).collect();
+    regexes.sort();
+    regexes.dedup();
+    Principal::new(principal_id(subject), all)
+        .with_attr(attr::SUBJECT, subject.as_str())
+        .with_attr(attr::MANAGED_GROUP_REGEXES, regexes)
+}
+
+/// A group, for `group:create`, `group:delete`, `group:add_member` and `group:remove_member`.
+pub fn group(name: &GroupName) -> Resource {
+    Resource::new(KIND_GROUP, format!("group:{name}")).with_attr(attr::GROUP_ID, name.as_str())
+}
+
+/// A group with the role being given or taken, for `group:assign_role` and `group:remove_role`;
+/// `privileged` is whether `role` is the configured superadmin role.
+pub fn group_role(group_name: &GroupName, role: &RoleName, privileged: bool) -> Resource {
+    group(group_name)
+        .with_attr(attr::ROLE_ID, role.as_str())
+        .with_attr(attr::PRIVILEGED, privileged)
+}
+
+/// A role, for `role:create`, `role:delete` and `role:grant_permission`.
+pub fn role(name: &RoleName) -> Resource {
+    Resource::new(KIND_ROLE, format!("role:{name}")).with_attr(attr::ROLE_ID, name.as_str())
+}
+
+/// A user, for `user:assign_role`.
+pub fn user(subject: &Subject) -> Resource {
+    Resource::new(KIND_USER, format!("user:{subject}")).with_attr(attr::SUBJECT, subject.as_str())
+}
+
+/// A mapping (`None`: one being created), for `mapping:create`, `mapping:update` and `mapping:delete`.
+pub fn mapping(id: Option<i64>, owner_group: Option<&GroupName>) -> Resource {
+    let id = id.map_or_else(|| "mapping:new".to_owned(), |id| format!("mapping:{id}"));
+    Resource::new(KIND_MAPPING, id)
+        .with_attr(attr::OWNER_GROUP, owner_group.map_or("", GroupName::as_str))
+}
+
+/// A management right, for `management_right:create` and `management_right:delete`.
+pub fn management_right(manager_group: &GroupName, target_pattern: &GroupPattern) -> Resource {
+    Resource::new(
+        KIND_MANAGEMENT_RIGHT,
+        format!("management_right:{manager_group}:{target_pattern}"),
+    )
+    .with_attr(attr::MANAGER_GROUP, manager_group.as_str())
+    .with_attr(attr::TARGET_PATTERN, target_pattern.as_str())
+}
+
+/// Heimdall itself, for `reconcile` and `audit:read`.
+pub fn system() -> Resource {
+    Resource {
+        kind: KIND_SYSTEM.to_owned(),
+        id: "system".to_owned(),
+        attr: Map::new(),
+    }
+}
+
+/// The pack's policies as one `PUT /admin/policy` body (for tools that install it by other means).
+pub fn admin_pack_request() -> Result<Value> {
+    Ok(json!({ "policies": admin_pack()? }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdp::principal::{ADMIN_PACK_MARK, has_heimdall_mark};
+
+    #[test]
+    fn the_pack_covers_every_kind_and_is_marked() {
+        let pack = admin_pack().unwrap();
+        let kinds: Vec<&str> = pack
+            .iter()
+            .map(|p| p["resourcePolicy"]["resource"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, KINDS);
+        assert!(pack.iter().all(|p| has_heimdall_mark(p, ADMIN_PACK_MARK)));
+    }
+
+    #[test]
+    fn principal_roles_and_attrs() {
+        let p = principal(
+            &Subject::parse("Bob").unwrap(),
+            ["go:admin", "user"],
+            true,
+            &[
+                GroupPattern::parse("go:%").unwrap(),
+                GroupPattern::parse("go:%").unwrap(),
+            ],
+        );
+        assert_eq!(p.id, "_42ob");
+        assert_eq!(p.roles, ["go:admin", "user", "heimdall_superadmin"]);
+        assert_eq!(p.attr[attr::MANAGED_GROUP_REGEXES], json!(["^go:.*$"]));
+        assert_eq!(p.attr[attr::SUBJECT], json!("Bob"));
+        let impostor = principal(
+            &Subject::parse("eve").unwrap(),
+            [SUPERADMIN_ROLE],
+            false,
+            &[],
+        );
+        assert_eq!(impostor.roles, [USER_ROLE]);
+    }
+
+    #[test]
+    fn resources() {
+        let g = GroupName::parse("go:x").unwrap();
+        assert_eq!(mapping(None, None).attr[attr::OWNER_GROUP], json!(""));
+        assert_eq!(mapping(Some(7), Some(&g)).id, "mapping:7");
+        let r = group_role(&g, &RoleName::parse("go:r").unwrap(), false);
+        assert_eq!(r.attr[attr::PRIVILEGED], json!(false));
+        assert_eq!(r.attr[attr::GROUP_ID], json!("go:x"));
+    }
+}

@@ -1,0 +1,283 @@
+//! A real Cerbos PDP per test.
+//!
+//! The binary comes from `HEIMDALL_CERBOS_BIN` (the npm package `@cerbos/cerbos-linux-x64@0.55.0`, run
+//! directly). When it is unset, a test is skipped with a loud message, except with `CI=true`, where it
+//! fails. The PDP listens on free loopback ports (HTTP and gRPC), keeps its policies in a sqlite3 file in
+//! a temporary directory, has the Admin API enabled with a test user, and runs under
+//! `timeout --kill-after=5 900` so that it dies by itself even if the test process is killed. It is
+//! stopped by its own PID when dropped, and can be stopped and started again on the same store.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use heimdall_core::pdp::{CerbosClient, CerbosConfig};
+use tempfile::TempDir;
+
+/// The Admin API user of every test PDP.
+pub(crate) const ADMIN_USER: &str = "heimdall";
+/// The Admin API password of every test PDP.
+pub(crate) const ADMIN_PASSWORD: &str = "heimdall-test-admin";
+/// Base64 of a bcrypt hash (cost 4, to keep Admin API calls fast) of [`ADMIN_PASSWORD`].
+const ADMIN_PASSWORD_HASH_B64: &str =
+    "JDJiJDA0JGwzVC83TWFkbXNubjhqR1RXOHhyL085OWE1THl3YXBRUFBWNllDZm9UdEhPdlpyRkJpTmg2";
+/// How long a PDP may take to become healthy.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a PDP may take to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Cerbos binary, or `None` (after a loud message) when the Cerbos tests are to be skipped.
+///
+/// # Panics
+///
+/// When `HEIMDALL_CERBOS_BIN` is unset and `CI=true`, or when it names no file.
+pub(crate) fn cerbos_bin() -> Option<PathBuf> {
+    match std::env::var_os("HEIMDALL_CERBOS_BIN") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "HEIMDALL_CERBOS_BIN={} is not a file",
+                path.display()
+            );
+            Some(path)
+        }
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "HEIMDALL_CERBOS_BIN is not set, and CI=true: the tests against a real Cerbos must run in CI"
+            )
+        }
+        None => {
+            // Straight to the process's stderr: the test harness captures eprintln! of passing tests.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: this test needs a real Cerbos 0.55 PDP (set HEIMDALL_CERBOS_BIN to the binary of the npm \
+                 package @cerbos/cerbos-linux-x64@0.55.0)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `cerbos compile DIR` and returns its exit status and output.
+pub(crate) fn compile(bin: &Path, dir: &Path) -> (ExitStatus, String) {
+    let out = Command::new(bin)
+        .arg("compile")
+        .arg(dir)
+        .env("CERBOS_NO_TELEMETRY", "1")
+        .output()
+        .expect("run cerbos compile");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+/// Two distinct free loopback ports.
+fn free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+/// A running (or stopped) test PDP.
+pub(crate) struct Cerbos {
+    bin: PathBuf,
+    dir: TempDir,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+impl Cerbos {
+    /// Starts a fresh PDP with an empty store, or returns `None` when the Cerbos tests are skipped.
+    pub(crate) async fn start_new() -> Option<Cerbos> {
+        let bin = cerbos_bin()?;
+        let dir = tempfile::Builder::new()
+            .prefix("heimdall-cerbos-")
+            .tempdir()
+            .expect("create a temp dir");
+        let (http_port, grpc_port) = free_ports();
+        // busy_timeout: without it, Cerbos 0.55's sqlite3 store answers back-to-back Admin API writes
+        // with 500 "Failed to add/update policies" (SQLITE_BUSY) when the machine is loaded. The driver
+        // is modernc.org/sqlite, hence the `_pragma=` syntax.
+        let config = format!(
+            r#"server:
+  httpListenAddr: "127.0.0.1:{http_port}"
+  grpcListenAddr: "127.0.0.1:{grpc_port}"
+  adminAPI:
+    enabled: true
+    adminCredentials:
+      username: {ADMIN_USER}
+      passwordHash: {ADMIN_PASSWORD_HASH_B64}
+storage:
+  driver: sqlite3
+  sqlite3:
+    dsn: "file:{store}?mode=rwc&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
+telemetry:
+  disabled: true
+"#,
+            store = dir.path().join("cerbos.sqlite").display(),
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).expect("write the Cerbos config");
+        let mut cerbos = Cerbos {
+            bin,
+            dir,
+            http_port,
+            child: None,
+        };
+        cerbos.start().await;
+        Some(cerbos)
+    }
+
+    /// The PDP's HTTP base URL, such as `http://127.0.0.1:40123`.
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// A client configuration for this PDP, with the spec's full URLs, the test credentials and short
+    /// timeouts and retry delays.
+    pub(crate) fn config(&self) -> CerbosConfig {
+        let mut config = CerbosConfig::new(format!("{}/api/check/resources", self.base_url()));
+        config.admin_url = Some(format!("{}/admin/policy", self.base_url()));
+        config.admin_user = ADMIN_USER.to_owned();
+        config.admin_password = ADMIN_PASSWORD.to_owned();
+        config.connect_timeout = Duration::from_secs(1);
+        config.timeout = Duration::from_secs(5);
+        config.retry_min_delay = Duration::from_millis(20);
+        config.retry_max_delay = Duration::from_millis(200);
+        config
+    }
+
+    /// A client for this PDP (see [`Cerbos::config`]).
+    pub(crate) fn client(&self) -> CerbosClient {
+        CerbosClient::new(self.config()).expect("a Cerbos client")
+    }
+
+    /// Starts the PDP (again) on the same ports and store, and waits until it is healthy.
+    pub(crate) async fn start(&mut self) {
+        assert!(self.child.is_none(), "Cerbos is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("cerbos.log"))
+            .expect("open the Cerbos log");
+        let child = Command::new("timeout")
+            .args(["--kill-after=5", "900"])
+            .arg(&self.bin)
+            .arg("server")
+            .arg(format!(
+                "--config={}",
+                self.dir.path().join("config.yaml").display()
+            ))
+            .env("CERBOS_NO_TELEMETRY", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start Cerbos under timeout(1)");
+        self.child = Some(child);
+        let health = format!("{}/_cerbos/health", self.base_url());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("poll Cerbos"))
+            {
+                self.child = None;
+                panic!(
+                    "Cerbos exited during start ({status}); its log:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(resp) = http.get(&health).send().await
+                && resp.status().is_success()
+                && resp.text().await.is_ok_and(|t| t.contains("SERVING"))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Cerbos was not healthy within {START_TIMEOUT:?}; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the PDP gracefully (SIGTERM to its `timeout`, which passes it on) and waits until it has
+    /// exited; its store stays for [`Cerbos::start`].
+    pub(crate) fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // timeout(1) did not pass the signal on in time: kill the PDP itself, then timeout(1).
+        self.kill_pdp_of(&child);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Kills the PDP at once (SIGKILL to the PDP process itself), as a crash would, and reaps it; its
+    /// store stays for [`Cerbos::start`].
+    #[allow(dead_code)] // For tests that crash the PDP while changes happen.
+    pub(crate) fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        self.kill_pdp_of(&child);
+        let _ = child.wait();
+    }
+
+    /// Whether the PDP is running.
+    #[allow(dead_code)]
+    pub(crate) fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL to the PDP process, the child of the `timeout` process `child`.
+    fn kill_pdp_of(&self, child: &Child) {
+        let pid = child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for pdp in children.split_whitespace() {
+            let _ = Command::new("kill").arg("-KILL").arg(pdp).status();
+        }
+    }
+
+    /// The PDP's log so far.
+    pub(crate) fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("cerbos.log")) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Cerbos {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
