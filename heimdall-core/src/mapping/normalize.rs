@@ -1,0 +1,327 @@
+//! Request-path normalisation (see the policy in the [module docs](super)).
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Longest request path (before the query string) the resolver accepts, in bytes.
+pub const MAX_PATH_LEN: usize = 8 * 1024;
+
+/// Why the normaliser refused a request path. The caller treats a refused path as a denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PathRejection {
+    /// The path is empty or does not start with `/` (an absolute-form URI, `*`, or garbage).
+    NotAbsolute,
+    /// The path is longer than [`MAX_PATH_LEN`].
+    TooLong,
+    /// A control character or NUL, raw or percent-encoded (`%00`, `%0A`, ...).
+    ControlCharacter,
+    /// A backslash, raw or encoded (`%5C`): some servers treat it as a separator.
+    Backslash,
+    /// A semicolon, raw or encoded (`%3B`): servlet containers strip `;params` from segments.
+    Semicolon,
+    /// An encoded slash (`%2F`): it hides a segment boundary from one router and not from another.
+    EncodedSlash,
+    /// An encoded percent sign (`%25`): double encoding means different things to different routers.
+    EncodedPercent,
+    /// A `%` not followed by two hexadecimal digits.
+    BadEscape,
+    /// Percent-escapes that decode to bytes which are not UTF-8.
+    InvalidUtf8,
+    /// A `..` segment that would climb above the root.
+    AboveRoot,
+}
+
+impl PathRejection {
+    /// A short, stable, machine-readable reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathRejection::NotAbsolute => "path_not_absolute",
+            PathRejection::TooLong => "path_too_long",
+            PathRejection::ControlCharacter => "control_character",
+            PathRejection::Backslash => "backslash",
+            PathRejection::Semicolon => "semicolon",
+            PathRejection::EncodedSlash => "encoded_slash",
+            PathRejection::EncodedPercent => "encoded_percent",
+            PathRejection::BadEscape => "bad_percent_escape",
+            PathRejection::InvalidUtf8 => "invalid_utf8",
+            PathRejection::AboveRoot => "above_root",
+        }
+    }
+}
+
+impl fmt::Display for PathRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Byte classes of the fast scan.
+const PLAIN: u8 = 0;
+const SLASH: u8 = 1;
+const PERCENT: u8 = 2;
+const CONTROL: u8 = 3;
+const BACKSLASH: u8 = 4;
+const SEMICOLON: u8 = 5;
+
+static CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = CONTROL;
+        i += 1;
+    }
+    t[0x7f] = CONTROL;
+    t[b'/' as usize] = SLASH;
+    t[b'%' as usize] = PERCENT;
+    t[b'\\' as usize] = BACKSLASH;
+    t[b';' as usize] = SEMICOLON;
+    t
+};
+
+fn reject_class(class: u8) -> Option<PathRejection> {
+    match class {
+        CONTROL => Some(PathRejection::ControlCharacter),
+        BACKSLASH => Some(PathRejection::Backslash),
+        SEMICOLON => Some(PathRejection::Semicolon),
+        _ => None,
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes one segment into `out`, applying the rejections of the policy.
+pub(crate) fn decode_segment_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathRejection> {
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            let v = match (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => h * 16 + l,
+                _ => return Err(PathRejection::BadEscape),
+            };
+            match v {
+                b'/' => return Err(PathRejection::EncodedSlash),
+                b'%' => return Err(PathRejection::EncodedPercent),
+                _ => {}
+            }
+            if let Some(r) = reject_class(CLASS[usize::from(v)]) {
+                return Err(r);
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            if let Some(r) = reject_class(CLASS[usize::from(b)]) {
+                return Err(r);
+            }
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Normalises a raw request target (path plus optional query) into the form mappings are matched
+/// against, or says why it is refused.
+///
+/// The result borrows from `raw` unless the path had to be rewritten (percent-escapes, `//`, `.` or
+/// `..` segments); cutting the query string and a trailing slash never allocates.
+///
+/// ```
+/// use heimdall_core::mapping::{normalize, PathRejection};
+/// assert_eq!(normalize("/courses/7/?tab=1").unwrap(), "/courses/7");
+/// assert_eq!(normalize("/courses//7/./x/..").unwrap(), "/courses/7");
+/// assert_eq!(normalize("/courses/%2e%2e/admin").unwrap(), "/admin");
+/// assert_eq!(normalize("/courses/1%2F2"), Err(PathRejection::EncodedSlash));
+/// assert_eq!(normalize("/courses/../../admin"), Err(PathRejection::AboveRoot));
+/// ```
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
+    let end = raw.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(raw.len());
+    let path = &raw[..end];
+    if path.len() > MAX_PATH_LEN {
+        return Err(PathRejection::TooLong);
+    }
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathRejection::NotAbsolute);
+    }
+    // One pass: reject forbidden raw bytes, and find out whether anything needs rewriting.
+    let mut rewrite = false;
+    let mut seg_start = 1;
+    for i in 1..=bytes.len() {
+        let class = match bytes.get(i) {
+            Some(&b) => CLASS[usize::from(b)],
+            None => SLASH,
+        };
+        match class {
+            PLAIN => {}
+            SLASH => {
+                let seg = &bytes[seg_start..i];
+                if (seg.is_empty() && i < bytes.len()) || seg == b"." || seg == b".." {
+                    rewrite = true;
+                }
+                seg_start = i + 1;
+            }
+            PERCENT => rewrite = true,
+            other => return Err(reject_class(other).unwrap_or(PathRejection::ControlCharacter)),
+        }
+    }
+    if rewrite {
+        return rewrite_path(path).map(Cow::Owned);
+    }
+    if path.len() > 1 && path.ends_with('/') {
+        Ok(Cow::Borrowed(&path[..path.len() - 1]))
+    } else {
+        Ok(Cow::Borrowed(path))
+    }
+}
+
+/// The slow path: decode every segment, drop empty and `.` segments, apply `..`.
+fn rewrite_path(path: &str) -> Result<String, PathRejection> {
+    let mut out: Vec<u8> = Vec::with_capacity(path.len());
+    for raw_seg in path[1..].split('/') {
+        let mark = out.len();
+        out.push(b'/');
+        decode_segment_into(raw_seg.as_bytes(), &mut out)?;
+        let seg = &out[mark + 1..];
+        if seg.is_empty() || seg == b"." {
+            out.truncate(mark);
+        } else if seg == b".." {
+            out.truncate(mark);
+            // Decoded segments never contain '/', so the last '/' starts the previous segment.
+            match out.iter().rposition(|&b| b == b'/') {
+                Some(p) => out.truncate(p),
+                None => return Err(PathRejection::AboveRoot),
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    String::from_utf8(out).map_err(|_| PathRejection::InvalidUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(raw: &str, expect: Result<&str, PathRejection>) {
+        let got = normalize(raw);
+        assert_eq!(got.as_deref().map_err(|e| *e), expect, "normalize({raw:?})");
+        if let Ok(p) = &got
+            && !p.contains(['?', '#'])
+        {
+            // Normalising is idempotent (unless it decoded a '?' or '#').
+            assert_eq!(normalize(p).as_deref(), Ok(p.as_ref()), "normalize(normalize({raw:?}))");
+        }
+    }
+
+    #[track_caller]
+    fn borrowed(raw: &str) {
+        assert!(
+            matches!(normalize(raw), Ok(Cow::Borrowed(_))),
+            "{raw:?} should not allocate"
+        );
+    }
+
+    #[test]
+    fn already_normal_paths_are_borrowed() {
+        for raw in [
+            "/",
+            "/courses",
+            "/courses/7",
+            "/courses/7/",
+            "/courses?x=/../a",
+            "/a#frag",
+            "/a:b/c~d",
+        ] {
+            borrowed(raw);
+        }
+    }
+
+    #[test]
+    fn policy_table() {
+        use PathRejection::*;
+        let table: &[(&str, Result<&str, PathRejection>)] = &[
+            ("/", Ok("/")),
+            ("/courses", Ok("/courses")),
+            // Query string and fragment are dropped.
+            ("/courses?id=1/../../x", Ok("/courses")),
+            ("/courses#x", Ok("/courses")),
+            ("/?x", Ok("/")),
+            // Trailing slash is dropped.
+            ("/courses/", Ok("/courses")),
+            ("/courses/7//", Ok("/courses/7")),
+            // Duplicate slashes collapse.
+            ("/courses//7", Ok("/courses/7")),
+            ("//courses///7", Ok("/courses/7")),
+            // Dot segments, raw and encoded, in any case.
+            ("/courses/./7", Ok("/courses/7")),
+            ("/courses/7/..", Ok("/courses")),
+            ("/courses/7/../../admin", Ok("/admin")),
+            ("/courses/%2e%2e/admin", Ok("/admin")),
+            ("/courses/%2E%2E/admin", Ok("/admin")),
+            ("/courses/.%2e/admin", Ok("/admin")),
+            ("/courses/%2e/7", Ok("/courses/7")),
+            ("/courses/...", Ok("/courses/...")),
+            ("/courses/..a", Ok("/courses/..a")),
+            ("/..", Err(AboveRoot)),
+            ("/courses/../../admin", Err(AboveRoot)),
+            ("/%2e%2e/etc", Err(AboveRoot)),
+            // Percent-escapes are decoded once.
+            ("/c%6Furses/%37", Ok("/courses/7")),
+            ("/files/a%20b", Ok("/files/a b")),
+            ("/files/caf%C3%A9", Ok("/files/café")),
+            ("/files/%3Aid", Ok("/files/:id")),
+            ("/files/%3F", Ok("/files/?")),
+            ("/files/%C3", Err(InvalidUtf8)),
+            ("/files/%2", Err(BadEscape)),
+            ("/files/%zz", Err(BadEscape)),
+            ("/files/%", Err(BadEscape)),
+            // Escapes that hide separators, double encoding, control characters.
+            ("/courses%2F7", Err(EncodedSlash)),
+            ("/courses%2f..%2fadmin", Err(EncodedSlash)),
+            ("/courses/%252e%252e/admin", Err(EncodedPercent)),
+            ("/courses/%00", Err(ControlCharacter)),
+            ("/courses/\0", Err(ControlCharacter)),
+            ("/courses/a\nb", Err(ControlCharacter)),
+            ("/courses/%7F", Err(ControlCharacter)),
+            ("/courses\\..\\admin", Err(Backslash)),
+            ("/courses/%5C", Err(Backslash)),
+            ("/admin;jsessionid=1", Err(Semicolon)),
+            ("/admin%3B/x", Err(Semicolon)),
+            // Not a path.
+            ("", Err(NotAbsolute)),
+            ("?x=1", Err(NotAbsolute)),
+            ("courses/7", Err(NotAbsolute)),
+            ("http://h/courses", Err(NotAbsolute)),
+            ("*", Err(NotAbsolute)),
+            // Case is kept: paths are case-sensitive.
+            ("/Courses/7", Ok("/Courses/7")),
+        ];
+        for (raw, expect) in table {
+            check(raw, *expect);
+        }
+    }
+
+    #[test]
+    fn length_limit() {
+        let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+        check(&long, Err(PathRejection::TooLong));
+        let ok = format!("/{}", "a".repeat(MAX_PATH_LEN - 1));
+        assert!(normalize(&ok).is_ok());
+        // The query string does not count.
+        assert!(normalize(&format!("/a?{}", "q".repeat(MAX_PATH_LEN))).is_ok());
+    }
+}

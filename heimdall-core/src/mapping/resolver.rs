@@ -1,0 +1,631 @@
+//! The compiled, immutable resolver snapshot.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::normalize::{PathRejection, normalize};
+use super::pattern::{Kind, Method, PathPattern, Segment};
+use crate::error::{Error, Result};
+use crate::model::{ActionName, GroupName};
+
+/// One endpoint → action mapping, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingRule {
+    /// Database id; breaks ties between regular expressions of equal priority (lower first).
+    pub id: i64,
+    /// The method it applies to, or [`Method::Any`].
+    pub method: Method,
+    /// The path pattern.
+    pub pattern: PathPattern,
+    /// The action a matching request needs.
+    pub action: ActionName,
+    /// The group that owns (administers) the mapping, if any.
+    pub owner_group: Option<GroupName>,
+    /// Order among regular expressions: lower first. Ignored for route patterns, whose order follows
+    /// from their shape.
+    pub priority: i32,
+}
+
+/// A small, fast, non-cryptographic hasher (FxHash) for literal segments. Only the snapshot's own
+/// literals are stored, so a client cannot lengthen a bucket by choosing request paths.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Up to this many literal children are kept in a vector and compared one by one.
+const SMALL_CHILDREN: usize = 8;
+
+/// The literal children of a trie node.
+#[derive(Debug, Clone)]
+enum Children {
+    Small(Vec<(Box<str>, u32)>),
+    Map(FxMap<Box<str>, u32>),
+}
+
+impl Default for Children {
+    fn default() -> Self {
+        Children::Small(Vec::new())
+    }
+}
+
+impl Children {
+    #[inline]
+    fn get(&self, seg: &str) -> Option<u32> {
+        match self {
+            Children::Small(v) => v.iter().find(|(k, _)| **k == *seg).map(|(_, n)| *n),
+            Children::Map(m) => m.get(seg).copied(),
+        }
+    }
+
+    fn insert(&mut self, seg: &str, node: u32) {
+        match self {
+            Children::Small(v) if v.len() < SMALL_CHILDREN => v.push((seg.into(), node)),
+            Children::Small(v) => {
+                let mut m: FxMap<Box<str>, u32> = std::mem::take(v).into_iter().collect();
+                m.insert(seg.into(), node);
+                *self = Children::Map(m);
+            }
+            Children::Map(m) => {
+                m.insert(seg.into(), node);
+            }
+        }
+    }
+}
+
+/// A node of a route trie: one segment position of the patterns that share the segments before it.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    lits: Children,
+    /// The child for `:name` and `*`.
+    param: Option<u32>,
+    /// The rule whose pattern ends here.
+    terminal: Option<u32>,
+    /// The rule whose pattern has `**` here.
+    rest: Option<u32>,
+}
+
+/// The route patterns of one method: a segment trie.
+#[derive(Debug, Clone)]
+struct RouteTrie {
+    nodes: Vec<Node>,
+}
+
+impl Default for RouteTrie {
+    fn default() -> Self {
+        RouteTrie {
+            nodes: vec![Node::default()],
+        }
+    }
+}
+
+/// Splits `/seg/tail...` into `seg` and `/tail...`; `rest` must start with '/'.
+#[inline]
+fn next_segment(rest: &str) -> (&str, &str) {
+    let body = &rest[1..];
+    match body.bytes().position(|b| b == b'/') {
+        Some(i) => (&body[..i], &body[i..]),
+        None => (body, ""),
+    }
+}
+
+fn node_id(len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| Error::invalid("too many mappings for one snapshot"))
+}
+
+/// Puts `rule` in an empty slot; returns the occupant otherwise.
+fn claim(slot: &mut Option<u32>, rule: u32) -> Option<u32> {
+    match *slot {
+        Some(old) => Some(old),
+        None => {
+            *slot = Some(rule);
+            None
+        }
+    }
+}
+
+impl RouteTrie {
+    /// Inserts a route; returns the index of a rule already there with the same shape.
+    fn insert(&mut self, segments: &[Segment], rule: u32) -> Result<Option<u32>> {
+        let mut node = 0usize;
+        for seg in segments {
+            let next = match seg {
+                Segment::Lit(lit) => self.nodes[node].lits.get(lit),
+                Segment::Param(_) | Segment::Wild => self.nodes[node].param,
+                Segment::Rest => return Ok(claim(&mut self.nodes[node].rest, rule)),
+            };
+            node = match next {
+                Some(n) => n as usize,
+                None => {
+                    let n = node_id(self.nodes.len())?;
+                    self.nodes.push(Node::default());
+                    match seg {
+                        Segment::Lit(lit) => self.nodes[node].lits.insert(lit, n),
+                        _ => self.nodes[node].param = Some(n),
+                    }
+                    n as usize
+                }
+            };
+        }
+        Ok(claim(&mut self.nodes[node].terminal, rule))
+    }
+
+    /// The most specific rule matching `rest` (a normalised path, or "" for the root), searched
+    /// depth-first in precedence order: literal child, then parameter child, then `**`. Each node is
+    /// visited at most once per call, since a node sits at one depth and the path has one segment there.
+    fn find(&self, node: u32, rest: &str) -> Option<u32> {
+        let n = &self.nodes[node as usize];
+        if rest.is_empty() {
+            return n.terminal.or(n.rest);
+        }
+        let (seg, tail) = next_segment(rest);
+        if let Some(c) = n.lits.get(seg)
+            && let Some(r) = self.find(c, tail)
+        {
+            return Some(r);
+        }
+        if let Some(c) = n.param
+            && let Some(r) = self.find(c, tail)
+        {
+            return Some(r);
+        }
+        n.rest
+    }
+}
+
+/// A regular expression rule in the order of its stage: priority, then id.
+#[derive(Debug, Clone, Copy)]
+struct RegexEntry {
+    priority: i32,
+    id: i64,
+    rule: u32,
+}
+
+impl RegexEntry {
+    fn key(&self) -> (i32, i64) {
+        (self.priority, self.id)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct RegexNode {
+    lits: Children,
+    /// Expressions whose literal prefix ends at this node, sorted by priority then id.
+    entries: Vec<RegexEntry>,
+}
+
+/// The regular expressions of one method, indexed by their literal leading segments, so that a request
+/// only tries the expressions that could match it.
+#[derive(Debug, Clone)]
+struct RegexIndex {
+    nodes: Vec<RegexNode>,
+}
+
+impl Default for RegexIndex {
+    fn default() -> Self {
+        RegexIndex {
+            nodes: vec![RegexNode::default()],
+        }
+    }
+}
+
+impl RegexIndex {
+    fn insert(&mut self, prefix: &[Box<str>], entry: RegexEntry) -> Result<()> {
+        let mut node = 0usize;
+        for seg in prefix {
+            node = match self.nodes[node].lits.get(seg) {
+                Some(n) => n as usize,
+                None => {
+                    let n = node_id(self.nodes.len())?;
+                    self.nodes.push(RegexNode::default());
+                    self.nodes[node].lits.insert(seg, n);
+                    n as usize
+                }
+            };
+        }
+        self.nodes[node].entries.push(entry);
+        Ok(())
+    }
+
+    fn sort(&mut self) {
+        for n in &mut self.nodes {
+            n.entries.sort_by_key(RegexEntry::key);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.nodes.len() == 1 && self.nodes[0].entries.is_empty()
+    }
+
+    /// The first expression, by priority then id, that matches `path` in full.
+    fn find(&self, path: &str, rules: &[MappingRule]) -> Option<u32> {
+        let mut best: Option<RegexEntry> = None;
+        let mut node = &self.nodes[0];
+        let mut rest = if path == "/" { "" } else { path };
+        loop {
+            for e in &node.entries {
+                if best.is_some_and(|b| b.key() <= e.key()) {
+                    break;
+                }
+                if let Kind::Regex { regex, .. } = rules[e.rule as usize].pattern.kind()
+                    && regex.is_match(path)
+                {
+                    best = Some(*e);
+                    break;
+                }
+            }
+            if rest.is_empty() {
+                break;
+            }
+            let (seg, tail) = next_segment(rest);
+            match node.lits.get(seg) {
+                Some(n) => node = &self.nodes[n as usize],
+                None => break,
+            }
+            rest = tail;
+        }
+        best.map(|e| e.rule)
+    }
+}
+
+/// The outcome of resolving a request.
+#[derive(Debug)]
+pub enum Resolution<'a> {
+    /// A mapping applies.
+    Matched(ResolvedMapping<'a>),
+    /// No mapping applies (callers deny by default).
+    NoMatch,
+    /// The normaliser refused the path (callers deny).
+    Rejected(PathRejection),
+}
+
+impl<'a> Resolution<'a> {
+    /// The matched mapping, if any.
+    pub fn matched(self) -> Option<ResolvedMapping<'a>> {
+        match self {
+            Resolution::Matched(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// A request's mapping: the rule (borrowed from the snapshot) and the normalised path its parameters
+/// come from.
+#[derive(Debug, Clone)]
+pub struct ResolvedMapping<'a> {
+    rule: &'a MappingRule,
+    path: Cow<'a, str>,
+}
+
+impl<'a> ResolvedMapping<'a> {
+    /// The mapping's id.
+    pub fn id(&self) -> i64 {
+        self.rule.id
+    }
+
+    /// The action the request needs.
+    pub fn action(&self) -> &'a ActionName {
+        &self.rule.action
+    }
+
+    /// The pattern that matched.
+    pub fn pattern(&self) -> &'a PathPattern {
+        &self.rule.pattern
+    }
+
+    /// The group that owns the mapping.
+    pub fn owner_group(&self) -> Option<&'a GroupName> {
+        self.rule.owner_group.as_ref()
+    }
+
+    /// The whole rule.
+    pub fn rule(&self) -> &'a MappingRule {
+        self.rule
+    }
+
+    /// The normalised path that was matched. A gateway should forward this path (not the raw one), so
+    /// that the upstream routes exactly what was authorised.
+    pub fn normalized_path(&self) -> &str {
+        &self.path
+    }
+
+    /// The value of one parameter (see [`params`](Self::params)).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        match self.rule.pattern.kind() {
+            Kind::Route(segments) => RouteParams::new(segments, &self.path)
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v),
+            Kind::Regex { regex, .. } => regex.captures(&self.path)?.name(name).map(|m| m.as_str()),
+        }
+    }
+
+    /// The captured parameters, in pattern order: `:name` segments under their names, the rest of the
+    /// path matched by `**` under `"**"` (without its leading '/', possibly empty), and for a regular
+    /// expression its named groups that took part in the match. `*` captures nothing. Values are
+    /// percent-decoded. Route parameters are sliced from the path on demand and never allocate; regular
+    /// expression captures are computed when asked for.
+    pub fn params(&self) -> Params<'_> {
+        match self.rule.pattern.kind() {
+            Kind::Route(segments) => Params(ParamsInner::Route(RouteParams::new(segments, &self.path))),
+            Kind::Regex { regex, .. } => {
+                let mut found = Vec::new();
+                if let Some(caps) = regex.captures(&self.path) {
+                    for name in regex.capture_names().flatten() {
+                        if let Some(m) = caps.name(name) {
+                            found.push((name, m.as_str()));
+                        }
+                    }
+                }
+                Params(ParamsInner::Regex(found.into_iter()))
+            }
+        }
+    }
+}
+
+/// An iterator over a match's parameters, as `(name, value)`.
+#[derive(Debug)]
+pub struct Params<'r>(ParamsInner<'r>);
+
+#[derive(Debug)]
+enum ParamsInner<'r> {
+    Route(RouteParams<'r>),
+    Regex(std::vec::IntoIter<(&'r str, &'r str)>),
+}
+
+impl<'r> Iterator for Params<'r> {
+    type Item = (&'r str, &'r str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            ParamsInner::Route(r) => r.next(),
+            ParamsInner::Regex(r) => r.next(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RouteParams<'r> {
+    segments: std::slice::Iter<'r, Segment>,
+    rest: &'r str,
+}
+
+impl<'r> RouteParams<'r> {
+    fn new(segments: &'r [Segment], path: &'r str) -> Self {
+        RouteParams {
+            segments: segments.iter(),
+            rest: if path == "/" { "" } else { path },
+        }
+    }
+}
+
+impl<'r> Iterator for RouteParams<'r> {
+    type Item = (&'r str, &'r str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.segments.next()? {
+                Segment::Rest => {
+                    let all = self.rest.strip_prefix('/').unwrap_or("");
+                    self.rest = "";
+                    return Some(("**", all));
+                }
+                seg => {
+                    if self.rest.is_empty() {
+                        return None;
+                    }
+                    let (value, tail) = next_segment(self.rest);
+                    self.rest = tail;
+                    if let Segment::Param(name) = seg {
+                        return Some((name, value));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The methods whose mappings a request method consults, in order: its own, `GET` for a `HEAD`
+/// request, and `ANY`. An unknown or lower-case method consults `ANY` only.
+fn method_classes(method: &str) -> &'static [Method] {
+    match Method::from_request(method) {
+        Some(Method::Get) => &[Method::Get, Method::Any],
+        Some(Method::Head) => &[Method::Head, Method::Get, Method::Any],
+        Some(Method::Post) => &[Method::Post, Method::Any],
+        Some(Method::Put) => &[Method::Put, Method::Any],
+        Some(Method::Patch) => &[Method::Patch, Method::Any],
+        Some(Method::Delete) => &[Method::Delete, Method::Any],
+        Some(Method::Options) => &[Method::Options, Method::Any],
+        Some(Method::Any) | None => &[Method::Any],
+    }
+}
+
+/// All mappings compiled for resolving: immutable once built; build a new one on change and swap it in
+/// (see [`SharedResolver`](super::SharedResolver)).
+pub struct Snapshot {
+    version: i64,
+    rules: Vec<MappingRule>,
+    routes: [RouteTrie; 8],
+    regexes: [RegexIndex; 8],
+    /// `(method, match key)` → rule index, for conflict checks.
+    keys: HashMap<(Method, String), u32>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .field("mappings", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Snapshot {
+    /// An empty snapshot at version 0: every request is [`Resolution::NoMatch`] (or rejected).
+    fn default() -> Self {
+        Snapshot {
+            version: 0,
+            rules: Vec::new(),
+            routes: Default::default(),
+            regexes: Default::default(),
+            keys: HashMap::new(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Compiles `rules` into a snapshot labelled `version`.
+    ///
+    /// Fails with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), naming both ids, when two rules
+    /// have the same method and [match key](PathPattern::match_key), that is, match the same requests.
+    pub fn build(rules: impl IntoIterator<Item = MappingRule>, version: i64) -> Result<Snapshot> {
+        let rules: Vec<MappingRule> = rules.into_iter().collect();
+        let mut snap = Snapshot {
+            version,
+            keys: HashMap::with_capacity(rules.len()),
+            ..Snapshot::default()
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let idx = node_id(i)?;
+            match snap.keys.entry((rule.method, rule.pattern.match_key())) {
+                Entry::Occupied(e) => return Err(conflict(&rules[*e.get() as usize], rule)),
+                Entry::Vacant(e) => {
+                    e.insert(idx);
+                }
+            }
+            let m = rule.method.index();
+            match rule.pattern.kind() {
+                Kind::Route(segments) => {
+                    if let Some(old) = snap.routes[m].insert(segments, idx)? {
+                        // Unreachable while keys are checked first; kept as a guard.
+                        return Err(conflict(&rules[old as usize], rule));
+                    }
+                }
+                Kind::Regex { prefix, .. } => snap.regexes[m].insert(
+                    prefix,
+                    RegexEntry {
+                        priority: rule.priority,
+                        id: rule.id,
+                        rule: idx,
+                    },
+                )?,
+            }
+        }
+        for index in &mut snap.regexes {
+            index.sort();
+        }
+        snap.rules = rules;
+        Ok(snap)
+    }
+
+    /// The version the snapshot was built with.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// How many mappings it holds.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether it holds no mappings.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The mappings, in the order they were given.
+    pub fn rules(&self) -> &[MappingRule] {
+        &self.rules
+    }
+
+    /// The id of the mapping a new mapping `(method, pattern)` would conflict with, if any.
+    pub fn find_conflict(&self, method: Method, pattern: &PathPattern) -> Option<i64> {
+        self.keys
+            .get(&(method, pattern.match_key()))
+            .map(|&i| self.rules[i as usize].id)
+    }
+
+    /// Resolves a request to its mapping (precedence in the [module docs](super)).
+    ///
+    /// `method` is the request's method token, matched case-sensitively (`GET`, not `get`); methods
+    /// other than the seven known ones only match `ANY` mappings. `raw_path` is the request target as
+    /// received, path and optional query, still percent-encoded. No lock is taken; nothing is allocated
+    /// unless the path needs rewriting (percent-escapes, `//`, `.` or `..` segments).
+    pub fn resolve<'a>(&'a self, method: &str, raw_path: &'a str) -> Resolution<'a> {
+        let path = match normalize(raw_path) {
+            Ok(p) => p,
+            Err(why) => return Resolution::Rejected(why),
+        };
+        let classes = method_classes(method);
+        let segments = if path == "/" { "" } else { &*path };
+        let mut found = classes.iter().find_map(|m| self.routes[m.index()].find(0, segments));
+        if found.is_none() {
+            found = classes.iter().find_map(|m| {
+                let index = &self.regexes[m.index()];
+                if index.is_empty() {
+                    None
+                } else {
+                    index.find(&path, &self.rules)
+                }
+            });
+        }
+        match found {
+            Some(i) => Resolution::Matched(ResolvedMapping {
+                rule: &self.rules[i as usize],
+                path,
+            }),
+            None => Resolution::NoMatch,
+        }
+    }
+}
+
+fn conflict(first: &MappingRule, second: &MappingRule) -> Error {
+    Error::conflict(format!(
+        "mapping {} ({} {}) conflicts with mapping {} ({} {}): both match exactly the same requests",
+        second.id, second.method, second.pattern, first.id, first.method, first.pattern
+    ))
+}

@@ -1,0 +1,594 @@
+//! Resolver tests: precedence and conflict tables, path-confusion attempts, and a property test
+//! against a straightforward reference implementation of the precedence rules.
+
+use proptest::prelude::*;
+use regex::Regex;
+
+use super::pattern::{Kind, Segment};
+use super::*;
+use crate::ErrorKind;
+use crate::model::{ActionName, GroupName};
+
+/// Parses mapping lines of the form `METHOD PATTERN => ACTION [prio=N] [id=N]`; ids default to the
+/// line number (from 1).
+fn rules(mappings: &str) -> Vec<MappingRule> {
+    mappings
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let (lhs, rhs) = line.split_once("=>").unwrap_or_else(|| panic!("no '=>' in {line:?}"));
+            let (method, pattern) = lhs.trim().split_once(' ').unwrap();
+            let mut words = rhs.split_whitespace();
+            let action = words.next().unwrap();
+            let mut rule = MappingRule {
+                id: i64::try_from(i).unwrap() + 1,
+                method: Method::parse(method).unwrap(),
+                pattern: PathPattern::parse(pattern.trim()).unwrap_or_else(|e| panic!("{line:?}: {e}")),
+                action: ActionName::parse(action).unwrap(),
+                owner_group: Some(GroupName::parse("owners").unwrap()),
+                priority: 0,
+            };
+            for w in words {
+                if let Some(p) = w.strip_prefix("prio=") {
+                    rule.priority = p.parse().unwrap();
+                } else if let Some(id) = w.strip_prefix("id=") {
+                    rule.id = id.parse().unwrap();
+                } else {
+                    panic!("unknown option {w:?} in {line:?}");
+                }
+            }
+            rule
+        })
+        .collect()
+}
+
+fn outcome(r: &Resolution<'_>) -> String {
+    match r {
+        Resolution::Matched(m) => m.action().to_string(),
+        Resolution::NoMatch => "-".to_owned(),
+        Resolution::Rejected(why) => format!("rejected:{why}"),
+    }
+}
+
+/// The only place the table tests resolve: `expect` is the action, `-` for no match, or
+/// `rejected:<reason>`. Also checks that the reference implementation agrees.
+#[track_caller]
+fn check(mappings: &str, method: &str, path: &str, expect: &str) {
+    let rules = rules(mappings);
+    let snapshot = Snapshot::build(rules.clone(), 1).unwrap_or_else(|e| panic!("{e}"));
+    let got = snapshot.resolve(method, path);
+    assert_eq!(outcome(&got), expect, "{method} {path} against\n{mappings}");
+    let reference = reference(&rules, method, path).map(|r| r.map(|r| r.id));
+    let compiled = match got {
+        Resolution::Matched(m) => Ok(Some(m.id())),
+        Resolution::NoMatch => Ok(None),
+        Resolution::Rejected(why) => Err(why),
+    };
+    assert_eq!(
+        compiled, reference,
+        "compiled and reference disagree on {method} {path}"
+    );
+}
+
+/// Resolves and returns the parameters of the match.
+#[track_caller]
+fn params(mappings: &str, method: &str, path: &str) -> Vec<(String, String)> {
+    let snapshot = Snapshot::build(rules(mappings), 1).unwrap();
+    let m = snapshot.resolve(method, path).matched().expect("a match");
+    let all: Vec<(String, String)> = m.params().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    for (k, v) in &all {
+        assert_eq!(m.param(k), Some(v.as_str()), "param({k:?})");
+    }
+    all
+}
+
+#[track_caller]
+fn conflict(mappings: &str, expect_conflict: bool) {
+    let result = Snapshot::build(rules(mappings), 1);
+    match (result, expect_conflict) {
+        (Ok(_), false) => {}
+        (Err(e), true) => {
+            assert_eq!(e.kind(), ErrorKind::Conflict);
+            let ids = rules(mappings).iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
+            for id in ids.iter().rev().take(2) {
+                assert!(
+                    e.message().contains(&format!("mapping {id} ")),
+                    "{} lacks id {id}",
+                    e.message()
+                );
+            }
+        }
+        (Ok(_), true) => panic!("expected a conflict in\n{mappings}"),
+        (Err(e), false) => panic!("unexpected error {e} in\n{mappings}"),
+    }
+}
+
+#[test]
+fn method_specific_beats_any() {
+    let m = "ANY /courses/new => any:new
+             GET /courses/:id => get:id
+             ANY /courses/:id => any:id";
+    check(m, "GET", "/courses/new", "get:id");
+    check(m, "POST", "/courses/new", "any:new");
+    check(m, "POST", "/courses/7", "any:id");
+    check(m, "DELETE", "/courses/7", "any:id");
+}
+
+#[test]
+fn head_falls_back_to_get_then_any() {
+    let m = "GET /a => get:a
+             HEAD /b => head:b
+             GET /b => get:b
+             ANY /c => any:c
+             GET /:x => get:x";
+    check(m, "HEAD", "/a", "get:a");
+    check(m, "HEAD", "/b", "head:b");
+    check(m, "GET", "/b", "get:b");
+    // GET's parameter route comes before ANY's literal for HEAD, as it does for GET.
+    check(m, "HEAD", "/c", "get:x");
+    check(m, "POST", "/c", "any:c");
+    check(m, "POST", "/a", "-");
+}
+
+#[test]
+fn unknown_and_lower_case_methods_match_any_only() {
+    let m = "GET /a => get:a
+             ANY /a => any:a";
+    check(m, "PROPFIND", "/a", "any:a");
+    check(m, "get", "/a", "any:a");
+    check(m, "ANY", "/a", "any:a");
+    check("GET /a => get:a", "get", "/a", "-");
+}
+
+#[test]
+fn literal_beats_param_beats_rest() {
+    let m = "GET /users/me => users:me
+             GET /users/:id => users:read
+             GET /users/** => users:any";
+    check(m, "GET", "/users/me", "users:me");
+    check(m, "GET", "/users/7", "users:read");
+    check(m, "GET", "/users/7/posts", "users:any");
+    check(m, "GET", "/users", "users:any");
+    check(m, "GET", "/user", "-");
+    // `*` ranks like `:name`.
+    let m = "GET /files/* => files:one
+             GET /files/** => files:all
+             GET /files/readme => files:readme";
+    check(m, "GET", "/files/readme", "files:readme");
+    check(m, "GET", "/files/x", "files:one");
+    check(m, "GET", "/files/x/y", "files:all");
+}
+
+#[test]
+fn leftmost_segment_decides() {
+    let m = "GET /a/:x/c => left:literal
+             GET /:y/b/c => left:param";
+    check(m, "GET", "/a/b/c", "left:literal");
+    check(m, "GET", "/z/b/c", "left:param");
+    let m = "GET /a/:x/:y => a:xy
+             GET /:p/b/c => p:bc";
+    check(m, "GET", "/a/b/c", "a:xy");
+}
+
+#[test]
+fn search_backtracks_to_less_specific_branches() {
+    let m = "GET /a/b/c => abc
+             GET /a/:x/d => axd
+             GET /:p/b/e => pbe
+             GET /** => all";
+    check(m, "GET", "/a/b/c", "abc");
+    check(m, "GET", "/a/b/d", "axd");
+    check(m, "GET", "/a/b/e", "pbe");
+    check(m, "GET", "/a/b/f", "all");
+    check(m, "GET", "/", "all");
+}
+
+#[test]
+fn rest_matches_zero_or_more_segments() {
+    let m = "GET /files => files:list
+             GET /files/** => files:any
+             GET /docs/** => docs:any
+             GET /docs/:q/** => docs:q";
+    check(m, "GET", "/files", "files:list");
+    check(m, "GET", "/files/a/b/c", "files:any");
+    check(m, "GET", "/docs", "docs:any");
+    check(m, "GET", "/docs/", "docs:any");
+    // A parameter followed by an empty `**` beats an earlier `**`.
+    check(m, "GET", "/docs/x", "docs:q");
+    check(m, "GET", "/docs/x/y", "docs:q");
+    check("GET /** => all", "GET", "/", "all");
+    check("GET / => root", "GET", "/", "root");
+    check("GET / => root", "GET", "/x", "-");
+}
+
+#[test]
+fn routes_beat_regexes() {
+    let m = "GET ~/courses/[0-9]+ => re:course
+             ANY /courses/:id => any:course
+             GET ~/admin/.* => re:admin";
+    check(m, "GET", "/courses/7", "any:course");
+    check(m, "GET", "/admin/x", "re:admin");
+    check(m, "GET", "/admin", "-");
+}
+
+#[test]
+fn regexes_by_method_then_priority_then_id() {
+    let m = "ANY ~/r/.* => any:first prio=-10
+             GET ~/r/[a-z]+ => get:late prio=5 id=10
+             GET ~/r/[a-c]+ => get:early prio=5 id=3
+             GET ~/r/x.* => get:prio prio=-1";
+    check(m, "GET", "/r/abc", "get:early");
+    check(m, "GET", "/r/d", "get:late");
+    check(m, "GET", "/r/xyz", "get:prio");
+    check(m, "GET", "/r/1", "any:first");
+    check(m, "POST", "/r/abc", "any:first");
+    check(m, "HEAD", "/r/abc", "get:early");
+}
+
+#[test]
+fn regexes_match_the_whole_normalised_path() {
+    let m = "GET ~/courses/[0-9]+/admin => course:admin
+             GET ~/files/a b => files:space
+             GET ~.*/secret => secret";
+    check(m, "GET", "/courses/12/admin", "course:admin");
+    check(m, "GET", "/courses/12/admin/x", "-");
+    check(m, "GET", "/x/courses/12/admin", "-");
+    check(m, "GET", "/courses/12/admin/", "course:admin");
+    check(m, "GET", "/courses/%31%32/admin", "course:admin");
+    check(m, "GET", "/courses//12/./admin", "course:admin");
+    check(m, "GET", "/files/a%20b", "files:space");
+    check(m, "GET", "/a/b/secret", "secret");
+    check(m, "GET", "/secret", "secret");
+}
+
+#[test]
+fn regexes_indexed_by_prefix_still_see_every_candidate() {
+    // The expression under /a/b has a worse priority than the one with no literal prefix.
+    let m = "GET ~/a/b/[0-9]+ => deep prio=5
+             GET ~/a/[a-z]/[0-9]+ => mid prio=3
+             GET ~/.*/[0-9]+ => shallow prio=1";
+    check(m, "GET", "/a/b/1", "shallow");
+    let m = "GET ~/a/b/[0-9]+ => deep prio=1
+             GET ~/a/[a-z]/[0-9]+ => mid prio=3
+             GET ~/.*/[0-9]+ => shallow prio=5";
+    check(m, "GET", "/a/b/1", "deep");
+    check(m, "GET", "/a/c/1", "mid");
+    check(m, "GET", "/q/1", "shallow");
+}
+
+#[test]
+fn path_confusion_attempts() {
+    let m = "GET /courses/:id => course:read
+             GET /courses/:id/admin => course:admin
+             GET /admin => admin:read
+             GET /admin/** => admin:any";
+    let table = [
+        ("/courses/7", "course:read"),
+        ("/courses/7/", "course:read"),
+        ("/courses//7", "course:read"),
+        ("/courses/%37", "course:read"),
+        ("/courses/7/./admin", "course:admin"),
+        ("/courses/7/admin?x=/../../y", "course:admin"),
+        // Dot segments resolve before matching, raw or encoded: the same as a router that resolves them.
+        ("/courses/%2e%2e/admin", "admin:read"),
+        ("/courses/%2E%2E/admin", "admin:read"),
+        ("/courses/7/../../admin", "admin:read"),
+        ("/courses/7/%2e%2e/%2e%2e/admin/x", "admin:any"),
+        ("/courses/7/..", "-"),
+        // Case variants are different paths.
+        ("/Courses/7", "-"),
+        ("/ADMIN", "-"),
+        ("/Admin/x", "-"),
+        ("/courses/7/ADMIN", "-"),
+        // Refused.
+        ("/courses/../../admin", "rejected:above_root"),
+        ("/courses/7%2F..%2F..%2Fadmin", "rejected:encoded_slash"),
+        ("/courses/7%2f..%2f..%2fadmin", "rejected:encoded_slash"),
+        ("/courses/%252e%252e/admin", "rejected:encoded_percent"),
+        ("/admin;x=1", "rejected:semicolon"),
+        ("/courses/7;/admin", "rejected:semicolon"),
+        ("/courses\\..\\admin", "rejected:backslash"),
+        ("/courses/7%00/admin", "rejected:control_character"),
+        ("courses/7", "rejected:path_not_absolute"),
+    ];
+    for (path, expect) in table {
+        check(m, "GET", path, expect);
+    }
+}
+
+#[test]
+fn parameters_are_captured() {
+    let p = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        params("GET /c/:course/s/:section => a:b", "GET", "/c/7/s/x"),
+        p(&[("course", "7"), ("section", "x")])
+    );
+    assert_eq!(params("GET /c/*/:id => a:b", "GET", "/c/x/9"), p(&[("id", "9")]));
+    assert_eq!(
+        params("GET /f/:id/** => a:b", "GET", "/f/1/a/b"),
+        p(&[("id", "1"), ("**", "a/b")])
+    );
+    assert_eq!(
+        params("GET /f/:id/** => a:b", "GET", "/f/1"),
+        p(&[("id", "1"), ("**", "")])
+    );
+    assert_eq!(params("GET /f/:name => a:b", "GET", "/f/a%20b"), p(&[("name", "a b")]));
+    assert_eq!(params("GET /** => a:b", "GET", "/"), p(&[("**", "")]));
+    assert_eq!(
+        params(
+            "GET ~/r/(?P<owner>[^/]+)/(?P<repo>[^/]+)(/(?P<opt>x))? => a:b",
+            "GET",
+            "/r/o/p"
+        ),
+        p(&[("owner", "o"), ("repo", "p")])
+    );
+    let snapshot = Snapshot::build(rules("GET /c/:id => c:read"), 1).unwrap();
+    let m = snapshot.resolve("GET", "/c/7?x").matched().unwrap();
+    assert_eq!(m.param("nope"), None);
+    assert_eq!(m.normalized_path(), "/c/7");
+    assert_eq!(m.pattern().as_str(), "/c/:id");
+    assert_eq!(m.owner_group().map(GroupName::as_str), Some("owners"));
+    assert_eq!(m.rule().method, Method::Get);
+}
+
+#[test]
+fn conflicts_are_exact_overlaps_only() {
+    conflict("GET /a/:x => a:x\n GET /a/:y => a:y", true);
+    conflict("GET /a/:x => a:x\n GET /a/* => a:y", true);
+    conflict("GET /a => a:x\n GET /a/ => a:y", true);
+    conflict("GET /a/b => a:x\n GET /a/%62 => a:y", true);
+    conflict("GET /a/** => a:x\n GET /a/** => a:y", true);
+    conflict("GET ~/a/[0-9]+ => a:x\n GET ~/a/[0-9]+ => a:y", true);
+    conflict("GET /a/:x => a:x\n ANY /a/:x => a:y", false);
+    conflict("GET /a/:x => a:x\n POST /a/:x => a:y", false);
+    conflict("GET /a/:x => a:x\n GET /a/b => a:y", false);
+    conflict("GET /a/:x => a:x\n GET /a/** => a:y", false);
+    conflict("GET /a => a:x\n GET /a/** => a:y", false);
+    conflict("GET /a/:x => a:x\n GET /a/%3Ax => a:y", false);
+    conflict("GET ~/a/[0-9]+ => a:x\n GET ~/a/[0-9]{1,} => a:y", false);
+    conflict("GET /a => a:x\n GET ~/a => a:y", false);
+}
+
+#[test]
+fn find_conflict_names_the_existing_mapping() {
+    let snapshot = Snapshot::build(rules("GET /a/:x => a:x id=40\n ANY ~/b => b:x id=41"), 1).unwrap();
+    let pat = |s: &str| PathPattern::parse(s).unwrap();
+    assert_eq!(snapshot.find_conflict(Method::Get, &pat("/a/*")), Some(40));
+    assert_eq!(snapshot.find_conflict(Method::Post, &pat("/a/*")), None);
+    assert_eq!(snapshot.find_conflict(Method::Any, &pat("~/b")), Some(41));
+    assert_eq!(snapshot.find_conflict(Method::Get, &pat("/a/b")), None);
+    assert_eq!((snapshot.len(), snapshot.version(), snapshot.is_empty()), (2, 1, false));
+}
+
+#[test]
+fn shared_resolver_swaps_snapshots() {
+    let shared = SharedResolver::new(Snapshot::build(rules("GET /a => a:one"), 1).unwrap());
+    let old = shared.snapshot();
+    assert!(shared.store_if_newer(Snapshot::build(rules("GET /a => a:two"), 2).unwrap()));
+    assert!(!shared.store_if_newer(Snapshot::build(rules("GET /a => a:stale"), 2).unwrap()));
+    assert_eq!(outcome(&shared.load().resolve("GET", "/a")), "a:two");
+    // A reader that kept the old snapshot still sees it.
+    assert_eq!(outcome(&old.resolve("GET", "/a")), "a:one");
+    let previous = shared.store(Snapshot::default());
+    assert_eq!(previous.version(), 2);
+    assert_eq!(outcome(&shared.load().resolve("GET", "/a")), "-");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reference implementation: every rule checked in turn, the best by an explicit sort key.
+
+/// The rank of a mapping's method for a request method: own method 0, GET for HEAD 1, ANY 2.
+fn method_rank(rule: Method, request: &str) -> Option<u8> {
+    if rule == Method::Any {
+        return Some(2);
+    }
+    if rule.as_str() == request {
+        return Some(0);
+    }
+    (request == "HEAD" && rule == Method::Get).then_some(1)
+}
+
+/// The shape of a route pattern that matches `path`: per segment 0 literal, 1 parameter, 2 `**`.
+fn route_shape(segments: &[Segment], path: &[&str]) -> Option<Vec<u8>> {
+    let mut shape = Vec::new();
+    for (i, seg) in segments.iter().enumerate() {
+        match seg {
+            Segment::Rest => {
+                shape.push(2);
+                return Some(shape);
+            }
+            Segment::Lit(lit) => {
+                if path.get(i) != Some(&&**lit) {
+                    return None;
+                }
+                shape.push(0);
+            }
+            Segment::Param(_) | Segment::Wild => {
+                path.get(i)?;
+                shape.push(1);
+            }
+        }
+    }
+    (segments.len() == path.len()).then_some(shape)
+}
+
+fn reference<'r>(rules: &'r [MappingRule], method: &str, raw: &str) -> Result<Option<&'r MappingRule>, PathRejection> {
+    let path = normalize(raw)?;
+    let segs: Vec<&str> = if path == "/" {
+        Vec::new()
+    } else {
+        path[1..].split('/').collect()
+    };
+    // (stage, method rank, route shape, priority, id)
+    type Key = (u8, u8, Vec<u8>, i32, i64);
+    let mut best: Option<(Key, &MappingRule)> = None;
+    for rule in rules {
+        let Some(rank) = method_rank(rule.method, method) else {
+            continue;
+        };
+        let key = match rule.pattern.kind() {
+            Kind::Route(segments) => match route_shape(segments, &segs) {
+                Some(shape) => (0, rank, shape, 0, 0),
+                None => continue,
+            },
+            Kind::Regex { .. } => {
+                let re = Regex::new(&format!("^(?:{})$", &rule.pattern.as_str()[1..])).unwrap();
+                if !re.is_match(&path) {
+                    continue;
+                }
+                (1, rank, Vec::new(), rule.priority, rule.id)
+            }
+        };
+        if let Some((k, other)) = &best {
+            assert_ne!(
+                *k, key,
+                "two matches with equal precedence: {} and {}",
+                other.id, rule.id
+            );
+        }
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, rule));
+        }
+    }
+    Ok(best.map(|(_, r)| r))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Property test.
+
+const REGEXES: &[&str] = &[
+    "~/a/[^/]+",
+    "~/a/.*",
+    "~/[ab]/c",
+    "~/a(/b)?",
+    "~.*",
+    "~/b/[a-c]+/c",
+    "~/a/b",
+    "~/c/.+/a",
+    "~/",
+    "~/a/b/c/[ab]",
+    "~/a/b/.*",
+    "~/b/a",
+];
+
+fn arb_method() -> impl Strategy<Value = Method> {
+    prop_oneof![
+        Just(Method::Get),
+        Just(Method::Head),
+        Just(Method::Post),
+        Just(Method::Any)
+    ]
+}
+
+fn arb_route() -> impl Strategy<Value = String> {
+    let seg = prop_oneof![Just("a"), Just("b"), Just("c"), Just(":p"), Just("*")];
+    (prop::collection::vec(seg, 0..4), any::<bool>()).prop_map(|(segs, rest)| {
+        let mut s = String::new();
+        for (i, seg) in segs.iter().enumerate() {
+            s.push('/');
+            s.push_str(seg);
+            if *seg == ":p" {
+                s.push_str(&i.to_string());
+            }
+        }
+        if rest {
+            s.push_str("/**");
+        }
+        if s.is_empty() {
+            s.push('/');
+        }
+        s
+    })
+}
+
+fn arb_pattern() -> impl Strategy<Value = String> {
+    prop_oneof![4 => arb_route(), 1 => prop::sample::select(REGEXES).prop_map(str::to_owned)]
+}
+
+fn arb_rules() -> impl Strategy<Value = Vec<MappingRule>> {
+    prop::collection::vec((arb_method(), arb_pattern(), -2i32..=2), 0..24).prop_map(|raw| {
+        let n = raw.len();
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (method, pattern, priority))| MappingRule {
+                // Ids run against the input order, so that order and id are not the same thing.
+                id: i64::try_from(n - i).unwrap(),
+                method,
+                pattern: PathPattern::parse(&pattern).unwrap(),
+                action: ActionName::parse(format!("act:{i}")).unwrap(),
+                owner_group: None,
+                priority,
+            })
+            .collect()
+    })
+}
+
+fn without_conflicts(rules: Vec<MappingRule>) -> Vec<MappingRule> {
+    let mut seen = std::collections::HashSet::new();
+    rules
+        .into_iter()
+        .filter(|r| seen.insert((r.method, r.pattern.match_key())))
+        .collect()
+}
+
+fn arb_path() -> impl Strategy<Value = String> {
+    let seg = prop_oneof![
+        4 => Just("a"), 4 => Just("b"), 3 => Just("c"), 1 => Just("d"), 1 => Just("%61"),
+        1 => Just("."), 1 => Just(".."), 1 => Just(""), 1 => Just("a%2Fb"), 1 => Just("%2e%2E"),
+    ];
+    (prop::collection::vec(seg, 0..6), any::<bool>(), any::<bool>()).prop_map(|(segs, slash, query)| {
+        let mut s = String::new();
+        for seg in segs {
+            s.push('/');
+            s.push_str(seg);
+        }
+        if slash || s.is_empty() {
+            s.push('/');
+        }
+        if query {
+            s.push_str("?q=/../a");
+        }
+        s
+    })
+}
+
+fn arb_request_method() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(&["GET", "HEAD", "POST", "DELETE", "get", "PROPFIND"][..])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn compiled_resolver_agrees_with_reference(
+        rules in arb_rules().prop_map(without_conflicts),
+        requests in prop::collection::vec((arb_request_method(), arb_path()), 1..24),
+    ) {
+        let snapshot = Snapshot::build(rules.clone(), 7).unwrap();
+        for (method, path) in &requests {
+            let compiled = match snapshot.resolve(method, path) {
+                Resolution::Matched(m) => Ok(Some(m.id())),
+                Resolution::NoMatch => Ok(None),
+                Resolution::Rejected(why) => Err(why),
+            };
+            let expected = reference(&rules, method, path).map(|r| r.map(|r| r.id));
+            prop_assert_eq!(compiled, expected, "{} {}", method, path);
+        }
+    }
+
+    #[test]
+    fn build_refuses_exactly_the_duplicate_keys(rules in arb_rules()) {
+        let distinct = without_conflicts(rules.clone()).len();
+        let built = Snapshot::build(rules.clone(), 1);
+        prop_assert_eq!(built.is_ok(), distinct == rules.len());
+        if let Err(e) = built {
+            prop_assert_eq!(e.kind(), ErrorKind::Conflict);
+        }
+    }
+}
