@@ -9,7 +9,9 @@ use heimdall_core::{Config, Heimdall};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let database_url = std::env::args().nth(1).unwrap_or_else(|| "sqlite://heimdall-example.db".to_owned());
+    let database_url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "sqlite://heimdall-example.db".to_owned());
     let h = Heimdall::builder(Config {
         database_url: database_url.clone(),
         bootstrap_superadmins: vec!["root".to_owned()],
@@ -20,7 +22,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Heimdall on {} ({database_url}), built-in PDP", h.backend());
 
     let claims = |s: &str, name: &str| -> Result<Claims, heimdall_core::Error> {
-        Ok(Claims { subject: Subject::parse(s)?, display_name: Some(name.to_owned()), email: None })
+        Ok(Claims {
+            subject: Subject::parse(s)?,
+            display_name: Some(name.to_owned()),
+            email: None,
+        })
     };
     let root = h.provision(claims("root", "Root")?, &[]).await?;
     for group in ["go:admin", "go:authenticated", "go:course:editor"] {
@@ -47,7 +53,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..MappingInput::default()
     };
     match h.create_mapping(&alice, &mapping).await {
-        Ok(m) => println!("alice maps {} {} to {}", m.method.as_str(), m.path_pattern.as_str(), m.action),
+        Ok(m) => println!(
+            "alice maps {} {} to {}",
+            m.method.as_str(),
+            m.path_pattern.as_str(),
+            m.action
+        ),
         Err(e) => println!("alice's mapping: {e}"),
     }
 
@@ -61,8 +72,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("bob: groups {:?}, roles {:?}", bob.groups, bob.roles);
     println!("change version: {}", h.change_version().await?);
     println!("last audit rows:");
-    for row in h.audit_log(&root, &AuditQuery { limit: Some(5), ..AuditQuery::default() }).await? {
-        println!("  #{} {} {} {} success={}", row.id, row.actor.unwrap_or_default(), row.operation, row.target_id, row.success);
+    for row in h
+        .audit_log(
+            &root,
+            &AuditQuery {
+                limit: Some(5),
+                ..AuditQuery::default()
+            },
+        )
+        .await?
+    {
+        println!(
+            "  #{} {} {} {} success={}",
+            row.id,
+            row.actor.unwrap_or_default(),
+            row.operation,
+            row.target_id,
+            row.success
+        );
     }
     Ok(())
 }

@@ -20,6 +20,9 @@ pub struct Config {
     /// Subjects made superadmin when Heimdall starts (idempotent, audited): how the first administrator of an
     /// empty installation comes to be. There are no default credentials.
     pub bootstrap_superadmins: Vec<String>,
+    /// How stale the mapping snapshot may get before a lookup compares it with the database (changes made
+    /// through this process are seen at once; this bounds how long other replicas' changes take).
+    pub mapping_refresh_interval: std::time::Duration,
 }
 
 /// The embedded default's database.
@@ -34,6 +37,7 @@ impl Default for Config {
             superadmin_role: "superadmin".to_owned(),
             merge_token_roles: false,
             bootstrap_superadmins: Vec::new(),
+            mapping_refresh_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -48,6 +52,7 @@ impl fmt::Debug for Config {
             .field("superadmin_role", &self.superadmin_role)
             .field("merge_token_roles", &self.merge_token_roles)
             .field("bootstrap_superadmins", &self.bootstrap_superadmins)
+            .field("mapping_refresh_interval", &self.mapping_refresh_interval)
             .finish()
     }
 }
@@ -72,9 +77,18 @@ mod tests {
 
     #[test]
     fn dsn_passwords_are_redacted() {
-        assert_eq!(redact_dsn("postgres://app:s3cret@db:5432/h"), "postgres://app:***@db:5432/h");
+        assert_eq!(
+            redact_dsn("postgres://app:s3cret@db:5432/h"),
+            "postgres://app:***@db:5432/h"
+        );
         assert_eq!(redact_dsn("sqlite://heimdall.db"), "sqlite://heimdall.db");
-        let shown = format!("{:?}", Config { database_url: "postgres://u:pw@h/d".into(), ..Config::default() });
+        let shown = format!(
+            "{:?}",
+            Config {
+                database_url: "postgres://u:pw@h/d".into(),
+                ..Config::default()
+            }
+        );
         assert!(!shown.contains("pw"), "{shown}");
     }
 }

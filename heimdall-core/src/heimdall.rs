@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -10,12 +11,13 @@ use crate::authz::{self, Operation};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::mapping::{Method, PathPattern};
+use crate::mapping::{MappingRule, Method, PathPattern, Resolution, SharedResolver, Snapshot};
 use crate::model::{
     ActionName, AuditQuery, AuditRecord, Caller, Claims, Effect, Group, GroupName, GroupPattern, ManagementRight,
-    Mapping, MappingInput, MembershipChange, Page, Role, RoleName, RolePermission, Subject, UserDetails,
-    check_description, page_size,
+    Mapping, MappingInput, MembershipChange, Page, ResolvedEndpoint, Role, RoleName, RolePermission, Subject,
+    UserDetails, check_description, page_size,
 };
+use crate::pdp::pack::{self, action};
 use crate::pdp::{BuiltinPdp, Pdp};
 use crate::store::{self, Audit, ChangeRecord, MappingRow, NewMapping, OutboxStats, Store, Write};
 
@@ -32,6 +34,11 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: Config,
     outbox_signal: tokio::sync::Notify,
+    mappings: SharedResolver,
+    /// When the mapping snapshot was last compared with the database.
+    mappings_checked: std::sync::Mutex<Option<Instant>>,
+    /// One rebuild of the snapshot at a time.
+    mappings_refresh: tokio::sync::Mutex<()>,
 }
 
 /// Builds a [`Heimdall`].
@@ -74,6 +81,9 @@ impl HeimdallBuilder {
                 clock: self.clock,
                 config: self.config,
                 outbox_signal: tokio::sync::Notify::new(),
+                mappings: SharedResolver::default(),
+                mappings_checked: std::sync::Mutex::new(None),
+                mappings_refresh: tokio::sync::Mutex::new(()),
             }),
         };
         let bootstrap = heimdall.inner.config.bootstrap_superadmins.clone();
@@ -83,6 +93,18 @@ impl HeimdallBuilder {
         }
         Ok(heimdall)
     }
+}
+
+/// The resource kind of `action`'s permissions; kinds of Heimdall's own admin resources are reserved, since a
+/// principal-policy rule on them would override the admin policy pack.
+fn action_kind(action: &ActionName) -> Result<String> {
+    let kind = crate::pdp::resource_kind_for_action(action);
+    if crate::pdp::principal::is_reserved_resource_kind(&kind) {
+        return Err(Error::invalid(format!(
+            "action {action} belongs to resource kind {kind:?}: kinds starting with \"heimdall_\" are reserved"
+        )));
+    }
+    Ok(kind)
 }
 
 /// Parses an optional description.
@@ -156,8 +178,17 @@ impl Heimdall {
     /// through the PDP: whoever controls the configuration controls the installation.
     pub async fn bootstrap_superadmins(&self, subjects: &[&str]) -> Result<()> {
         let role = RoleName::parse(self.inner.config.superadmin_role.clone())?;
-        let subjects = subjects.iter().map(|s| Subject::parse(*s)).collect::<Result<Vec<_>>>()?;
-        let w = self.write(None, "bootstrap_create_role", "role", format!("role:{role}"), json!({"name": role.as_str()}));
+        let subjects = subjects
+            .iter()
+            .map(|s| Subject::parse(*s))
+            .collect::<Result<Vec<_>>>()?;
+        let w = self.write(
+            None,
+            "bootstrap_create_role",
+            "role",
+            format!("role:{role}"),
+            json!({"name": role.as_str()}),
+        );
         match self.store().create_role(&w, &role, Some("Heimdall superadmin")).await {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Conflict => {}
@@ -189,8 +220,13 @@ impl Heimdall {
             format!("group:{name}"),
             json!({"name": name.as_str(), "description": desc}),
         );
-        self.authorized(caller, &w, Operation::group("group:create", &name), self.store().create_group(&w, &name, desc))
-            .await
+        self.authorized(
+            caller,
+            &w,
+            Operation::new(action::GROUP_CREATE, pack::group(&name)),
+            self.store().create_group(&w, &name, desc),
+        )
+        .await
     }
 
     /// One group.
@@ -200,7 +236,12 @@ impl Heimdall {
 
     /// Groups in name order, optionally only those whose name starts with `prefix`; `after` is the last
     /// name of the previous page.
-    pub async fn list_groups(&self, prefix: Option<&str>, after: Option<&str>, limit: Option<u32>) -> Result<Page<Group>> {
+    pub async fn list_groups(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<Group>> {
         let limit = page_size(limit)?;
         let items = self.store().list_groups(prefix, after, limit).await?;
         Ok(Page::new(items, limit, |g| g.name.to_string()))
@@ -210,15 +251,29 @@ impl Heimdall {
     /// A group that owns mappings is not deleted (conflict): reassign or delete the mappings first.
     pub async fn delete_group(&self, caller: &Caller, name: &str) -> Result<()> {
         let name = GroupName::parse(name)?;
-        let w = self.write(Some(caller), "delete_group", "group", format!("group:{name}"), json!({"name": name.as_str()}));
-        self.authorized(caller, &w, Operation::group("group:delete", &name), self.store().delete_group(&w, &name))
-            .await
+        let w = self.write(
+            Some(caller),
+            "delete_group",
+            "group",
+            format!("group:{name}"),
+            json!({"name": name.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::new(action::GROUP_DELETE, pack::group(&name)),
+            self.store().delete_group(&w, &name),
+        )
+        .await
     }
 
     /// Members of a group, by subject; `after` is the last subject of the previous page.
     pub async fn group_members(&self, group: &str, after: Option<&str>, limit: Option<u32>) -> Result<Page<Subject>> {
         let limit = page_size(limit)?;
-        let items = self.store().group_members(&GroupName::parse(group)?, after, limit).await?;
+        let items = self
+            .store()
+            .group_members(&GroupName::parse(group)?, after, limit)
+            .await?;
         Ok(Page::new(items, limit, |s| s.to_string()))
     }
 
@@ -244,7 +299,7 @@ impl Heimdall {
         self.authorized(
             caller,
             &w,
-            Operation::group("group:add_member", &group),
+            Operation::new(action::GROUP_ADD_MEMBER, pack::group(&group)),
             self.store().add_member(&w, &group, &subject),
         )
         .await
@@ -264,7 +319,7 @@ impl Heimdall {
         self.authorized(
             caller,
             &w,
-            Operation::group("group:remove_member", &group),
+            Operation::new(action::GROUP_REMOVE_MEMBER, pack::group(&group)),
             self.store().remove_member(&w, &group, &subject),
         )
         .await
@@ -275,6 +330,9 @@ impl Heimdall {
     /// Creates a role.
     pub async fn create_role(&self, caller: &Caller, name: &str, description_: Option<&str>) -> Result<Role> {
         let name = RoleName::parse(name)?;
+        if name.as_str() == pack::SUPERADMIN_ROLE {
+            return Err(Error::invalid(format!("role name {name} is reserved for Heimdall")));
+        }
         let desc = description(description_)?;
         let w = self.write(
             Some(caller),
@@ -283,8 +341,13 @@ impl Heimdall {
             format!("role:{name}"),
             json!({"name": name.as_str(), "description": desc}),
         );
-        self.authorized(caller, &w, Operation::role("role:create", &name), self.store().create_role(&w, &name, desc))
-            .await
+        self.authorized(
+            caller,
+            &w,
+            Operation::new(action::ROLE_CREATE, pack::role(&name)),
+            self.store().create_role(&w, &name, desc),
+        )
+        .await
     }
 
     /// Roles in name order; `after` is the last name of the previous page.
@@ -297,9 +360,20 @@ impl Heimdall {
     /// Deletes a role, with its assignments and permissions.
     pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<()> {
         let name = RoleName::parse(name)?;
-        let w = self.write(Some(caller), "delete_role", "role", format!("role:{name}"), json!({"name": name.as_str()}));
-        self.authorized(caller, &w, Operation::role("role:delete", &name), self.store().delete_role(&w, &name))
-            .await
+        let w = self.write(
+            Some(caller),
+            "delete_role",
+            "role",
+            format!("role:{name}"),
+            json!({"name": name.as_str()}),
+        );
+        self.authorized(
+            caller,
+            &w,
+            Operation::new(action::ROLE_DELETE, pack::role(&name)),
+            self.store().delete_role(&w, &name),
+        )
+        .await
     }
 
     /// Gives `group`'s members `role`. Returns false when the group had it already.
@@ -313,8 +387,12 @@ impl Heimdall {
             format!("group:{group}"),
             json!({"group": group.as_str(), "role": role.as_str()}),
         );
-        let op = Operation::group_role("group:assign_role", &group, &role, self.is_superadmin_role(&role));
-        self.authorized(caller, &w, op, self.store().assign_group_role(&w, &group, &role)).await
+        let op = Operation::new(
+            action::GROUP_ASSIGN_ROLE,
+            pack::group_role(&group, &role, self.is_superadmin_role(&role)),
+        );
+        self.authorized(caller, &w, op, self.store().assign_group_role(&w, &group, &role))
+            .await
     }
 
     /// Takes `role` away from `group`.
@@ -328,8 +406,12 @@ impl Heimdall {
             format!("group:{group}"),
             json!({"group": group.as_str(), "role": role.as_str()}),
         );
-        let op = Operation::group_role("group:remove_role", &group, &role, self.is_superadmin_role(&role));
-        self.authorized(caller, &w, op, self.store().remove_group_role(&w, &group, &role)).await
+        let op = Operation::new(
+            action::GROUP_REMOVE_ROLE,
+            pack::group_role(&group, &role, self.is_superadmin_role(&role)),
+        );
+        self.authorized(caller, &w, op, self.store().remove_group_role(&w, &group, &role))
+            .await
     }
 
     /// Gives `subject` `role` directly. Returns false when they had it already.
@@ -346,7 +428,7 @@ impl Heimdall {
         self.authorized(
             caller,
             &w,
-            Operation::user("user:assign_role", &subject),
+            Operation::new(action::USER_ASSIGN_ROLE, pack::user(&subject)),
             self.store().assign_user_role(&w, &subject, &role),
         )
         .await
@@ -366,7 +448,7 @@ impl Heimdall {
         self.authorized(
             caller,
             &w,
-            Operation::user("user:assign_role", &subject),
+            Operation::new(action::USER_ASSIGN_ROLE, pack::user(&subject)),
             self.store().remove_user_role(&w, &subject, &role),
         )
         .await
@@ -378,7 +460,7 @@ impl Heimdall {
         let role = RoleName::parse(role)?;
         let action = ActionName::parse(action)?;
         let effect = Effect::parse(effect)?;
-        let kind = crate::pdp::resource_kind_for_action(&action);
+        let kind = action_kind(&action)?;
         let w = self.write(
             Some(caller),
             "grant_permission",
@@ -389,7 +471,7 @@ impl Heimdall {
         self.authorized(
             caller,
             &w,
-            Operation::role("role:grant_permission", &role),
+            Operation::new(action::ROLE_GRANT_PERMISSION, pack::role(&role)),
             self.store().grant_permission(&w, &role, &action, &kind, effect),
         )
         .await
@@ -409,7 +491,7 @@ impl Heimdall {
         self.authorized(
             caller,
             &w,
-            Operation::role("role:grant_permission", &role),
+            Operation::new(action::ROLE_GRANT_PERMISSION, pack::role(&role)),
             self.store().revoke_permission(&w, &role, &action),
         )
         .await
@@ -442,7 +524,10 @@ impl Heimdall {
         self.authorized(
             caller,
             &w,
-            Operation::right("management_right:create", &manager, &pattern),
+            Operation::new(
+                action::MANAGEMENT_RIGHT_CREATE,
+                pack::management_right(&manager, &pattern),
+            ),
             self.store().create_right(&w, &manager, &pattern),
         )
         .await
@@ -467,7 +552,10 @@ impl Heimdall {
         self.authorized(
             caller,
             &w,
-            Operation::right("management_right:delete", &right.manager_group, &right.target_pattern),
+            Operation::new(
+                action::MANAGEMENT_RIGHT_DELETE,
+                pack::management_right(&right.manager_group, &right.target_pattern),
+            ),
             self.store().delete_right(&w, id),
         )
         .await
@@ -484,7 +572,10 @@ impl Heimdall {
             return Ok(Vec::new());
         }
         let groups = self.store().all_group_names().await?;
-        Ok(groups.into_iter().filter(|g| patterns.iter().any(|p| p.matches(g))).collect())
+        Ok(groups
+            .into_iter()
+            .filter(|g| patterns.iter().any(|p| p.matches(g)))
+            .collect())
     }
 
     // ---- Mappings ----------------------------------------------------------------------------------------
@@ -504,7 +595,7 @@ impl Heimdall {
             method: method.as_str().to_owned(),
             path_pattern: pattern.as_str().to_owned(),
             match_key: pattern.match_key(),
-            resource_kind: crate::pdp::resource_kind_for_action(&action),
+            resource_kind: action_kind(&action)?,
             action,
             owner_group,
             priority: input.priority,
@@ -531,9 +622,18 @@ impl Heimdall {
     /// conflict naming the other.
     pub async fn create_mapping(&self, caller: &Caller, input: &MappingInput) -> Result<Mapping> {
         let (new, request) = Self::new_mapping(input)?;
-        let w = self.write(Some(caller), "create_mapping", "mapping", "mapping:new".to_owned(), request);
-        let op = Operation::mapping("mapping:create", "new", new.owner_group.as_ref());
-        let row = self.authorized(caller, &w, op, self.store().create_mapping(&w, &new)).await?;
+        let w = self.write(
+            Some(caller),
+            "create_mapping",
+            "mapping",
+            "mapping:new".to_owned(),
+            request,
+        );
+        let op = Operation::new(action::MAPPING_CREATE, pack::mapping(None, new.owner_group.as_ref()));
+        let row = self
+            .authorized(caller, &w, op, self.store().create_mapping(&w, &new))
+            .await?;
+        self.mappings_changed().await;
         Self::mapping_from_row(row)
     }
 
@@ -542,23 +642,48 @@ impl Heimdall {
     pub async fn update_mapping(&self, caller: &Caller, id: i64, input: &MappingInput) -> Result<Mapping> {
         let (new, request) = Self::new_mapping(input)?;
         let old = self.store().get_mapping(id).await?;
-        let w = self.write(Some(caller), "update_mapping", "mapping", format!("mapping:{id}"), request);
-        let key = id.to_string();
-        let mut ops = vec![Operation::mapping("mapping:update", &key, old.owner_group.as_ref())];
+        let w = self.write(
+            Some(caller),
+            "update_mapping",
+            "mapping",
+            format!("mapping:{id}"),
+            request,
+        );
+        let mut ops = vec![Operation::new(
+            action::MAPPING_UPDATE,
+            pack::mapping(Some(id), old.owner_group.as_ref()),
+        )];
         if new.owner_group != old.owner_group {
-            ops.push(Operation::mapping("mapping:update", &key, new.owner_group.as_ref()));
+            ops.push(Operation::new(
+                action::MAPPING_UPDATE,
+                pack::mapping(Some(id), new.owner_group.as_ref()),
+            ));
         }
-        let row = self.authorized_all(caller, &w, ops, self.store().update_mapping(&w, id, &new)).await?;
+        let row = self
+            .authorized_all(caller, &w, ops, self.store().update_mapping(&w, id, &new))
+            .await?;
+        self.mappings_changed().await;
         Self::mapping_from_row(row)
     }
 
     /// Deletes a mapping.
     pub async fn delete_mapping(&self, caller: &Caller, id: i64) -> Result<()> {
         let old = self.store().get_mapping(id).await?;
-        let w = self.write(Some(caller), "delete_mapping", "mapping", format!("mapping:{id}"), json!({"id": id}));
-        let key = id.to_string();
-        let op = Operation::mapping("mapping:delete", &key, old.owner_group.as_ref());
-        self.authorized(caller, &w, op, self.store().delete_mapping(&w, id)).await
+        let w = self.write(
+            Some(caller),
+            "delete_mapping",
+            "mapping",
+            format!("mapping:{id}"),
+            json!({"id": id}),
+        );
+        let op = Operation::new(
+            action::MAPPING_DELETE,
+            pack::mapping(Some(id), old.owner_group.as_ref()),
+        );
+        self.authorized(caller, &w, op, self.store().delete_mapping(&w, id))
+            .await?;
+        self.mappings_changed().await;
+        Ok(())
     }
 
     /// One mapping.
@@ -570,8 +695,74 @@ impl Heimdall {
     pub async fn list_mappings(&self, after: Option<i64>, limit: Option<u32>) -> Result<Page<Mapping>> {
         let limit = page_size(limit)?;
         let rows = self.store().list_mappings(after, limit).await?;
-        let items = rows.into_iter().map(Self::mapping_from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .into_iter()
+            .map(Self::mapping_from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::new(items, limit, |m| m.id.to_string()))
+    }
+
+    /// The compiled mapping snapshot, rebuilt from the database when a mapping changed (checked at most every
+    /// [`Config::mapping_refresh_interval`]; at once after this process changes a mapping).
+    pub async fn mapping_snapshot(&self) -> Result<Arc<Snapshot>> {
+        let due = {
+            let checked = self.inner.mappings_checked.lock().unwrap_or_else(|p| p.into_inner());
+            checked.is_none_or(|t| t.elapsed() >= self.inner.config.mapping_refresh_interval)
+        };
+        if due {
+            self.refresh_mappings().await
+        } else {
+            Ok(self.inner.mappings.snapshot())
+        }
+    }
+
+    /// Rebuilds the mapping snapshot if the database holds a newer mapping version than the current one.
+    pub async fn refresh_mappings(&self) -> Result<Arc<Snapshot>> {
+        let _one_at_a_time = self.inner.mappings_refresh.lock().await;
+        let version = self.store().mapping_version().await?;
+        if self.inner.mappings.snapshot().version() < version {
+            let rows = self.store().all_mappings().await?;
+            let rules = rows
+                .into_iter()
+                .map(|row| {
+                    Ok(MappingRule {
+                        id: row.id,
+                        method: Method::parse(&row.method)?,
+                        pattern: PathPattern::parse(&row.path_pattern)?,
+                        action: row.action,
+                        owner_group: row.owner_group,
+                        priority: row.priority,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.inner.mappings.store_if_newer(Snapshot::build(rules, version)?);
+        }
+        *self.inner.mappings_checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(self.inner.mappings.snapshot())
+    }
+
+    async fn mappings_changed(&self) {
+        if let Err(e) = self.refresh_mappings().await {
+            tracing::warn!(error = %e, "could not rebuild the mapping snapshot; the next lookup tries again");
+            *self.inner.mappings_checked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// The mapping a request (method and raw path, query string allowed) resolves to, or `None` when no mapping
+    /// applies. A path the normaliser refuses (see [`crate::mapping`]) is invalid input.
+    pub async fn resolve(&self, method: &str, path: &str) -> Result<Option<ResolvedEndpoint>> {
+        let snapshot = self.mapping_snapshot().await?;
+        match snapshot.resolve(method, path) {
+            Resolution::Matched(m) => Ok(Some(ResolvedEndpoint {
+                mapping_id: m.id(),
+                action: m.action().clone(),
+                path_pattern: m.pattern().as_str().to_owned(),
+                owner_group: m.owner_group().cloned(),
+                params: m.params().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            })),
+            Resolution::NoMatch => Ok(None),
+            Resolution::Rejected(why) => Err(Error::invalid(format!("path rejected: {}", why.as_str()))),
+        }
     }
 
     // ---- Users -------------------------------------------------------------------------------------------
@@ -586,13 +777,8 @@ impl Heimdall {
     /// Audit rows matching `query`, newest first. Authorized as `audit:read`.
     pub async fn audit_log(&self, caller: &Caller, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let limit = page_size(query.limit)?;
-        let principal = authz::principal(self.store(), &self.inner.config, caller).await?;
-        let op = Operation::system("audit:read");
-        match self.inner.pdp.check(&principal, &op.resource, &[op.action]).await {
-            Ok(d) if d.first() == Some(&crate::pdp::Decision::Allow) => {}
-            Ok(_) => return Err(Error::new(ErrorKind::Forbidden, "audit:read is not allowed")),
-            Err(e) => return Err(authz::unavailable(e)),
-        }
+        let op = Operation::new(action::AUDIT_READ, pack::system());
+        authz::authorize(self.store(), self.inner.pdp.as_ref(), &self.inner.config, caller, &[op]).await?;
         self.store().list_audit(query, limit).await
     }
 
@@ -642,7 +828,7 @@ impl Heimdall {
         &self,
         caller: &Caller,
         w: &Write,
-        op: Operation<'_>,
+        op: Operation,
         change: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         self.authorized_all(caller, w, vec![op], change).await
@@ -652,7 +838,7 @@ impl Heimdall {
         &self,
         caller: &Caller,
         w: &Write,
-        ops: Vec<Operation<'_>>,
+        ops: Vec<Operation>,
         change: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let outcome = async {

@@ -617,3 +617,18 @@ pub struct MappingInput {
     /// Free text.
     pub description: Option<String>,
 }
+
+/// What a request resolves to: the mapping, its action, and the parameters the pattern captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedEndpoint {
+    /// The mapping's id.
+    pub mapping_id: i64,
+    /// The action the request needs.
+    pub action: ActionName,
+    /// The pattern that matched.
+    pub path_pattern: String,
+    /// The group that owns the mapping.
+    pub owner_group: Option<GroupName>,
+    /// Captured parameters, in pattern order.
+    pub params: Vec<(String, String)>,
+}

@@ -110,8 +110,10 @@ impl ReconcileReport {
 /// The policy a subject should have in Cerbos, or `None` when they have no permissions.
 async fn desired_policy(h: &Heimdall, subject: &Subject) -> Result<Option<Value>> {
     let permissions = h.store().effective_permissions(subject.as_str()).await?;
-    let triples: Vec<(String, crate::model::ActionName, crate::model::Effect)> =
-        permissions.into_iter().map(|p| (p.resource_kind, p.action, p.effect)).collect();
+    let triples: Vec<(String, crate::model::ActionName, crate::model::Effect)> = permissions
+        .into_iter()
+        .map(|p| (p.resource_kind, p.action, p.effect))
+        .collect();
     Ok(pdp::principal_policy(subject, &triples))
 }
 
@@ -142,7 +144,11 @@ pub struct PushWorker {
 impl PushWorker {
     /// A worker pushing `heimdall`'s outbox to `admin`.
     pub fn new(heimdall: Heimdall, admin: Arc<dyn PolicyAdmin>, config: SyncConfig) -> Self {
-        PushWorker { heimdall, admin, config }
+        PushWorker {
+            heimdall,
+            admin,
+            config,
+        }
     }
 
     fn retry_at(&self, attempts: i32) -> chrono::DateTime<chrono::Utc> {
@@ -167,7 +173,12 @@ impl PushWorker {
             report.retrying += 1;
             tracing::warn!(subject = %item.subject, attempts = item.attempts + 1, error = %message, "principal policy push failed; will retry");
         }
-        if let Err(e) = self.heimdall.store().outbox_retry(item, next, &message, permanent).await {
+        if let Err(e) = self
+            .heimdall
+            .store()
+            .outbox_retry(item, next, &message, permanent)
+            .await
+        {
             tracing::warn!(subject = %item.subject, error = %e, "could not record a failed push; the lease will expire");
         }
     }
@@ -227,7 +238,10 @@ impl PushWorker {
         let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(30));
         let limit = i64::try_from(self.config.batch_size.clamp(1, MAX_PUT_BATCH)).unwrap_or(1);
         let items = self.heimdall.store().outbox_claim(now, lease_until, limit).await?;
-        let mut report = PushReport { claimed: items.len(), ..PushReport::default() };
+        let mut report = PushReport {
+            claimed: items.len(),
+            ..PushReport::default()
+        };
         let mut puts = Vec::new();
         let mut deletes = Vec::new();
         for item in items {
@@ -303,7 +317,11 @@ impl Heimdall {
 
         // What differs: missing policies, and present ones whose rules differ.
         let mut current: HashMap<String, BTreeSet<(String, String, String)>> = HashMap::new();
-        let present: Vec<String> = desired.iter().filter(|(id, _)| held.contains(id)).map(|(id, _)| id.clone()).collect();
+        let present: Vec<String> = desired
+            .iter()
+            .filter(|(id, _)| held.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
         for chunk in present.chunks(MAX_PUT_BATCH) {
             for policy in admin.get_policies(chunk).await? {
                 if let Some(id) = policy_id_of(&policy) {

@@ -43,7 +43,12 @@ impl TestDatabase {
     pub fn sqlite() -> TestDatabase {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("heimdall.db").display());
-        TestDatabase { url, backend: "sqlite", _dir: Some(dir), postgres: None }
+        TestDatabase {
+            url,
+            backend: "sqlite",
+            _dir: Some(dir),
+            postgres: None,
+        }
     }
 
     /// A fresh PostgreSQL database, or `None` (after saying so on stderr) when no server is configured and
@@ -87,9 +92,11 @@ impl TestDatabase {
     pub async fn drop_database(self) {
         if let Some((admin_url, name)) = &self.postgres {
             if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
                 conn.close().await.ok();
             }
         }

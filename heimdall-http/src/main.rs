@@ -66,11 +66,17 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
             let admin: Arc<dyn PolicyAdmin> = Arc::new(s.cerbos_admin()?.ok_or_else(|| {
                 heimdall_core::Error::new(heimdall_core::ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
             })?);
-            let config = SyncConfig { max_backoff: s.max_backoff(), ..SyncConfig::default() };
+            let config = SyncConfig {
+                max_backoff: s.max_backoff(),
+                ..SyncConfig::default()
+            };
             let worker = PushWorker::new(h.clone(), admin.clone(), config);
             let interval = Duration::from_secs(s.reconcile_interval_seconds.max(1));
             tracing::info!(?interval, "worker started");
-            tokio::join!(worker.run(shutdown()), h.run_reconciler(admin.as_ref(), interval, shutdown()));
+            tokio::join!(
+                worker.run(shutdown()),
+                h.run_reconciler(admin.as_ref(), interval, shutdown())
+            );
         }
     }
     Ok(())
@@ -79,9 +85,7 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {

@@ -28,7 +28,13 @@ pub struct Settings {
     #[arg(long, env = "CERBOS_ADMIN_USER", default_value = "cerbos")]
     pub cerbos_admin_user: String,
     /// Cerbos Admin API password.
-    #[arg(long, env = "CERBOS_ADMIN_PASSWORD", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "CERBOS_ADMIN_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub cerbos_admin_password: String,
     /// Subjects made superadmin on start (comma-separated), idempotently.
     #[arg(long, env = "HEIMDALL_BOOTSTRAP_SUPERADMINS", value_delimiter = ',')]
@@ -51,7 +57,12 @@ impl Settings {
             database_url: self.db_dsn.clone(),
             max_connections: self.db_max_connections,
             superadmin_role: self.superadmin_role.clone(),
-            bootstrap_superadmins: self.bootstrap_superadmins.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+            bootstrap_superadmins: self
+                .bootstrap_superadmins
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
             ..Config::default()
         }
     }
@@ -67,7 +78,9 @@ impl Settings {
 
     /// The Cerbos client for the Admin API, when one is configured.
     pub fn cerbos_admin(&self) -> heimdall_core::Result<Option<CerbosClient>> {
-        let Some(admin) = &self.cerbos_admin_url else { return Ok(None) };
+        let Some(admin) = &self.cerbos_admin_url else {
+            return Ok(None);
+        };
         let check = self.cerbos_check_url.as_deref().unwrap_or(admin);
         Ok(Some(CerbosClient::new(self.cerbos_config(check))?))
     }

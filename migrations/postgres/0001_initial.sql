@@ -154,3 +154,4 @@ CREATE TABLE change_log (
     entity_key  TEXT NOT NULL,
     changed_at  TIMESTAMPTZ NOT NULL
 );
+CREATE INDEX change_log_entity_idx ON change_log (entity, version);

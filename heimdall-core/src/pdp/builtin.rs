@@ -41,12 +41,7 @@ fn managed_regexes(principal: &Principal) -> Vec<regex::Regex> {
     items
         .iter()
         .filter_map(Value::as_str)
-        .filter_map(|re| {
-            regex::RegexBuilder::new(re)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .ok()
-        })
+        .filter_map(|re| regex::RegexBuilder::new(re).size_limit(REGEX_SIZE_LIMIT).build().ok())
         .collect()
 }
 
@@ -64,12 +59,7 @@ impl BuiltinPdp {
         Self::decide_with(principal, &managed_regexes(principal), resource, action)
     }
 
-    fn decide_with(
-        principal: &Principal,
-        regexes: &[regex::Regex],
-        resource: &Resource,
-        act: &str,
-    ) -> Decision {
+    fn decide_with(principal: &Principal, regexes: &[regex::Regex], resource: &Resource, act: &str) -> Decision {
         let kind = resource.kind.as_str();
         if !pack::KINDS.contains(&kind) {
             return Decision::Deny;
@@ -80,41 +70,26 @@ impl BuiltinPdp {
         let allowed = match (kind, act) {
             (
                 pack::KIND_GROUP,
-                action::GROUP_CREATE
-                | action::GROUP_DELETE
-                | action::GROUP_ADD_MEMBER
-                | action::GROUP_REMOVE_MEMBER,
+                action::GROUP_CREATE | action::GROUP_DELETE | action::GROUP_ADD_MEMBER | action::GROUP_REMOVE_MEMBER,
             ) => attr_matches(resource, attr::GROUP_ID, regexes),
             (pack::KIND_GROUP, action::GROUP_ASSIGN_ROLE | action::GROUP_REMOVE_ROLE) => {
                 attr_matches(resource, attr::GROUP_ID, regexes)
                     && attr_matches(resource, attr::ROLE_ID, regexes)
                     && resource.attr.get(attr::PRIVILEGED) == Some(&Value::Bool(false))
             }
-            (
-                pack::KIND_MAPPING,
-                action::MAPPING_CREATE | action::MAPPING_UPDATE | action::MAPPING_DELETE,
-            ) => {
+            (pack::KIND_MAPPING, action::MAPPING_CREATE | action::MAPPING_UPDATE | action::MAPPING_DELETE) => {
                 matches!(resource.attr.get(attr::OWNER_GROUP), Some(Value::String(s)) if !s.is_empty())
                     && attr_matches(resource, attr::OWNER_GROUP, regexes)
             }
             _ => false,
         };
-        if allowed {
-            Decision::Allow
-        } else {
-            Decision::Deny
-        }
+        if allowed { Decision::Allow } else { Decision::Deny }
     }
 }
 
 #[async_trait]
 impl Pdp for BuiltinPdp {
-    async fn check(
-        &self,
-        principal: &Principal,
-        resource: &Resource,
-        actions: &[&str],
-    ) -> Result<Vec<Decision>> {
+    async fn check(&self, principal: &Principal, resource: &Resource, actions: &[&str]) -> Result<Vec<Decision>> {
         if actions.is_empty() {
             return Err(Error::invalid("a check needs at least one action"));
         }
@@ -132,16 +107,8 @@ mod tests {
     use crate::model::{GroupName, GroupPattern, RoleName, Subject};
 
     fn caller(superadmin: bool, patterns: &[&str]) -> Principal {
-        let patterns: Vec<GroupPattern> = patterns
-            .iter()
-            .map(|p| GroupPattern::parse(*p).unwrap())
-            .collect();
-        pack::principal(
-            &Subject::parse("alice").unwrap(),
-            ["go:admin"],
-            superadmin,
-            &patterns,
-        )
+        let patterns: Vec<GroupPattern> = patterns.iter().map(|p| GroupPattern::parse(*p).unwrap()).collect();
+        pack::principal(&Subject::parse("alice").unwrap(), ["go:admin"], superadmin, &patterns)
     }
 
     fn g(name: &str) -> GroupName {
@@ -187,19 +154,12 @@ mod tests {
             Decision::Deny
         );
         assert_eq!(
-            d(
-                &mgr,
-                &pack::mapping(None, Some(&g("go:x"))),
-                action::MAPPING_CREATE
-            ),
+            d(&mgr, &pack::mapping(None, Some(&g("go:x"))), action::MAPPING_CREATE),
             Decision::Allow
         );
         assert_eq!(d(&mgr, &pack::system(), action::RECONCILE), Decision::Deny);
         let root = caller(true, &[]);
-        assert_eq!(
-            d(&root, &pack::system(), action::RECONCILE),
-            Decision::Allow
-        );
+        assert_eq!(d(&root, &pack::system(), action::RECONCILE), Decision::Allow);
         assert_eq!(d(&root, &pack::system(), "anything"), Decision::Allow);
         assert_eq!(
             d(&root, &Resource::new("course", "c1"), "course:create"),
@@ -221,8 +181,7 @@ mod tests {
 
     #[test]
     fn bad_regexes_never_match() {
-        let p = Principal::new("x", ["user"])
-            .with_attr(attr::MANAGED_GROUP_REGEXES, vec!["(", "^go:.*$"]);
+        let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, vec!["(", "^go:.*$"]);
         assert_eq!(
             BuiltinPdp::decide(&p, &pack::group(&g("go:x")), action::GROUP_CREATE),
             Decision::Allow

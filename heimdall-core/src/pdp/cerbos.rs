@@ -38,9 +38,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::pdp::principal::{PRINCIPAL_ID_REGEX, PRINCIPAL_POLICY_MARK, has_heimdall_mark};
-use crate::pdp::{
-    Decision, MAX_ACTIONS_PER_RESOURCE, MAX_RESOURCES_PER_CHECK, Pdp, Principal, Resource,
-};
+use crate::pdp::{Decision, MAX_ACTIONS_PER_RESOURCE, MAX_RESOURCES_PER_CHECK, Pdp, Principal, Resource};
 
 /// Most policies per `PUT /admin/policy` (Cerbos' limit).
 pub const MAX_POLICIES_PER_PUT: usize = 100;
@@ -115,12 +113,9 @@ impl fmt::Debug for CerbosConfig {
 
 /// The base URL (ending in `/`) of a Cerbos given as a full endpoint URL or a base URL.
 fn base_url(what: &str, raw: &str) -> Result<Url> {
-    let mut url = Url::parse(raw.trim())
-        .map_err(|e| Error::config(format!("{what} {raw:?} is not a URL: {e}")))?;
+    let mut url = Url::parse(raw.trim()).map_err(|e| Error::config(format!("{what} {raw:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::config(format!(
-            "{what} must be an http or https URL"
-        )));
+        return Err(Error::config(format!("{what} must be an http or https URL")));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Error::config(format!(
@@ -130,12 +125,7 @@ fn base_url(what: &str, raw: &str) -> Result<Url> {
     url.set_query(None);
     url.set_fragment(None);
     let mut path = url.path().trim_end_matches('/').to_owned();
-    for suffix in [
-        "/api/check/resources",
-        "/admin/policy",
-        "/admin/policies",
-        "/admin",
-    ] {
+    for suffix in ["/api/check/resources", "/admin/policy", "/admin/policies", "/admin"] {
         if let Some(stripped) = path.strip_suffix(suffix) {
             path = stripped.to_owned();
             break;
@@ -239,14 +229,7 @@ impl CerbosClient {
     }
 
     /// Sends one request and returns the JSON answer, retrying retryable failures when `retry` says so.
-    async fn call(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&Value>,
-        admin: bool,
-        retry: Retry,
-    ) -> Result<Value> {
+    async fn call(&self, method: Method, url: Url, body: Option<&Value>, admin: bool, retry: Retry) -> Result<Value> {
         if admin && self.config.admin_password.is_empty() {
             return Err(Error::config(
                 "the Cerbos Admin API needs a password (CERBOS_ADMIN_PASSWORD)",
@@ -255,24 +238,17 @@ impl CerbosClient {
         let once = || self.call_once(method.clone(), url.clone(), body, admin);
         match retry {
             Retry::No => once().await,
-            Retry::Yes => {
-                once.retry(self.backoff())
-                    .when(Error::is_retryable)
-                    .notify(|e, after| {
-                        tracing::warn!(error = %e, retry_in = ?after, path = url.path(), "Cerbos call failed; retrying");
-                    })
-                    .await
-            }
+            Retry::Yes => once
+                .retry(self.backoff())
+                .when(Error::is_retryable)
+                .notify(|e, after| {
+                    tracing::warn!(error = %e, retry_in = ?after, path = url.path(), "Cerbos call failed; retrying");
+                })
+                .await,
         }
     }
 
-    async fn call_once(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&Value>,
-        admin: bool,
-    ) -> Result<Value> {
+    async fn call_once(&self, method: Method, url: Url, body: Option<&Value>, admin: bool) -> Result<Value> {
         let path = url.path().to_owned();
         let mut req = self.http.request(method, url);
         if admin {
@@ -291,8 +267,7 @@ impl CerbosClient {
         })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| {
-            Error::unavailable(format!("reading Cerbos' answer ({path}) failed"))
-                .with_source(e.without_url())
+            Error::unavailable(format!("reading Cerbos' answer ({path}) failed")).with_source(e.without_url())
         })?;
         if !status.is_success() {
             return Err(status_error(&path, status, &text));
@@ -300,9 +275,8 @@ impl CerbosClient {
         if text.trim().is_empty() {
             return Ok(Value::Object(Map::new()));
         }
-        serde_json::from_str(&text).map_err(|e| {
-            Error::unexpected(format!("Cerbos ({path}) answered with invalid JSON")).with_source(e)
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| Error::unexpected(format!("Cerbos ({path}) answered with invalid JSON")).with_source(e))
     }
 
     /// Decides several resources for one principal: one `Vec<Decision>` per item, in order. Sends up to
@@ -343,14 +317,8 @@ impl CerbosClient {
     pub async fn put_policies(&self, policies: &[Value]) -> Result<()> {
         for chunk in policies.chunks(MAX_POLICIES_PER_PUT) {
             let body = json!({ "policies": chunk });
-            self.call(
-                Method::PUT,
-                self.endpoints.policy.clone(),
-                Some(&body),
-                true,
-                Retry::No,
-            )
-            .await?;
+            self.call(Method::PUT, self.endpoints.policy.clone(), Some(&body), true, Retry::No)
+                .await?;
             tracing::debug!(count = chunk.len(), "put policies to Cerbos");
         }
         Ok(())
@@ -362,19 +330,11 @@ impl CerbosClient {
         let mut deleted = 0;
         for chunk in ids.chunks(MAX_IDS_PER_DELETE) {
             let mut url = self.endpoints.delete.clone();
-            url.query_pairs_mut()
-                .extend_pairs(chunk.iter().map(|id| ("id", id)));
+            url.query_pairs_mut().extend_pairs(chunk.iter().map(|id| ("id", id)));
             let answer = self.call(Method::POST, url, None, true, Retry::No).await?;
-            deleted += answer
-                .get("deletedPolicies")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
+            deleted += answer.get("deletedPolicies").and_then(Value::as_u64).unwrap_or(0);
         }
-        tracing::debug!(
-            requested = ids.len(),
-            deleted,
-            "deleted policies from Cerbos"
-        );
+        tracing::debug!(requested = ids.len(), deleted, "deleted policies from Cerbos");
         Ok(deleted)
     }
 
@@ -399,15 +359,9 @@ impl CerbosClient {
         let answer = self.call(Method::GET, url, None, true, Retry::Yes).await?;
         let mut ids = match answer.get("policyIds") {
             None => Vec::new(),
-            Some(Value::Array(ids)) => ids
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
+            Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             Some(_) => {
-                return Err(Error::unexpected(
-                    "Cerbos listed policies in an unknown shape",
-                ));
+                return Err(Error::unexpected("Cerbos listed policies in an unknown shape"));
             }
         };
         ids.sort();
@@ -419,8 +373,7 @@ impl CerbosClient {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_IDS_PER_GET) {
             let mut url = self.endpoints.policy.clone();
-            url.query_pairs_mut()
-                .extend_pairs(chunk.iter().map(|id| ("id", id)));
+            url.query_pairs_mut().extend_pairs(chunk.iter().map(|id| ("id", id)));
             let answer = self.call(Method::GET, url, None, true, Retry::Yes).await?;
             if let Some(Value::Array(policies)) = answer.get("policies") {
                 out.extend(policies.iter().cloned());
@@ -463,9 +416,7 @@ impl CerbosClient {
     pub async fn reload_store(&self) -> Result<()> {
         let mut url = self.endpoints.reload.clone();
         url.query_pairs_mut().append_pair("wait", "true");
-        self.call(Method::GET, url, None, true, Retry::Yes)
-            .await
-            .map(drop)
+        self.call(Method::GET, url, None, true, Retry::Yes).await.map(drop)
     }
 }
 
@@ -503,14 +454,9 @@ fn validate_principal(principal: &Principal) -> Result<()> {
 /// One element of a check request's `resources`.
 fn resource_entry(resource: &Resource, actions: &[&str]) -> Result<Value> {
     if resource.kind.is_empty() || resource.id.is_empty() {
-        return Err(Error::invalid(
-            "a Cerbos check needs a resource kind and id",
-        ));
+        return Err(Error::invalid("a Cerbos check needs a resource kind and id"));
     }
-    if actions.is_empty()
-        || actions.len() > MAX_ACTIONS_PER_RESOURCE
-        || actions.iter().any(|a| a.is_empty())
-    {
+    if actions.is_empty() || actions.len() > MAX_ACTIONS_PER_RESOURCE || actions.iter().any(|a| a.is_empty()) {
         return Err(Error::invalid(format!(
             "a Cerbos check needs 1 to {MAX_ACTIONS_PER_RESOURCE} non-empty actions per resource"
         )));
@@ -525,29 +471,20 @@ fn resource_entry(resource: &Resource, actions: &[&str]) -> Result<Value> {
 }
 
 /// Reads a check answer for `items`, failing (closed) when anything asked about is missing.
-fn parse_check_answer(
-    answer: &Value,
-    items: &[(&Resource, &[&str])],
-) -> Result<Vec<Vec<Decision>>> {
+fn parse_check_answer(answer: &Value, items: &[(&Resource, &[&str])]) -> Result<Vec<Vec<Decision>>> {
     let results = answer
         .get("results")
         .and_then(Value::as_array)
         .filter(|r| r.len() == items.len())
-        .ok_or_else(|| {
-            Error::unexpected("Cerbos answered a check without one result per resource")
-        })?;
+        .ok_or_else(|| Error::unexpected("Cerbos answered a check without one result per resource"))?;
     items
         .iter()
         .zip(results)
         .map(|((resource, actions), result)| {
-            let same = result.pointer("/resource/id").and_then(Value::as_str)
-                == Some(resource.id.as_str())
-                && result.pointer("/resource/kind").and_then(Value::as_str)
-                    == Some(resource.kind.as_str());
+            let same = result.pointer("/resource/id").and_then(Value::as_str) == Some(resource.id.as_str())
+                && result.pointer("/resource/kind").and_then(Value::as_str) == Some(resource.kind.as_str());
             if !same {
-                return Err(Error::unexpected(
-                    "Cerbos answered a check for a different resource",
-                ));
+                return Err(Error::unexpected("Cerbos answered a check for a different resource"));
             }
             let effects = result
                 .get("actions")
@@ -569,24 +506,13 @@ fn parse_check_answer(
 
 #[async_trait]
 impl Pdp for CerbosClient {
-    async fn check(
-        &self,
-        principal: &Principal,
-        resource: &Resource,
-        actions: &[&str],
-    ) -> Result<Vec<Decision>> {
-        let mut all = self
-            .check_resources(principal, &[(resource, actions)])
-            .await?;
+    async fn check(&self, principal: &Principal, resource: &Resource, actions: &[&str]) -> Result<Vec<Decision>> {
+        let mut all = self.check_resources(principal, &[(resource, actions)]).await?;
         all.pop()
             .ok_or_else(|| Error::unexpected("Cerbos answered a check without a result"))
     }
 
-    async fn check_batch(
-        &self,
-        principal: &Principal,
-        items: &[(&Resource, &[&str])],
-    ) -> Result<Vec<Vec<Decision>>> {
+    async fn check_batch(&self, principal: &Principal, items: &[(&Resource, &[&str])]) -> Result<Vec<Vec<Decision>>> {
         self.check_resources(principal, items).await
     }
 }
@@ -609,44 +535,21 @@ mod tests {
             Some("http://cerbos:3592/admin/policy"),
         );
         assert_eq!(c.check_endpoint(), "http://cerbos:3592/api/check/resources");
-        assert_eq!(
-            c.endpoints.policy.as_str(),
-            "http://cerbos:3592/admin/policy"
-        );
-        assert_eq!(
-            c.endpoints.policies.as_str(),
-            "http://cerbos:3592/admin/policies"
-        );
-        assert_eq!(
-            c.endpoints.delete.as_str(),
-            "http://cerbos:3592/admin/policy/delete"
-        );
-        assert_eq!(
-            c.endpoints.reload.as_str(),
-            "http://cerbos:3592/admin/store/reload"
-        );
+        assert_eq!(c.endpoints.policy.as_str(), "http://cerbos:3592/admin/policy");
+        assert_eq!(c.endpoints.policies.as_str(), "http://cerbos:3592/admin/policies");
+        assert_eq!(c.endpoints.delete.as_str(), "http://cerbos:3592/admin/policy/delete");
+        assert_eq!(c.endpoints.reload.as_str(), "http://cerbos:3592/admin/store/reload");
         let c = client("http://cerbos:3592", None);
         assert_eq!(c.check_endpoint(), "http://cerbos:3592/api/check/resources");
         assert_eq!(c.admin_endpoint(), "http://cerbos:3592/admin/policy");
-        let c = client(
-            "https://gw/pdp/",
-            Some("https://admin.gw/pdp/admin/policy/"),
-        );
+        let c = client("https://gw/pdp/", Some("https://admin.gw/pdp/admin/policy/"));
         assert_eq!(c.check_endpoint(), "https://gw/pdp/api/check/resources");
-        assert_eq!(
-            c.endpoints.delete.as_str(),
-            "https://admin.gw/pdp/admin/policy/delete"
-        );
+        assert_eq!(c.endpoints.delete.as_str(), "https://admin.gw/pdp/admin/policy/delete");
     }
 
     #[test]
     fn bad_urls_are_config_errors() {
-        for bad in [
-            "cerbos:3592",
-            "ftp://cerbos",
-            "http://u:p@cerbos:3592",
-            "not a url",
-        ] {
+        for bad in ["cerbos:3592", "ftp://cerbos", "http://u:p@cerbos:3592", "not a url"] {
             let e = CerbosClient::new(CerbosConfig::new(bad)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{bad}");
             assert!(!e.to_string().contains(":p@"), "{e}");
@@ -664,13 +567,7 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
-        let kind = |s: u16| {
-            status_error(
-                "/x",
-                StatusCode::from_u16(s).unwrap(),
-                "{\"message\":\"m\"}",
-            )
-        };
+        let kind = |s: u16| status_error("/x", StatusCode::from_u16(s).unwrap(), "{\"message\":\"m\"}");
         assert_eq!(kind(400).kind(), ErrorKind::InvalidInput);
         assert!(!kind(400).is_retryable());
         for s in [401, 403, 429, 500, 502, 503, 504] {
@@ -703,10 +600,10 @@ mod tests {
             parse_check_answer(&ok, &items).unwrap(),
             [vec![Decision::Allow, Decision::Deny, Decision::Allow]]
         );
-        let missing = json!({"results": [{"resource": {"id": "c1", "kind": "course"}, "actions": {"a": "EFFECT_ALLOW"}}]});
+        let missing =
+            json!({"results": [{"resource": {"id": "c1", "kind": "course"}, "actions": {"a": "EFFECT_ALLOW"}}]});
         assert!(parse_check_answer(&missing, &items).is_err());
-        let other =
-            json!({"results": [{"resource": {"id": "c2", "kind": "course"}, "actions": {}}]});
+        let other = json!({"results": [{"resource": {"id": "c2", "kind": "course"}, "actions": {}}]});
         assert!(parse_check_answer(&other, &items).is_err());
         assert!(parse_check_answer(&json!({}), &items).is_err());
     }

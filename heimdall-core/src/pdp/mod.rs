@@ -127,23 +127,14 @@ pub trait Pdp: Send + Sync + std::fmt::Debug {
     /// Decides each of `actions` on `resource` for `principal`, in the order given.
     ///
     /// An error means no decision could be had (the caller must treat it as a denial: fail closed).
-    async fn check(
-        &self,
-        principal: &Principal,
-        resource: &Resource,
-        actions: &[&str],
-    ) -> Result<Vec<Decision>>;
+    async fn check(&self, principal: &Principal, resource: &Resource, actions: &[&str]) -> Result<Vec<Decision>>;
 
     /// Decides several resources at once: one `Vec<Decision>` per item, in the order given, each in the
     /// order of that item's actions.
     ///
     /// The default asks [`Pdp::check`] once per item; the Cerbos client sends up to
     /// [`MAX_RESOURCES_PER_CHECK`] resources per request.
-    async fn check_batch(
-        &self,
-        principal: &Principal,
-        items: &[(&Resource, &[&str])],
-    ) -> Result<Vec<Vec<Decision>>> {
+    async fn check_batch(&self, principal: &Principal, items: &[(&Resource, &[&str])]) -> Result<Vec<Vec<Decision>>> {
         let mut out = Vec::with_capacity(items.len());
         for (resource, actions) in items {
             out.push(self.check(principal, resource, actions).await?);

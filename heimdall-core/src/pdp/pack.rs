@@ -136,14 +136,8 @@ pub const POLICY_FILES: [(&str, &str); 6] = [
         "heimdall_group.json",
         include_str!("../../policies/heimdall_group.json"),
     ),
-    (
-        "heimdall_role.json",
-        include_str!("../../policies/heimdall_role.json"),
-    ),
-    (
-        "heimdall_user.json",
-        include_str!("../../policies/heimdall_user.json"),
-    ),
+    ("heimdall_role.json", include_str!("../../policies/heimdall_role.json")),
+    ("heimdall_user.json", include_str!("../../policies/heimdall_user.json")),
     (
         "heimdall_mapping.json",
         include_str!("../../policies/heimdall_mapping.json"),
@@ -163,10 +157,8 @@ pub fn admin_pack() -> Result<Vec<Value>> {
     POLICY_FILES
         .iter()
         .map(|(name, text)| {
-            serde_json::from_str(text).map_err(|e| {
-                Error::unexpected(format!("embedded policy {name} is not valid JSON"))
-                    .with_source(e)
-            })
+            serde_json::from_str(text)
+                .map_err(|e| Error::unexpected(format!("embedded policy {name} is not valid JSON")).with_source(e))
         })
         .collect()
 }
@@ -229,8 +221,7 @@ pub fn user(subject: &Subject) -> Resource {
 /// A mapping (`None`: one being created), for `mapping:create`, `mapping:update` and `mapping:delete`.
 pub fn mapping(id: Option<i64>, owner_group: Option<&GroupName>) -> Resource {
     let id = id.map_or_else(|| "mapping:new".to_owned(), |id| format!("mapping:{id}"));
-    Resource::new(KIND_MAPPING, id)
-        .with_attr(attr::OWNER_GROUP, owner_group.map_or("", GroupName::as_str))
+    Resource::new(KIND_MAPPING, id).with_attr(attr::OWNER_GROUP, owner_group.map_or("", GroupName::as_str))
 }
 
 /// A management right, for `management_right:create` and `management_right:delete`.
@@ -288,12 +279,7 @@ mod tests {
         assert_eq!(p.roles, ["go:admin", "user", "heimdall_superadmin"]);
         assert_eq!(p.attr[attr::MANAGED_GROUP_REGEXES], json!(["^go:.*$"]));
         assert_eq!(p.attr[attr::SUBJECT], json!("Bob"));
-        let impostor = principal(
-            &Subject::parse("eve").unwrap(),
-            [SUPERADMIN_ROLE],
-            false,
-            &[],
-        );
+        let impostor = principal(&Subject::parse("eve").unwrap(), [SUPERADMIN_ROLE], false, &[]);
         assert_eq!(impostor.roles, [USER_ROLE]);
     }
 

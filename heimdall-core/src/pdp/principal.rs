@@ -83,10 +83,7 @@ pub fn subject_from_principal_id(id: &str) -> Result<Subject> {
                     b'a'..=b'f' => Some(h - b'a' + 10),
                     _ => None,
                 };
-                let (hi, lo) = (
-                    digit(hex[0]).ok_or_else(bad)?,
-                    digit(hex[1]).ok_or_else(bad)?,
-                );
+                let (hi, lo) = (digit(hex[0]).ok_or_else(bad)?, digit(hex[1]).ok_or_else(bad)?);
                 let b = hi << 4 | lo;
                 // A byte that would have been kept as is was not encoded by principal_id.
                 if b.is_ascii_lowercase() || b.is_ascii_digit() {
@@ -112,11 +109,7 @@ pub fn policy_id(subject: &Subject) -> String {
 pub fn subject_from_policy_id(id: &str) -> Result<Subject> {
     id.strip_prefix("principal.")
         .and_then(|rest| rest.strip_suffix(".vdefault"))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "{id:?} is not the id of a Heimdall principal policy"
-            ))
-        })
+        .ok_or_else(|| Error::invalid(format!("{id:?} is not the id of a Heimdall principal policy")))
         .and_then(subject_from_principal_id)
 }
 
@@ -141,11 +134,7 @@ pub fn is_reserved_resource_kind(kind: &str) -> bool {
 /// A Cerbos rule name (`^[a-zA-Z][\w@.-]*$`) for the `n`th action of a policy.
 fn rule_name(effect: Effect, n: usize, action: &ActionName) -> String {
     // Action names hold only `A-Z a-z 0-9 _ . -` and `:`, so replacing `:` is enough.
-    format!(
-        "{}_{n}_{}",
-        effect.as_str(),
-        action.as_str().replace(':', ".")
-    )
+    format!("{}_{n}_{}", effect.as_str(), action.as_str().replace(':', "."))
 }
 
 /// `subject`'s principal policy for Cerbos' Admin API, as one element of `PUT /admin/policy`'s
@@ -154,10 +143,7 @@ fn rule_name(effect: Effect, n: usize, action: &ActionName) -> String {
 /// `permissions` are `(resource kind, action, effect)`; a deny beats an allow of the same action on the
 /// same kind; rules on reserved kinds (see [`is_reserved_resource_kind`]) and on empty kinds are
 /// dropped. The output is deterministic (sorted), so equal inputs give equal policies.
-pub fn principal_policy(
-    subject: &Subject,
-    permissions: &[(String, ActionName, Effect)],
-) -> Option<Value> {
+pub fn principal_policy(subject: &Subject, permissions: &[(String, ActionName, Effect)]) -> Option<Value> {
     let mut by_kind: BTreeMap<&str, BTreeMap<&ActionName, Effect>> = BTreeMap::new();
     for (kind, action, effect) in permissions {
         if kind.is_empty() || is_reserved_resource_kind(kind) {

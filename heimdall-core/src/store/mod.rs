@@ -180,10 +180,10 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()>;
     async fn list_audit(&self, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRecord>>;
     async fn change_version(&self) -> Result<i64>;
+    async fn mapping_version(&self) -> Result<i64>;
     async fn changes_since(&self, version: i64, limit: i64) -> Result<Vec<ChangeRecord>>;
 
     // The principal-policy outbox.
-    async fn outbox_enqueue_all(&self, now: DateTime<Utc>) -> Result<u64>;
     async fn outbox_claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64)
     -> Result<Vec<OutboxItem>>;
     async fn outbox_complete(&self, item: &OutboxItem) -> Result<()>;

@@ -955,6 +955,14 @@ macro_rules! sql_store {
                 Ok(v)
             }
 
+            async fn mapping_version(&self) -> Result<i64> {
+                let (v,): (i64,) =
+                    sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM change_log WHERE entity = 'mapping'")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(v)
+            }
+
             async fn changes_since(&self, version: i64, limit: i64) -> Result<Vec<ChangeRecord>> {
                 let rows: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
                     "SELECT version, entity, entity_key, changed_at FROM change_log WHERE version > $1 \
@@ -968,20 +976,6 @@ macro_rules! sql_store {
                     .into_iter()
                     .map(|(version, entity, entity_key, changed_at)| ChangeRecord { version, entity, entity_key, changed_at })
                     .collect())
-            }
-
-            async fn outbox_enqueue_all(&self, now: DateTime<Utc>) -> Result<u64> {
-                let mut tx = self.begin_write().await?;
-                let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
-                     SELECT subject, 1, $1, 0, $1 FROM users WHERE TRUE{ENQUEUE_TAIL}"
-                )))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                Ok(n)
             }
 
             async fn outbox_claim(

@@ -2,9 +2,9 @@
 
 use std::collections::HashSet;
 
+use heimdall_core::ErrorKind;
 use heimdall_core::model::MembershipChange;
 use heimdall_core::test_utils::TestDatabase;
-use heimdall_core::ErrorKind;
 
 use crate::support::{claims, heimdall, root};
 
@@ -63,7 +63,12 @@ async fn hundred_concurrent_provisions_make_one_user() {
             .collect();
         let mut ids = HashSet::new();
         for t in tasks {
-            ids.insert(t.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", db.backend)).user_id);
+            ids.insert(
+                t.await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{}: {e}", db.backend))
+                    .user_id,
+            );
         }
         assert_eq!(ids.len(), 1, "{}: one subject is one user", db.backend);
         drop(h);
@@ -86,7 +91,9 @@ async fn concurrent_deletes_while_adding_leave_no_orphans() {
             let (h1, r1) = (h.clone(), root.clone());
             deletes.push(tokio::spawn(async move { h1.delete_group(&r1, "go:doomed").await }));
             let (h2, r2) = (h.clone(), root.clone());
-            adds.push(tokio::spawn(async move { h2.add_member(&r2, "go:doomed", &format!("user{i}")).await }));
+            adds.push(tokio::spawn(async move {
+                h2.add_member(&r2, "go:doomed", &format!("user{i}")).await
+            }));
         }
         let mut deleted = 0;
         for t in deletes {
@@ -98,14 +105,27 @@ async fn concurrent_deletes_while_adding_leave_no_orphans() {
         assert_eq!(deleted, 1, "{}: the group is deleted exactly once", db.backend);
         for t in adds {
             if let Err(e) = t.await.unwrap() {
-                assert_eq!(e.kind(), ErrorKind::NotFound, "{}: an add may only find the group gone: {e}", db.backend);
+                assert_eq!(
+                    e.kind(),
+                    ErrorKind::NotFound,
+                    "{}: an add may only find the group gone: {e}",
+                    db.backend
+                );
             }
         }
         assert_eq!(h.get_group("go:doomed").await.unwrap_err().kind(), ErrorKind::NotFound);
         for i in 0..50 {
             if let Ok(u) = h.get_user(&format!("user{i}")).await {
-                assert!(u.groups.is_empty(), "{}: user{i} keeps a membership of a deleted group", db.backend);
-                assert!(u.roles.is_empty(), "{}: user{i} keeps a role of a deleted group", db.backend);
+                assert!(
+                    u.groups.is_empty(),
+                    "{}: user{i} keeps a membership of a deleted group",
+                    db.backend
+                );
+                assert!(
+                    u.roles.is_empty(),
+                    "{}: user{i} keeps a role of a deleted group",
+                    db.backend
+                );
             }
         }
         drop(h);

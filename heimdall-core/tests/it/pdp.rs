@@ -12,8 +12,8 @@ use heimdall_core::pdp::cerbos::PolicyFilter;
 use heimdall_core::pdp::pack::{self, action};
 use heimdall_core::pdp::principal::{HEIMDALL_ANNOTATION, PRINCIPAL_POLICY_MARK};
 use heimdall_core::pdp::{
-    BuiltinPdp, CerbosClient, CerbosConfig, Decision, Pdp, Principal, Resource, policy_id,
-    principal_id, principal_policy, subject_from_policy_id,
+    BuiltinPdp, CerbosClient, CerbosConfig, Decision, Pdp, Principal, Resource, policy_id, principal_id,
+    principal_policy, subject_from_policy_id,
 };
 use serde_json::json;
 
@@ -84,17 +84,10 @@ fn cerbos_compile_accepts_the_pack_and_rejects_a_broken_policy() {
     let broken = pack::POLICY_FILES[0]
         .1
         .replace("R.attr.privileged == false", "R.attr.privileged ==");
-    assert_ne!(
-        broken,
-        pack::POLICY_FILES[0].1,
-        "the template to break is gone"
-    );
+    assert_ne!(broken, pack::POLICY_FILES[0].1, "the template to break is gone");
     std::fs::write(dir.path().join(pack::POLICY_FILES[0].0), broken).unwrap();
     let (status, out) = cerbos::compile(&bin, dir.path());
-    assert!(
-        !status.success(),
-        "cerbos compile accepted a broken policy:\n{out}"
-    );
+    assert!(!status.success(), "cerbos compile accepted a broken policy:\n{out}");
     assert!(out.contains("privileged"), "{out}");
 }
 
@@ -102,12 +95,7 @@ fn cerbos_compile_accepts_the_pack_and_rejects_a_broken_policy() {
 // One decision table, three answers: the expected one, the built-in PDP's and Cerbos' with the pack.
 
 /// A caller: `(name, superadmin, stored roles, management patterns)`.
-type Caller = (
-    &'static str,
-    bool,
-    &'static [&'static str],
-    &'static [&'static str],
-);
+type Caller = (&'static str, bool, &'static [&'static str], &'static [&'static str]);
 
 #[rustfmt::skip]
 const CALLERS: &[Caller] = &[
@@ -144,9 +132,7 @@ impl Target {
     fn resource(self) -> Resource {
         match self {
             Group(g) => pack::group(&gname(g)),
-            GroupRole(g, r, privileged) => {
-                pack::group_role(&gname(g), &RoleName::parse(r).unwrap(), privileged)
-            }
+            GroupRole(g, r, privileged) => pack::group_role(&gname(g), &RoleName::parse(r).unwrap(), privileged),
             Role(r) => pack::role(&RoleName::parse(r).unwrap()),
             User(s) => pack::user(&Subject::parse(s).unwrap()),
             Mapping(owner) => pack::mapping(None, owner.map(gname).as_ref()),
@@ -260,10 +246,7 @@ fn caller(name: &str) -> Principal {
         .iter()
         .find(|c| c.0 == name)
         .unwrap_or_else(|| panic!("no caller {name}"));
-    let patterns: Vec<GroupPattern> = patterns
-        .iter()
-        .map(|p| GroupPattern::parse(*p).unwrap())
-        .collect();
+    let patterns: Vec<GroupPattern> = patterns.iter().map(|p| GroupPattern::parse(*p).unwrap()).collect();
     pack::principal(
         &Subject::parse(format!("{name}@example.com")).unwrap(),
         roles.iter().copied(),
@@ -282,17 +265,10 @@ async fn builtin_pdp_gives_the_expected_answers() {
             .await
             .unwrap()[0];
         if got != *want {
-            wrong.push(format!(
-                "{who} {act} {target:?}: built-in {got:?}, want {want:?}"
-            ));
+            wrong.push(format!("{who} {act} {target:?}: built-in {got:?}, want {want:?}"));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} rows wrong:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert!(wrong.is_empty(), "{} rows wrong:\n{}", wrong.len(), wrong.join("\n"));
 }
 
 #[tokio::test]
@@ -304,27 +280,18 @@ async fn cerbos_with_the_pack_agrees_with_the_builtin_pdp() {
     pack::install_admin_pack(&client).await.unwrap();
     // Wait (bounded) until the pack is live, then ask each question once: no retry hides a flicker.
     let root = caller("root");
-    eventually(
-        "pack live",
-        &client,
-        &root,
-        &pack::system(),
-        &[action::RECONCILE],
-        &[A],
-    )
-    .await;
+    eventually("pack live", &client, &root, &pack::system(), &[action::RECONCILE], &[A]).await;
 
     let mut wrong = Vec::new();
     for (who, target, act, want) in TABLE {
         let principal = caller(who);
         let resource = target.resource();
-        let by_builtin = BuiltinPdp
-            .check(&principal, &resource, &[act])
-            .await
-            .unwrap()[0];
+        let by_builtin = BuiltinPdp.check(&principal, &resource, &[act]).await.unwrap()[0];
         let by_cerbos = client.check(&principal, &resource, &[act]).await.unwrap()[0];
         if (by_builtin, by_cerbos) != (*want, *want) {
-            wrong.push(format!("{who} {act} {target:?}: cerbos {by_cerbos:?}, built-in {by_builtin:?}, want {want:?}"));
+            wrong.push(format!(
+                "{who} {act} {target:?}: cerbos {by_cerbos:?}, built-in {by_builtin:?}, want {want:?}"
+            ));
         }
     }
     assert!(
@@ -340,11 +307,7 @@ async fn cerbos_with_the_pack_agrees_with_the_builtin_pdp() {
         let rows: Vec<_> = TABLE.iter().filter(|r| r.0 == *name).collect();
         let resources: Vec<Resource> = rows.iter().map(|r| r.1.resource()).collect();
         let actions: Vec<[&str; 2]> = rows.iter().map(|r| [r.2, action::GROUP_CREATE]).collect();
-        let items: Vec<(&Resource, &[&str])> = resources
-            .iter()
-            .zip(&actions)
-            .map(|(r, a)| (r, a.as_slice()))
-            .collect();
+        let items: Vec<(&Resource, &[&str])> = resources.iter().zip(&actions).map(|(r, a)| (r, a.as_slice())).collect();
         let principal = caller(name);
         let by_cerbos = client.check_batch(&principal, &items).await.unwrap();
         let by_builtin = BuiltinPdp.check_batch(&principal, &items).await.unwrap();
@@ -371,11 +334,7 @@ async fn a_pushed_principal_policy_decides_with_the_user_role_alone() {
     let twin = Subject::parse("bob_example.com").unwrap();
     let perms = |effect| {
         vec![
-            (
-                "course".to_owned(),
-                ActionName::parse("course:create").unwrap(),
-                effect,
-            ),
+            ("course".to_owned(), ActionName::parse("course:create").unwrap(), effect),
             (
                 "go:course".to_owned(),
                 ActionName::parse("go:course:read").unwrap(),
@@ -388,10 +347,7 @@ async fn a_pushed_principal_policy_decides_with_the_user_role_alone() {
     // Someone else's principal policy, shaped like ours but not annotated: never listed as Heimdall's.
     let foreign = json!({"apiVersion": "api.cerbos.dev/v1", "principalPolicy": {"principal": "carol", "version": "default",
         "rules": [{"resource": "course", "actions": [{"action": "course:create", "effect": "EFFECT_ALLOW", "name": "x"}]}]}});
-    client
-        .put_policies(&[bob_policy, twin_policy, foreign])
-        .await
-        .unwrap();
+    client.put_policies(&[bob_policy, twin_policy, foreign]).await.unwrap();
 
     let as_user = |s: &Subject| Principal::new(principal_id(s), [pack::USER_ROLE]);
     let course = Resource::new("course", "c1");
@@ -428,10 +384,7 @@ async fn a_pushed_principal_policy_decides_with_the_user_role_alone() {
     // The policy's effect is final: other roles don't change it, and admin checks are unaffected.
     let bob_admin = Principal::new(principal_id(&bob), ["user", "go:admin"]);
     assert_eq!(
-        client
-            .check(&bob_admin, &course, &["course:create"])
-            .await
-            .unwrap(),
+        client.check(&bob_admin, &course, &["course:create"]).await.unwrap(),
         [A]
     );
     assert_eq!(
@@ -447,24 +400,12 @@ async fn a_pushed_principal_policy_decides_with_the_user_role_alone() {
     let mut want = vec![policy_id(&bob), policy_id(&twin)];
     want.sort();
     assert_eq!(ids, want);
-    let mut subjects: Vec<Subject> = ids
-        .iter()
-        .map(|id| subject_from_policy_id(id).unwrap())
-        .collect();
+    let mut subjects: Vec<Subject> = ids.iter().map(|id| subject_from_policy_id(id).unwrap()).collect();
     subjects.sort();
     assert_eq!(subjects, [bob.clone(), twin.clone()]);
-    let all = client
-        .list_policies(&PolicyFilter::default())
-        .await
-        .unwrap();
-    assert!(
-        all.contains(&"principal.carol.vdefault".to_owned()),
-        "{all:?}"
-    );
-    assert!(
-        all.contains(&"resource.heimdall_group.vdefault".to_owned()),
-        "{all:?}"
-    );
+    let all = client.list_policies(&PolicyFilter::default()).await.unwrap();
+    assert!(all.contains(&"principal.carol.vdefault".to_owned()), "{all:?}");
+    assert!(all.contains(&"resource.heimdall_group.vdefault".to_owned()), "{all:?}");
     let stored = client.get_policies(&[policy_id(&bob)]).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(
@@ -511,29 +452,20 @@ async fn admin_calls_and_checks_are_batched_beyond_cerbos_limits() {
         ActionName::parse("course:read").unwrap(),
         Effect::Allow,
     )];
-    let policies: Vec<_> = subjects
-        .iter()
-        .map(|s| principal_policy(s, &perms).unwrap())
-        .collect();
+    let policies: Vec<_> = subjects.iter().map(|s| principal_policy(s, &perms).unwrap()).collect();
     if let Err(e) = client.put_policies(&policies).await {
         tokio::time::sleep(Duration::from_millis(500)).await;
         panic!("{e}; Cerbos' log:\n{}", cerbos.log());
     }
     let mut want: Vec<String> = subjects.iter().map(policy_id).collect();
     want.sort();
-    assert_eq!(
-        client.list_heimdall_principal_policies().await.unwrap(),
-        want
-    );
+    assert_eq!(client.list_heimdall_principal_policies().await.unwrap(), want);
 
     // One principal, 120 resources with 2 actions each: three check requests of at most 50 resources.
     let last = Principal::new(principal_id(&subjects[USERS - 1]), [pack::USER_ROLE]);
-    let courses: Vec<Resource> = (0..120)
-        .map(|i| Resource::new("course", format!("c{i}")))
-        .collect();
+    let courses: Vec<Resource> = (0..120).map(|i| Resource::new("course", format!("c{i}"))).collect();
     let actions = ["course:read", "course:write"];
-    let items: Vec<(&Resource, &[&str])> =
-        courses.iter().map(|r| (r, actions.as_slice())).collect();
+    let items: Vec<(&Resource, &[&str])> = courses.iter().map(|r| (r, actions.as_slice())).collect();
     let deadline = Instant::now() + VISIBLE_WITHIN;
     loop {
         let got = client.check_batch(&last, &items).await.unwrap();
@@ -541,21 +473,12 @@ async fn admin_calls_and_checks_are_batched_beyond_cerbos_limits() {
         if got.iter().all(|d| d == &[A, D]) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "batch check never saw the policy: {got:?}"
-        );
+        assert!(Instant::now() < deadline, "batch check never saw the policy: {got:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
     assert_eq!(client.delete_policies(&want).await.unwrap(), USERS as u64);
-    assert!(
-        client
-            .list_heimdall_principal_policies()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(client.list_heimdall_principal_policies().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -600,11 +523,7 @@ async fn real_cerbos_failures_are_classified() {
     gone.max_retries = 1;
     let e = CerbosClient::new(gone)
         .unwrap()
-        .check(
-            &Principal::new("x", ["user"]),
-            &Resource::new("k", "1"),
-            &["a"],
-        )
+        .check(&Principal::new("x", ["user"]), &Resource::new("k", "1"), &["a"])
         .await;
     let e = e.unwrap_err();
     assert!(e.is_retryable(), "{e}");
@@ -730,10 +649,7 @@ async fn writes_are_never_retried() {
         .put_policies(&[json!({"apiVersion": "api.cerbos.dev/v1"})])
         .await
         .unwrap_err();
-    assert!(
-        e.is_retryable(),
-        "a 500 is worth retrying later, by the caller: {e}"
-    );
+    assert!(e.is_retryable(), "a 500 is worth retrying later, by the caller: {e}");
     assert_eq!(fake.requests(), ["PUT /admin/policy"]);
     let e = client
         .delete_policies(&["principal.x.vdefault".to_owned()])
@@ -747,11 +663,7 @@ async fn writes_are_never_retried() {
     assert!(e.to_string().contains("timed out"), "{e}");
     assert_eq!(
         fake.requests(),
-        [
-            "PUT /admin/policy",
-            "POST /admin/policy/delete",
-            "PUT /admin/policy"
-        ]
+        ["PUT /admin/policy", "POST /admin/policy/delete", "PUT /admin/policy"]
     );
     // After the faults, writes go through, one request each.
     client

@@ -1,8 +1,8 @@
 //! The store story: every facade operation, run once on SQLite and once on PostgreSQL.
 
+use heimdall_core::ErrorKind;
 use heimdall_core::model::{AuditQuery, MappingInput, MembershipChange, Subject};
 use heimdall_core::test_utils::TestDatabase;
-use heimdall_core::ErrorKind;
 
 use crate::support::{caller, claims, heimdall, root};
 
@@ -24,19 +24,33 @@ async fn story(db: &TestDatabase) {
     assert_eq!(h.backend(), db.backend);
     h.migrate().await.expect("migrating twice is a no-op");
     let root = root(&h).await;
-    h.bootstrap_superadmins(&["root"]).await.expect("bootstrap is idempotent");
+    h.bootstrap_superadmins(&["root"])
+        .await
+        .expect("bootstrap is idempotent");
     let v0 = h.change_version().await.unwrap();
 
     // Groups.
-    let g = h.create_group(&root, "go:authenticated", Some("Authenticated users of GO API")).await.unwrap();
+    let g = h
+        .create_group(&root, "go:authenticated", Some("Authenticated users of GO API"))
+        .await
+        .unwrap();
     assert_eq!(g.name.as_str(), "go:authenticated");
     h.create_group(&root, "go:course:editor", None).await.unwrap();
     h.create_group(&root, "go:admin", None).await.unwrap();
     h.create_group(&root, "rmi:public", None).await.unwrap();
     assert_eq!(kind(h.create_group(&root, "go:admin", None).await), ErrorKind::Conflict);
-    assert_eq!(kind(h.create_group(&root, "go admin", None).await), ErrorKind::InvalidInput);
-    assert_eq!(kind(h.create_group(&root, "go:x", Some(&"d".repeat(2000))).await), ErrorKind::InvalidInput);
-    assert_eq!(h.get_group("go:authenticated").await.unwrap().description.as_deref(), Some("Authenticated users of GO API"));
+    assert_eq!(
+        kind(h.create_group(&root, "go admin", None).await),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(h.create_group(&root, "go:x", Some(&"d".repeat(2000))).await),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        h.get_group("go:authenticated").await.unwrap().description.as_deref(),
+        Some("Authenticated users of GO API")
+    );
     assert_eq!(kind(h.get_group("go:nope").await), ErrorKind::NotFound);
     let go = h.list_groups(Some("go:"), None, None).await.unwrap();
     let names: Vec<_> = go.items.iter().map(|g| g.name.as_str()).collect();
@@ -45,66 +59,151 @@ async fn story(db: &TestDatabase) {
     let page1 = h.list_groups(None, None, Some(2)).await.unwrap();
     assert_eq!(page1.items.len(), 2);
     let page2 = h.list_groups(None, page1.next.as_deref(), Some(2)).await.unwrap();
-    assert_eq!(page2.items.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["go:course:editor", "rmi:public"]);
+    assert_eq!(
+        page2.items.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+        ["go:course:editor", "rmi:public"]
+    );
     assert_eq!(kind(h.list_groups(None, None, Some(0)).await), ErrorKind::InvalidInput);
-    assert_eq!(kind(h.list_groups(None, None, Some(1_000_000)).await), ErrorKind::InvalidInput);
+    assert_eq!(
+        kind(h.list_groups(None, None, Some(1_000_000)).await),
+        ErrorKind::InvalidInput
+    );
 
     // Roles and group roles.
     h.create_role(&root, "go:course:editor", None).await.unwrap();
     h.create_role(&root, "go:viewer", None).await.unwrap();
     assert_eq!(kind(h.create_role(&root, "go:viewer", None).await), ErrorKind::Conflict);
-    assert!(h.assign_group_role(&root, "go:course:editor", "go:course:editor").await.unwrap());
-    assert!(!h.assign_group_role(&root, "go:course:editor", "go:course:editor").await.unwrap());
-    assert_eq!(kind(h.assign_group_role(&root, "go:course:editor", "go:nope").await), ErrorKind::NotFound);
-    assert_eq!(kind(h.assign_group_role(&root, "go:nope", "go:viewer").await), ErrorKind::NotFound);
+    assert!(
+        h.assign_group_role(&root, "go:course:editor", "go:course:editor")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !h.assign_group_role(&root, "go:course:editor", "go:course:editor")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        kind(h.assign_group_role(&root, "go:course:editor", "go:nope").await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(h.assign_group_role(&root, "go:nope", "go:viewer").await),
+        ErrorKind::NotFound
+    );
     assert_eq!(h.group_roles("go:course:editor").await.unwrap().len(), 1);
 
     // Memberships: idempotent add, and the user's effective roles are group roles ∪ user roles.
     let v1 = h.change_version().await.unwrap();
     assert!(v1 > v0);
-    assert_eq!(h.add_member(&root, "go:course:editor", "bob").await.unwrap(), MembershipChange::Added);
+    assert_eq!(
+        h.add_member(&root, "go:course:editor", "bob").await.unwrap(),
+        MembershipChange::Added
+    );
     let v2 = h.change_version().await.unwrap();
     assert_eq!(v2, v1 + 1, "adding a member bumps the change version once");
-    assert_eq!(h.add_member(&root, "go:course:editor", "bob").await.unwrap(), MembershipChange::AlreadyMember);
+    assert_eq!(
+        h.add_member(&root, "go:course:editor", "bob").await.unwrap(),
+        MembershipChange::AlreadyMember
+    );
     assert_eq!(h.change_version().await.unwrap(), v2, "a no-op add changes nothing");
     h.add_member(&root, "go:authenticated", "bob").await.unwrap();
     assert!(h.assign_user_role(&root, "bob", "go:viewer").await.unwrap());
     let bob = h.get_user("bob").await.unwrap();
-    assert_eq!(bob.user.last_seen_at, None, "bob was added by an administrator and has not signed in");
+    assert_eq!(
+        bob.user.last_seen_at, None,
+        "bob was added by an administrator and has not signed in"
+    );
     let groups: Vec<_> = bob.groups.iter().map(|g| g.as_str()).collect();
     assert_eq!(groups, ["go:authenticated", "go:course:editor"]);
     let roles: Vec<_> = bob.roles.iter().map(|r| r.as_str()).collect();
     assert_eq!(roles, ["go:course:editor", "go:viewer"]);
-    assert_eq!(h.group_members("go:course:editor", None, None).await.unwrap().items, [Subject::parse("bob").unwrap()]);
-    assert!(h.outbox_stats().await.unwrap().pending >= 1, "bob's policy waits in the outbox");
+    assert_eq!(
+        h.group_members("go:course:editor", None, None).await.unwrap().items,
+        [Subject::parse("bob").unwrap()]
+    );
+    assert!(
+        h.outbox_stats().await.unwrap().pending >= 1,
+        "bob's policy waits in the outbox"
+    );
     h.remove_member(&root, "go:authenticated", "bob").await.unwrap();
-    assert_eq!(kind(h.remove_member(&root, "go:authenticated", "bob").await), ErrorKind::NotFound);
+    assert_eq!(
+        kind(h.remove_member(&root, "go:authenticated", "bob").await),
+        ErrorKind::NotFound
+    );
     h.remove_user_role(&root, "bob", "go:viewer").await.unwrap();
-    assert_eq!(kind(h.remove_user_role(&root, "bob", "go:viewer").await), ErrorKind::NotFound);
-    assert_eq!(kind(h.add_member(&root, "go:course:editor", "").await), ErrorKind::InvalidInput);
+    assert_eq!(
+        kind(h.remove_user_role(&root, "bob", "go:viewer").await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(h.add_member(&root, "go:course:editor", "").await),
+        ErrorKind::InvalidInput
+    );
     assert_eq!(kind(h.add_member(&root, "go:nope", "bob").await), ErrorKind::NotFound);
 
     // Role permissions.
-    h.grant_permission(&root, "go:course:editor", "course:create", "allow").await.unwrap();
-    h.grant_permission(&root, "go:course:editor", "course:delete", "deny").await.unwrap();
+    h.grant_permission(&root, "go:course:editor", "course:create", "allow")
+        .await
+        .unwrap();
+    h.grant_permission(&root, "go:course:editor", "course:delete", "deny")
+        .await
+        .unwrap();
     let perms = h.role_permissions("go:course:editor").await.unwrap();
     assert_eq!(perms.len(), 2);
-    assert_eq!(kind(h.grant_permission(&root, "go:course:editor", "course:x", "maybe").await), ErrorKind::InvalidInput);
-    h.revoke_permission(&root, "go:course:editor", "course:delete").await.unwrap();
-    assert_eq!(kind(h.revoke_permission(&root, "go:course:editor", "course:delete").await), ErrorKind::NotFound);
+    assert_eq!(
+        kind(h.grant_permission(&root, "go:course:editor", "course:x", "maybe").await),
+        ErrorKind::InvalidInput
+    );
+    h.revoke_permission(&root, "go:course:editor", "course:delete")
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(h.revoke_permission(&root, "go:course:editor", "course:delete").await),
+        ErrorKind::NotFound
+    );
+    // Heimdall's own admin resource kinds and its superadmin role name are reserved.
+    let e = h
+        .grant_permission(&root, "go:course:editor", "heimdall_group:group:create", "allow")
+        .await;
+    assert_eq!(kind(e), ErrorKind::InvalidInput);
+    assert_eq!(
+        kind(h.create_role(&root, "heimdall_superadmin", None).await),
+        ErrorKind::InvalidInput
+    );
 
     // Group-management rights.
     let right = h.create_management_right(&root, "go:admin", "go:%").await.unwrap();
-    assert_eq!(kind(h.create_management_right(&root, "go:admin", "go:%").await), ErrorKind::Conflict);
-    assert_eq!(kind(h.create_management_right(&root, "go:admin", "go:*").await), ErrorKind::InvalidInput);
-    h.create_management_right(&root, "go:admin", "rmi:public").await.unwrap();
+    assert_eq!(
+        kind(h.create_management_right(&root, "go:admin", "go:%").await),
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        kind(h.create_management_right(&root, "go:admin", "go:*").await),
+        ErrorKind::InvalidInput
+    );
+    h.create_management_right(&root, "go:admin", "rmi:public")
+        .await
+        .unwrap();
     assert_eq!(h.list_management_rights(Some("go:admin")).await.unwrap().len(), 2);
     h.add_member(&root, "go:admin", "alice").await.unwrap();
-    let manageable: Vec<_> = h.manageable_groups("alice").await.unwrap().into_iter().map(|g| g.to_string()).collect();
-    assert_eq!(manageable, ["go:admin", "go:authenticated", "go:course:editor", "rmi:public"]);
+    let manageable: Vec<_> = h
+        .manageable_groups("alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.to_string())
+        .collect();
+    assert_eq!(
+        manageable,
+        ["go:admin", "go:authenticated", "go:course:editor", "rmi:public"]
+    );
     h.delete_management_right(&root, right.id).await.unwrap();
     assert_eq!(h.manageable_groups("alice").await.unwrap().len(), 1);
-    assert_eq!(kind(h.delete_management_right(&root, right.id).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind(h.delete_management_right(&root, right.id).await),
+        ErrorKind::NotFound
+    );
 
     // Mappings: validated, and conflicts found when written.
     let input = MappingInput {
@@ -116,23 +215,96 @@ async fn story(db: &TestDatabase) {
     };
     let m = h.create_mapping(&root, &input).await.unwrap();
     assert_eq!(m.action.as_str(), "course:read");
-    let same = MappingInput { path_pattern: "/courses/*".into(), ..input.clone() };
+    let same = MappingInput {
+        path_pattern: "/courses/*".into(),
+        ..input.clone()
+    };
     let e = h.create_mapping(&root, &same).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    assert!(e.message().contains(&format!("mapping {}", m.id)), "the conflict names the other mapping: {e}");
-    assert_eq!(kind(h.create_mapping(&root, &MappingInput { method: "FETCH".into(), ..input.clone() }).await), ErrorKind::InvalidInput);
-    assert_eq!(kind(h.create_mapping(&root, &MappingInput { path_pattern: "courses".into(), ..input.clone() }).await), ErrorKind::InvalidInput);
-    assert_eq!(kind(h.create_mapping(&root, &MappingInput { owner_group: Some("go:nope".into()), ..input.clone() }).await), ErrorKind::NotFound);
+    assert!(
+        e.message().contains(&format!("mapping {}", m.id)),
+        "the conflict names the other mapping: {e}"
+    );
+    assert_eq!(
+        kind(
+            h.create_mapping(
+                &root,
+                &MappingInput {
+                    method: "FETCH".into(),
+                    ..input.clone()
+                }
+            )
+            .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(
+            h.create_mapping(
+                &root,
+                &MappingInput {
+                    path_pattern: "courses".into(),
+                    ..input.clone()
+                }
+            )
+            .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(
+            h.create_mapping(
+                &root,
+                &MappingInput {
+                    owner_group: Some("go:nope".into()),
+                    ..input.clone()
+                }
+            )
+            .await
+        ),
+        ErrorKind::NotFound
+    );
     let updated = h
-        .update_mapping(&root, m.id, &MappingInput { action: "course:view".into(), ..input.clone() })
+        .update_mapping(
+            &root,
+            m.id,
+            &MappingInput {
+                action: "course:view".into(),
+                ..input.clone()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(updated.action.as_str(), "course:view");
     assert_eq!(h.get_mapping(m.id).await.unwrap().action.as_str(), "course:view");
+    // The lookup sees the change at once, through the compiled snapshot.
+    let hit = h
+        .resolve("GET", "/courses/42?page=2")
+        .await
+        .unwrap()
+        .expect("a mapping applies");
+    assert_eq!((hit.mapping_id, hit.action.as_str()), (m.id, "course:view"));
+    assert_eq!(hit.params, [("id".to_owned(), "42".to_owned())]);
+    assert_eq!(hit.owner_group.as_ref().map(|g| g.as_str()), Some("go:admin"));
+    assert_eq!(h.resolve("POST", "/courses/42").await.unwrap(), None);
+    assert_eq!(
+        kind(h.resolve("GET", "/courses/a%2Fb").await),
+        ErrorKind::InvalidInput,
+        "encoded '/' is refused"
+    );
     assert_eq!(h.list_mappings(None, None).await.unwrap().items.len(), 1);
-    assert_eq!(kind(h.delete_group(&root, "go:admin").await), ErrorKind::Conflict, "go:admin owns a mapping");
+    assert_eq!(
+        kind(h.delete_group(&root, "go:admin").await),
+        ErrorKind::Conflict,
+        "go:admin owns a mapping"
+    );
     h.delete_mapping(&root, m.id).await.unwrap();
     assert_eq!(kind(h.get_mapping(m.id).await), ErrorKind::NotFound);
+    assert_eq!(
+        h.resolve("GET", "/courses/42").await.unwrap(),
+        None,
+        "a deleted mapping no longer resolves"
+    );
     assert_eq!(kind(h.delete_mapping(&root, m.id).await), ErrorKind::NotFound);
 
     // Deleting a group takes its memberships, roles and rights with it.
@@ -155,25 +327,83 @@ async fn story(db: &TestDatabase) {
 
     // Audit: every mutation, also the failed ones, with filters and a bounded limit.
     let adds = h
-        .audit_log(&root, &AuditQuery { operation: Some("add_member".into()), ..AuditQuery::default() })
+        .audit_log(
+            &root,
+            &AuditQuery {
+                operation: Some("add_member".into()),
+                ..AuditQuery::default()
+            },
+        )
         .await
         .unwrap();
     assert!(adds.len() >= 4, "{adds:?}");
-    assert!(adds.iter().all(|a| a.operation == "add_member" && a.actor.as_deref() == Some("root")));
+    assert!(
+        adds.iter()
+            .all(|a| a.operation == "add_member" && a.actor.as_deref() == Some("root"))
+    );
     assert!(adds.windows(2).all(|w| w[0].id > w[1].id), "newest first");
     let failed = h
-        .audit_log(&root, &AuditQuery { operation: Some("create_group".into()), ..AuditQuery::default() })
+        .audit_log(
+            &root,
+            &AuditQuery {
+                operation: Some("create_group".into()),
+                ..AuditQuery::default()
+            },
+        )
         .await
         .unwrap();
-    assert!(failed.iter().any(|a| !a.success && a.result["error"] == "conflict"), "{failed:?}");
-    let one = h.audit_log(&root, &AuditQuery { limit: Some(1), ..AuditQuery::default() }).await.unwrap();
+    assert!(
+        failed.iter().any(|a| !a.success && a.result["error"] == "conflict"),
+        "{failed:?}"
+    );
+    let one = h
+        .audit_log(
+            &root,
+            &AuditQuery {
+                limit: Some(1),
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(one.len(), 1);
     let future = adds[0].at + chrono::Duration::days(1);
-    let none = h.audit_log(&root, &AuditQuery { since: Some(future), ..AuditQuery::default() }).await.unwrap();
+    let none = h
+        .audit_log(
+            &root,
+            &AuditQuery {
+                since: Some(future),
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
     assert!(none.is_empty());
-    let until = h.audit_log(&root, &AuditQuery { until: Some(future), target_id: Some("group:go:course:editor".into()), ..AuditQuery::default() }).await.unwrap();
+    let until = h
+        .audit_log(
+            &root,
+            &AuditQuery {
+                until: Some(future),
+                target_id: Some("group:go:course:editor".into()),
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
     assert!(until.iter().all(|a| a.target_id == "group:go:course:editor") && !until.is_empty());
-    assert_eq!(kind(h.audit_log(&root, &AuditQuery { limit: Some(5000), ..AuditQuery::default() }).await), ErrorKind::InvalidInput);
+    assert_eq!(
+        kind(
+            h.audit_log(
+                &root,
+                &AuditQuery {
+                    limit: Some(5000),
+                    ..AuditQuery::default()
+                }
+            )
+            .await
+        ),
+        ErrorKind::InvalidInput
+    );
 
     // The change log says what changed since a version.
     let changes = h.changes_since(v1, Some(1000)).await.unwrap();
@@ -183,9 +413,21 @@ async fn story(db: &TestDatabase) {
 
     // Someone without rights is refused, and the refusal is audited.
     let mallory = caller(&h, "mallory").await;
-    assert_eq!(kind(h.create_group(&mallory, "go:evil", None).await), ErrorKind::Forbidden);
+    assert_eq!(
+        kind(h.create_group(&mallory, "go:evil", None).await),
+        ErrorKind::Forbidden
+    );
     assert_eq!(kind(h.get_group("go:evil").await), ErrorKind::NotFound);
-    let refused = h.audit_log(&root, &AuditQuery { actor: Some("mallory".into()), ..AuditQuery::default() }).await.unwrap();
+    let refused = h
+        .audit_log(
+            &root,
+            &AuditQuery {
+                actor: Some("mallory".into()),
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(refused.len(), 1);
     assert!(!refused[0].success);
     assert_eq!(refused[0].result["error"], "forbidden");

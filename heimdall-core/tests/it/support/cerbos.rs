@@ -37,17 +37,11 @@ pub(crate) fn cerbos_bin() -> Option<PathBuf> {
     match std::env::var_os("HEIMDALL_CERBOS_BIN") {
         Some(path) => {
             let path = PathBuf::from(path);
-            assert!(
-                path.is_file(),
-                "HEIMDALL_CERBOS_BIN={} is not a file",
-                path.display()
-            );
+            assert!(path.is_file(), "HEIMDALL_CERBOS_BIN={} is not a file", path.display());
             Some(path)
         }
         None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "HEIMDALL_CERBOS_BIN is not set, and CI=true: the tests against a real Cerbos must run in CI"
-            )
+            panic!("HEIMDALL_CERBOS_BIN is not set, and CI=true: the tests against a real Cerbos must run in CI")
         }
         None => {
             // Straight to the process's stderr: the test harness captures eprintln! of passing tests.
@@ -81,10 +75,7 @@ pub(crate) fn compile(bin: &Path, dir: &Path) -> (ExitStatus, String) {
 fn free_ports() -> (u16, u16) {
     let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
 /// A running (or stopped) test PDP.
@@ -172,10 +163,7 @@ telemetry:
             .args(["--kill-after=5", "900"])
             .arg(&self.bin)
             .arg("server")
-            .arg(format!(
-                "--config={}",
-                self.dir.path().join("config.yaml").display()
-            ))
+            .arg(format!("--config={}", self.dir.path().join("config.yaml").display()))
             .env("CERBOS_NO_TELEMETRY", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
@@ -190,16 +178,9 @@ telemetry:
             .unwrap();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("poll Cerbos"))
-            {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("poll Cerbos")) {
                 self.child = None;
-                panic!(
-                    "Cerbos exited during start ({status}); its log:\n{}",
-                    self.log()
-                );
+                panic!("Cerbos exited during start ({status}); its log:\n{}", self.log());
             }
             if let Ok(resp) = http.get(&health).send().await
                 && resp.status().is_success()
@@ -222,10 +203,7 @@ telemetry:
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -259,8 +237,7 @@ telemetry:
     /// SIGKILL to the PDP process, the child of the `timeout` process `child`.
     fn kill_pdp_of(&self, child: &Child) {
         let pid = child.id();
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         for pdp in children.split_whitespace() {
             let _ = Command::new("kill").arg("-KILL").arg(pdp).status();
         }

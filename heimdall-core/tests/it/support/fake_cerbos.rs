@@ -32,9 +32,7 @@ pub(crate) struct FakeFailingCerbos {
 impl FakeFailingCerbos {
     /// Starts the fake on a free loopback port.
     pub(crate) async fn start(faults: Vec<Fault>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Cerbos");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Cerbos");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let counter = Arc::new(AtomicUsize::new(0));
@@ -51,11 +49,7 @@ impl FakeFailingCerbos {
                 });
             }
         });
-        FakeFailingCerbos {
-            addr,
-            requests,
-            task,
-        }
+        FakeFailingCerbos { addr, requests, task }
     }
 
     /// The fake's base URL.

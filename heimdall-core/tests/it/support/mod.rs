@@ -13,10 +13,13 @@ use heimdall_core::{Config, Heimdall};
 
 /// A Heimdall on `db` with the built-in PDP.
 pub(crate) async fn heimdall(db: &TestDatabase) -> Heimdall {
-    Heimdall::builder(Config { database_url: db.url.clone(), ..Config::default() })
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", db.backend))
+    Heimdall::builder(Config {
+        database_url: db.url.clone(),
+        ..Config::default()
+    })
+    .build()
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", db.backend))
 }
 
 /// Provisions `subject` as if they had presented a valid token.
@@ -25,7 +28,11 @@ pub(crate) async fn caller(h: &Heimdall, subject: &str) -> Caller {
 }
 
 pub(crate) fn claims(subject: &str) -> Claims {
-    Claims { subject: Subject::parse(subject).unwrap(), display_name: None, email: None }
+    Claims {
+        subject: Subject::parse(subject).unwrap(),
+        display_name: None,
+        email: None,
+    }
 }
 
 /// A bootstrapped superadmin named `root`.
