@@ -40,6 +40,25 @@ pub trait PolicyAdmin: Send + Sync + std::fmt::Debug {
     async fn get_policies(&self, ids: &[String]) -> Result<Vec<Value>>;
 }
 
+#[async_trait]
+impl PolicyAdmin for pdp::CerbosClient {
+    async fn put_policies(&self, policies: &[Value]) -> Result<()> {
+        pdp::CerbosClient::put_policies(self, policies).await
+    }
+
+    async fn delete_policies(&self, ids: &[String]) -> Result<()> {
+        pdp::CerbosClient::delete_policies(self, ids).await.map(|_| ())
+    }
+
+    async fn list_heimdall_policy_ids(&self) -> Result<Vec<String>> {
+        self.list_heimdall_principal_policies().await
+    }
+
+    async fn get_policies(&self, ids: &[String]) -> Result<Vec<Value>> {
+        pdp::CerbosClient::get_policies(self, ids).await
+    }
+}
+
 /// Whether an error from a [`PolicyAdmin`] is worth retrying. A rejected request (invalid input) is not.
 fn is_permanent(e: &crate::Error) -> bool {
     e.kind() == ErrorKind::InvalidInput
@@ -73,7 +92,7 @@ impl Default for SyncConfig {
 }
 
 /// What one round of pushing did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushReport {
     /// Users claimed.
     pub claimed: usize,
@@ -85,6 +104,8 @@ pub struct PushReport {
     pub retrying: usize,
     /// Users whose push was rejected for good.
     pub rejected: usize,
+    /// The last failure's message, if any failed.
+    pub last_error: Option<String>,
 }
 
 /// What a reconciliation found and did.
@@ -166,6 +187,7 @@ impl PushWorker {
     async fn retry(&self, item: &OutboxItem, error: &crate::Error, permanent: bool, report: &mut PushReport) {
         let next = self.retry_at(item.attempts);
         let message = format!("{}: {}", error.kind(), error.message());
+        report.last_error = Some(message.clone());
         if permanent {
             report.rejected += 1;
             tracing::error!(subject = %item.subject, error = %message, "Cerbos rejected a principal policy; not retrying");

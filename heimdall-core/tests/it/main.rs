@@ -4,3 +4,4 @@ mod concurrency;
 mod pdp;
 mod store_suite;
 mod support;
+mod sync;

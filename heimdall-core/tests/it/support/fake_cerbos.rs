@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 pub(crate) enum Fault {
     /// Answer `500 Internal Server Error`.
     Status500,
+    /// Answer `400 Bad Request` (a rejection).
+    Status400,
     /// Answer nothing for this long (then close the connection).
     Hang(Duration),
 }
@@ -119,6 +121,7 @@ async fn serve(
             tokio::time::sleep(*d).await;
             return Ok(());
         }
+        Some(Fault::Status400) => ("400 Bad Request", json!({"code": 3, "message": "injected rejection"})),
         Some(Fault::Status500) => (
             "500 Internal Server Error",
             json!({"code": 13, "message": "injected fault"}),

@@ -4,7 +4,7 @@
 // Tests (and their helpers) may unwrap: a panic is a test failure with a message.
 #![allow(clippy::unwrap_used)]
 
-pub(crate) mod cerbos;
+pub(crate) use heimdall_core::test_utils::cerbos;
 pub(crate) mod fake_cerbos;
 
 use heimdall_core::model::{Caller, Claims, Subject};

@@ -1,4 +1,4 @@
-//! A real Cerbos PDP per test.
+//! A real Cerbos PDP per test (or per benchmark).
 //!
 //! The binary comes from `HEIMDALL_CERBOS_BIN` (the npm package `@cerbos/cerbos-linux-x64@0.55.0`, run
 //! directly). When it is unset, a test is skipped with a loud message, except with `CI=true`, where it
@@ -13,13 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use heimdall_core::pdp::{CerbosClient, CerbosConfig};
+use crate::pdp::{CerbosClient, CerbosConfig};
 use tempfile::TempDir;
 
+use super::required;
+
 /// The Admin API user of every test PDP.
-pub(crate) const ADMIN_USER: &str = "heimdall";
+pub const ADMIN_USER: &str = "heimdall";
 /// The Admin API password of every test PDP.
-pub(crate) const ADMIN_PASSWORD: &str = "heimdall-test-admin";
+pub const ADMIN_PASSWORD: &str = "heimdall-test-admin";
 /// Base64 of a bcrypt hash (cost 4, to keep Admin API calls fast) of [`ADMIN_PASSWORD`].
 const ADMIN_PASSWORD_HASH_B64: &str =
     "JDJiJDA0JGwzVC83TWFkbXNubjhqR1RXOHhyL085OWE1THl3YXBRUFBWNllDZm9UdEhPdlpyRkJpTmg2";
@@ -33,14 +35,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Panics
 ///
 /// When `HEIMDALL_CERBOS_BIN` is unset and `CI=true`, or when it names no file.
-pub(crate) fn cerbos_bin() -> Option<PathBuf> {
+pub fn cerbos_bin() -> Option<PathBuf> {
     match std::env::var_os("HEIMDALL_CERBOS_BIN") {
         Some(path) => {
             let path = PathBuf::from(path);
             assert!(path.is_file(), "HEIMDALL_CERBOS_BIN={} is not a file", path.display());
             Some(path)
         }
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+        None if required() => {
             panic!("HEIMDALL_CERBOS_BIN is not set, and CI=true: the tests against a real Cerbos must run in CI")
         }
         None => {
@@ -56,7 +58,7 @@ pub(crate) fn cerbos_bin() -> Option<PathBuf> {
 }
 
 /// Runs `cerbos compile DIR` and returns its exit status and output.
-pub(crate) fn compile(bin: &Path, dir: &Path) -> (ExitStatus, String) {
+pub fn compile(bin: &Path, dir: &Path) -> (ExitStatus, String) {
     let out = Command::new(bin)
         .arg("compile")
         .arg(dir)
@@ -79,7 +81,8 @@ fn free_ports() -> (u16, u16) {
 }
 
 /// A running (or stopped) test PDP.
-pub(crate) struct Cerbos {
+#[derive(Debug)]
+pub struct Cerbos {
     bin: PathBuf,
     dir: TempDir,
     http_port: u16,
@@ -88,7 +91,7 @@ pub(crate) struct Cerbos {
 
 impl Cerbos {
     /// Starts a fresh PDP with an empty store, or returns `None` when the Cerbos tests are skipped.
-    pub(crate) async fn start_new() -> Option<Cerbos> {
+    pub async fn start_new() -> Option<Cerbos> {
         let bin = cerbos_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("heimdall-cerbos-")
@@ -128,13 +131,13 @@ telemetry:
     }
 
     /// The PDP's HTTP base URL, such as `http://127.0.0.1:40123`.
-    pub(crate) fn base_url(&self) -> String {
+    pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
     /// A client configuration for this PDP, with the spec's full URLs, the test credentials and short
     /// timeouts and retry delays.
-    pub(crate) fn config(&self) -> CerbosConfig {
+    pub fn config(&self) -> CerbosConfig {
         let mut config = CerbosConfig::new(format!("{}/api/check/resources", self.base_url()));
         config.admin_url = Some(format!("{}/admin/policy", self.base_url()));
         config.admin_user = ADMIN_USER.to_owned();
@@ -147,12 +150,12 @@ telemetry:
     }
 
     /// A client for this PDP (see [`Cerbos::config`]).
-    pub(crate) fn client(&self) -> CerbosClient {
+    pub fn client(&self) -> CerbosClient {
         CerbosClient::new(self.config()).expect("a Cerbos client")
     }
 
     /// Starts the PDP (again) on the same ports and store, and waits until it is healthy.
-    pub(crate) async fn start(&mut self) {
+    pub async fn start(&mut self) {
         assert!(self.child.is_none(), "Cerbos is already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -199,7 +202,7 @@ telemetry:
 
     /// Stops the PDP gracefully (SIGTERM to its `timeout`, which passes it on) and waits until it has
     /// exited; its store stays for [`Cerbos::start`].
-    pub(crate) fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -220,7 +223,7 @@ telemetry:
     /// Kills the PDP at once (SIGKILL to the PDP process itself), as a crash would, and reaps it; its
     /// store stays for [`Cerbos::start`].
     #[allow(dead_code)] // For tests that crash the PDP while changes happen.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -230,7 +233,7 @@ telemetry:
 
     /// Whether the PDP is running.
     #[allow(dead_code)]
-    pub(crate) fn is_running(&self) -> bool {
+    pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
 
@@ -244,7 +247,7 @@ telemetry:
     }
 
     /// The PDP's log so far.
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(self.dir.path().join("cerbos.log")) {
             let _ = f.read_to_string(&mut text);

@@ -1,8 +1,13 @@
-//! Test support: throwaway databases on both backends (enabled by the `testing` feature).
+//! Test support (the `testing` feature): throwaway databases on both backends, and a real Cerbos PDP.
 //!
 //! SQLite databases live in a temporary directory. PostgreSQL databases are created, one per test, in the
 //! cluster that `HEIMDALL_TEST_DATABASE_URL` points at (`scripts/test` starts a throwaway one). When that
 //! variable is unset, PostgreSQL tests fail under `CI=true` and are skipped loudly elsewhere.
+
+// Test support may unwrap: a panic here is a test failure with a message.
+#![allow(clippy::unwrap_used)]
+
+pub mod cerbos;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
