@@ -34,7 +34,7 @@ pub(crate) async fn principal(store: &dyn Store, config: &Config, caller: &Calle
     if config.merge_token_roles {
         roles.extend(caller.token_roles.iter().map(|r| r.as_str().to_owned()));
     }
-    let superadmin = roles.iter().any(|r| *r == config.superadmin_role);
+    let superadmin = roles.contains(&config.superadmin_role);
     let patterns = store.management_patterns(caller.user_id).await?;
     Ok(pack::principal(&caller.subject, roles, superadmin, &patterns))
 }

@@ -73,7 +73,7 @@ impl HeimdallBuilder {
         if self.config.run_migrations {
             store.migrate().await?;
         }
-        let pdp = self.pdp.unwrap_or_else(|| Arc::new(BuiltinPdp::default()));
+        let pdp = self.pdp.unwrap_or_else(|| Arc::new(BuiltinPdp));
         let heimdall = Heimdall {
             inner: Arc::new(Inner {
                 store,

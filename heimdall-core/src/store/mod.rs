@@ -205,15 +205,15 @@ pub(crate) fn db_error(
     on_missing: Option<&dyn Fn() -> String>,
 ) -> Error {
     if let Some(db) = e.as_database_error() {
-        if db.is_unique_violation() {
-            if let Some(msg) = on_conflict {
-                return Error::conflict(msg()).with_source(e);
-            }
+        if db.is_unique_violation()
+            && let Some(msg) = on_conflict
+        {
+            return Error::conflict(msg()).with_source(e);
         }
-        if db.is_foreign_key_violation() {
-            if let Some(msg) = on_missing {
-                return Error::not_found(msg()).with_source(e);
-            }
+        if db.is_foreign_key_violation()
+            && let Some(msg) = on_missing
+        {
+            return Error::not_found(msg()).with_source(e);
         }
     }
     storage_error(e)

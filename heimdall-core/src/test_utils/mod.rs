@@ -95,15 +95,15 @@ impl TestDatabase {
     /// Drops a PostgreSQL database (call it after the last connection to it is closed). A SQLite database
     /// goes with its temporary directory.
     pub async fn drop_database(self) {
-        if let Some((admin_url, name)) = &self.postgres {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-                conn.close().await.ok();
-            }
+        if let Some((admin_url, name)) = &self.postgres
+            && let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
+            conn.close().await.ok();
         }
     }
 }

@@ -1,5 +1,8 @@
 //! heimdall-core's integration tests: one binary, one module per area.
 
+// Tests and their helpers may unwrap: a panic is a test failure with a message.
+#![allow(clippy::unwrap_used)]
+
 mod concurrency;
 mod pdp;
 mod store_suite;

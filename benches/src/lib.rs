@@ -1,1 +1,0 @@
-//! Scaffolding; filled in by the issue that builds this crate.
