@@ -774,12 +774,34 @@ impl Heimdall {
 
     // ---- Audit and changes -------------------------------------------------------------------------------
 
-    /// Audit rows matching `query`, newest first. Authorized as `audit:read`.
+    /// Audit rows matching `query`, newest first. Authorized as `audit:read`; reading is not itself audited.
     pub async fn audit_log(&self, caller: &Caller, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let limit = page_size(query.limit)?;
         let op = Operation::new(action::AUDIT_READ, pack::system());
         authz::authorize(self.store(), self.inner.pdp.as_ref(), &self.inner.config, caller, &[op]).await?;
         self.store().list_audit(query, limit).await
+    }
+
+    /// Runs `work` if the PDP allows `action` on Heimdall itself to `caller`, and audits the outcome.
+    pub(crate) async fn authorized_system<T: std::fmt::Debug>(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        operation: &'static str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let w = self.write(Some(caller), operation, "system", "system".to_owned(), json!({}));
+        let outcome = self
+            .authorized(caller, &w, Operation::new(action, pack::system()), work)
+            .await;
+        if let Ok(value) = &outcome {
+            // Operations on Heimdall itself change nothing in the database: their success is audited here.
+            let result = json!({"result": format!("{value:?}")});
+            if let Err(e) = self.store().write_audit(&w, &result, true).await {
+                tracing::warn!(operation, error = %e, "could not audit an operation");
+            }
+        }
+        outcome
     }
 
     /// The change version: it grows with every change to mappings, memberships and grants.

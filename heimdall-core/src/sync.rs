@@ -316,6 +316,19 @@ impl PushWorker {
 }
 
 impl Heimdall {
+    /// [`Heimdall::reconcile`] on a caller's request: authorized as `reconcile` (superadmins, by the pack)
+    /// and audited.
+    pub async fn reconcile_as(
+        &self,
+        caller: &crate::model::Caller,
+        admin: &dyn PolicyAdmin,
+    ) -> Result<ReconcileReport> {
+        self.authorized_system(caller, pdp::pack::action::RECONCILE, "reconcile", async {
+            self.reconcile(admin).await
+        })
+        .await
+    }
+
     /// Compares the principal policies `admin` holds as Heimdall's with what the database implies, pushes what
     /// is missing or different and deletes what should not exist. Users still waiting in the outbox are
     /// repaired too, so a reconciliation after an outage leaves nothing behind.

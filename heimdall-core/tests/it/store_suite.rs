@@ -27,6 +27,26 @@ async fn story(db: &TestDatabase) {
     h.bootstrap_superadmins(&["root"])
         .await
         .expect("bootstrap is idempotent");
+    let boot = h
+        .audit_log(
+            &root,
+            &AuditQuery {
+                operation: Some("bootstrap_superadmin".into()),
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(boot.len(), 2, "each bootstrap is audited: {boot:?}");
+    assert!(
+        boot.iter()
+            .all(|a| a.success && a.actor.is_none() && a.target_id == "user:root")
+    );
+    assert_eq!(
+        h.get_user("root").await.unwrap().roles.len(),
+        1,
+        "bootstrapping twice gives one role"
+    );
     let v0 = h.change_version().await.unwrap();
 
     // Groups.

@@ -475,3 +475,98 @@ async fn concurrent_workers_never_push_the_same_user_twice() {
         db.drop_database().await;
     }
 }
+
+#[tokio::test]
+async fn every_kind_of_change_reaches_cerbos() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let client = cerbos.client();
+    let db = TestDatabase::sqlite();
+    let h = heimdall(&db).await;
+    course_editors(&h).await;
+    let root = caller(&h, "root").await;
+    let worker = PushWorker::new(h.clone(), Arc::new(cerbos.client()), fast());
+    let step = |who: &'static str, want: Decision| {
+        let (h, worker, client) = (h.clone(), worker.clone(), cerbos.client());
+        async move {
+            drain(&h, &worker).await;
+            eventually(&client, who, "course:create", want).await;
+        }
+    };
+
+    // A role given to the user directly, and taken away.
+    h.assign_user_role(&root, "dave", "go:course:editor").await.unwrap();
+    step("dave", Decision::Allow).await;
+    h.remove_user_role(&root, "dave", "go:course:editor").await.unwrap();
+    step("dave", Decision::Deny).await;
+
+    // A group's role taken away from the group, and given back.
+    h.add_member(&root, "go:course:editor", "erin").await.unwrap();
+    step("erin", Decision::Allow).await;
+    h.remove_group_role(&root, "go:course:editor", "go:course:editor")
+        .await
+        .unwrap();
+    step("erin", Decision::Deny).await;
+    h.assign_group_role(&root, "go:course:editor", "go:course:editor")
+        .await
+        .unwrap();
+    step("erin", Decision::Allow).await;
+
+    // A role's permission revoked, and granted again.
+    h.revoke_permission(&root, "go:course:editor", "course:create")
+        .await
+        .unwrap();
+    step("erin", Decision::Deny).await;
+    h.grant_permission(&root, "go:course:editor", "course:create", "allow")
+        .await
+        .unwrap();
+    step("erin", Decision::Allow).await;
+
+    // A group deleted: its former members lose what it gave them.
+    h.delete_group(&root, "go:course:editor").await.unwrap();
+    step("erin", Decision::Deny).await;
+
+    // A role deleted: its holders lose its permissions.
+    h.assign_user_role(&root, "frank", "go:course:editor").await.unwrap();
+    step("frank", Decision::Allow).await;
+    h.delete_role(&root, "go:course:editor").await.unwrap();
+    step("frank", Decision::Deny).await;
+
+    assert!(h.reconcile(&client).await.unwrap().in_sync());
+}
+
+#[tokio::test]
+async fn on_demand_reconciliation_is_for_superadmins_and_audited() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let client = cerbos.client();
+    let db = TestDatabase::sqlite();
+    let h = heimdall(&db).await;
+    course_editors(&h).await;
+    let root = caller(&h, "root").await;
+    h.add_member(&root, "go:course:editor", "bob").await.unwrap();
+    let mallory = caller(&h, "mallory").await;
+    let e = h.reconcile_as(&mallory, &client).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
+    assert!(
+        client.list_heimdall_principal_policies().await.unwrap().is_empty(),
+        "a refused reconciliation pushes nothing"
+    );
+    let r = h.reconcile_as(&root, &client).await.unwrap();
+    assert_eq!((r.pushed, r.deleted, r.failed), (1, 0, 0), "{r:?}");
+    eventually(&client, "bob", "course:create", Decision::Allow).await;
+    let audit = h
+        .audit_log(
+            &root,
+            &heimdall_core::model::AuditQuery {
+                operation: Some("reconcile".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = audit.iter().map(|a| (a.actor.as_deref(), a.success)).collect();
+    assert_eq!(outcomes, [(Some("root"), true), (Some("mallory"), false)]);
+}
