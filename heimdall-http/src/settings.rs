@@ -8,6 +8,30 @@ use heimdall_core::config::{DEFAULT_DATABASE_URL, redact_dsn};
 use heimdall_core::pdp::{CerbosClient, CerbosConfig, Pdp};
 use heimdall_core::{Config, Heimdall};
 
+/// A secret from the command line or the environment: `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "<empty>" } else { "<redacted>" })
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 /// Settings shared by every `heimdall` command. Each flag can also be given by the environment variable
 /// named after it.
 #[derive(Debug, Clone, Args)]
@@ -35,7 +59,7 @@ pub struct Settings {
         hide_env_values = true,
         hide_default_value = true
     )]
-    pub cerbos_admin_password: String,
+    pub cerbos_admin_password: Secret,
     /// Subjects made superadmin on start (comma-separated), idempotently.
     #[arg(long, env = "HEIMDALL_BOOTSTRAP_SUPERADMINS", value_delimiter = ',')]
     pub bootstrap_superadmins: Vec<String>,
@@ -71,7 +95,7 @@ impl Settings {
         CerbosConfig {
             admin_url: self.cerbos_admin_url.clone(),
             admin_user: self.cerbos_admin_user.clone(),
-            admin_password: self.cerbos_admin_password.clone(),
+            admin_password: self.cerbos_admin_password.expose().to_owned(),
             ..CerbosConfig::new(check_url)
         }
     }
@@ -81,6 +105,12 @@ impl Settings {
         let Some(admin) = &self.cerbos_admin_url else {
             return Ok(None);
         };
+        if self.cerbos_admin_password.expose().is_empty() {
+            return Err(heimdall_core::Error::new(
+                heimdall_core::ErrorKind::Config,
+                "CERBOS_ADMIN_URL is set but CERBOS_ADMIN_PASSWORD is empty",
+            ));
+        }
         let check = self.cerbos_check_url.as_deref().unwrap_or(admin);
         Ok(Some(CerbosClient::new(self.cerbos_config(check))?))
     }
@@ -108,5 +138,56 @@ impl Settings {
     /// The longest push retry delay.
     pub fn max_backoff(&self) -> Duration {
         Duration::from_secs(self.sync_retry_interval_seconds.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut argv = vec!["heimdall"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().settings
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_ones() {
+        let s = parse(&[]);
+        let c = s.core_config();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert!(c.bootstrap_superadmins.is_empty());
+        assert_eq!(s.cerbos_check_url, None);
+        assert!(s.cerbos_admin().unwrap().is_none(), "no Admin API unless configured");
+    }
+
+    #[test]
+    fn bootstrap_subjects_are_a_comma_separated_list() {
+        let s = parse(&["--bootstrap-superadmins", "alice, bob,,carol"]);
+        assert_eq!(s.core_config().bootstrap_superadmins, ["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn the_admin_api_needs_a_password_and_never_shows_it() {
+        let s = parse(&["--cerbos-admin-url", "http://127.0.0.1:3592/admin/policy"]);
+        let e = s.cerbos_admin().unwrap_err();
+        assert_eq!(e.kind(), heimdall_core::ErrorKind::Config);
+        let s = parse(&[
+            "--cerbos-admin-url",
+            "http://127.0.0.1:3592/admin/policy",
+            "--cerbos-admin-password",
+            "hunter2",
+        ]);
+        let client = s.cerbos_admin().unwrap().expect("an Admin API client");
+        assert_eq!(client.admin_endpoint(), "http://127.0.0.1:3592/admin/policy");
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -824,7 +824,10 @@ macro_rules! sql_store {
                     Err(e) => return Err(e.into()),
                 };
                 bump(&mut tx, w, "mapping", &id.to_string()).await?;
-                audit(&mut tx, w, &json!({"id": id}), true).await?;
+                // The new mapping's id is known only now: the audit row names it.
+                let mut named = w.clone();
+                named.audit.target_id = format!("mapping:{id}");
+                audit(&mut tx, &named, &json!({"id": id}), true).await?;
                 let row = mapping_by_id(&mut tx, id).await?;
                 tx.commit().await?;
                 Ok(row)
