@@ -63,6 +63,8 @@ const PERCENT: u8 = 2;
 const CONTROL: u8 = 3;
 const BACKSLASH: u8 = 4;
 const SEMICOLON: u8 = 5;
+/// `?` or `#`: the end of the path.
+const QUERY: u8 = 6;
 
 static CLASS: [u8; 256] = {
     let mut t = [PLAIN; 256];
@@ -76,6 +78,8 @@ static CLASS: [u8; 256] = {
     t[b'%' as usize] = PERCENT;
     t[b'\\' as usize] = BACKSLASH;
     t[b';' as usize] = SEMICOLON;
+    t[b'?' as usize] = QUERY;
+    t[b'#' as usize] = QUERY;
     t
 };
 
@@ -146,43 +150,122 @@ pub(crate) fn decode_segment_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), P
 /// assert_eq!(normalize("/courses/../../admin"), Err(PathRejection::AboveRoot));
 /// ```
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
-    let end = raw.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(raw.len());
-    let path = &raw[..end];
-    if path.len() > MAX_PATH_LEN {
-        return Err(PathRejection::TooLong);
-    }
-    let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') {
+    if raw.as_bytes().first() != Some(&b'/') {
         return Err(PathRejection::NotAbsolute);
     }
-    // One pass: reject forbidden raw bytes, and find out whether anything needs rewriting.
+    // `str::find(char)` uses the standard library's word-at-a-time memchr.
+    let mut end = raw.find('?').unwrap_or(raw.len());
+    if let Some(hash) = raw[..end].find('#') {
+        end = hash;
+    }
+    if end > MAX_PATH_LEN {
+        return Err(PathRejection::TooLong);
+    }
+    let path = &raw[..end];
+    let bytes = path.as_bytes();
+    let rewrite = if has_special_byte(bytes) {
+        // Something to reject or decode: the precise byte-by-byte scan.
+        scan_bytes(bytes)?
+    } else {
+        // Only '/' patterns can need rewriting: "//", or a "." or ".." segment.
+        path.contains("//") || path.match_indices("/.").any(|(i, _)| needs_segment_rewrite(&bytes[i + 1..]))
+    };
+    if rewrite {
+        return rewrite_path(path).map(Cow::Owned);
+    }
+    if end > 1 && bytes[end - 1] == b'/' {
+        Ok(Cow::Borrowed(&path[..end - 1]))
+    } else {
+        Ok(Cow::Borrowed(path))
+    }
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero if some byte of `v` is zero (exact as a yes/no answer; the lowest set bit marks the first).
+#[inline]
+pub(crate) fn zero_byte_mask(v: u64) -> u64 {
+    v.wrapping_sub(LO) & !v & HI
+}
+
+/// Up to eight bytes as a little-endian word, missing bytes zero. (Shifts rather than a copy into a
+/// buffer, which would become a call to `memcpy` for a variable length.)
+#[inline]
+pub(crate) fn word(chunk: &[u8]) -> u64 {
+    if let Ok(full) = <[u8; 8]>::try_from(chunk) {
+        return u64::from_le_bytes(full);
+    }
+    let mut v = 0u64;
+    for (i, &b) in chunk.iter().enumerate().take(8) {
+        v |= u64::from(b) << (8 * i);
+    }
+    v
+}
+
+/// Whether `bytes` holds a '%', ';', a backslash, DEL or a control character, eight bytes at a time.
+#[inline]
+fn has_special_byte(bytes: &[u8]) -> bool {
+    let chunks = bytes.chunks_exact(8);
+    let tail = chunks.remainder();
+    let special = |v: u64| {
+        // Bytes below 0x20 (the padding of a short tail is 0x20, a plain space).
+        (v.wrapping_sub(LO * 0x20) & !v & HI)
+            | zero_byte_mask(v ^ (LO * 0x7f))
+            | zero_byte_mask(v ^ (LO * u64::from(b'%')))
+            | zero_byte_mask(v ^ (LO * u64::from(b';')))
+            | zero_byte_mask(v ^ (LO * u64::from(b'\\')))
+            != 0
+    };
+    for c in chunks {
+        if special(word(c)) {
+            return true;
+        }
+    }
+    if tail.is_empty() {
+        return false;
+    }
+    // Pad the tail with spaces, which are not special.
+    let pad = (LO * u64::from(b' ')) << (8 * tail.len());
+    special(word(tail) | pad)
+}
+
+/// The precise scan: rejects forbidden raw bytes and says whether the path needs rewriting.
+fn scan_bytes(bytes: &[u8]) -> Result<bool, PathRejection> {
     let mut rewrite = false;
-    let mut seg_start = 1;
-    for i in 1..=bytes.len() {
-        let class = match bytes.get(i) {
-            Some(&b) => CLASS[usize::from(b)],
-            None => SLASH,
-        };
-        match class {
-            PLAIN => {}
-            SLASH => {
-                let seg = &bytes[seg_start..i];
-                if (seg.is_empty() && i < bytes.len()) || seg == b"." || seg == b".." {
-                    rewrite = true;
-                }
-                seg_start = i + 1;
-            }
+    for (i, &b) in bytes.iter().enumerate() {
+        match CLASS[usize::from(b)] {
+            PLAIN | QUERY => {}
+            SLASH => rewrite |= needs_segment_rewrite(&bytes[i + 1..]),
             PERCENT => rewrite = true,
             other => return Err(reject_class(other).unwrap_or(PathRejection::ControlCharacter)),
         }
     }
-    if rewrite {
-        return rewrite_path(path).map(Cow::Owned);
+    Ok(rewrite)
+}
+
+/// The index of the first '/' in `bytes`, eight bytes at a time.
+#[inline]
+pub(crate) fn find_slash(bytes: &[u8]) -> Option<usize> {
+    let mut base = 0;
+    for chunk in bytes.chunks(8) {
+        let m = zero_byte_mask(word(chunk) ^ (LO * u64::from(b'/')));
+        if m != 0 {
+            return Some(base + (m.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
     }
-    if path.len() > 1 && path.ends_with('/') {
-        Ok(Cow::Borrowed(&path[..path.len() - 1]))
-    } else {
-        Ok(Cow::Borrowed(path))
+    None
+}
+
+/// Whether the segment starting at `s` (just after a '/') is empty but not the last, `.` or `..`.
+#[inline]
+fn needs_segment_rewrite(s: &[u8]) -> bool {
+    let ends = |b: Option<&u8>| matches!(b, None | Some(b'/' | b'?' | b'#'));
+    match s.first() {
+        Some(b'/') => true,
+        Some(b'.') => ends(s.get(1)) || (s.get(1) == Some(&b'.') && ends(s.get(2))),
+        _ => false,
     }
 }
 
@@ -276,6 +359,12 @@ mod tests {
             ("/courses/%2e/7", Ok("/courses/7")),
             ("/courses/...", Ok("/courses/...")),
             ("/courses/..a", Ok("/courses/..a")),
+            ("/courses/.a/", Ok("/courses/.a")),
+            ("/courses/7/..?x", Ok("/courses")),
+            ("/courses/7/.#x", Ok("/courses/7")),
+            ("/courses/7//?x", Ok("/courses/7")),
+            ("//", Ok("/")),
+            ("/.", Ok("/")),
             ("/..", Err(AboveRoot)),
             ("/courses/../../admin", Err(AboveRoot)),
             ("/%2e%2e/etc", Err(AboveRoot)),
@@ -313,6 +402,21 @@ mod tests {
         for (raw, expect) in table {
             check(raw, *expect);
         }
+    }
+
+    #[test]
+    fn word_scans_agree_with_byte_scans() {
+        let mut bytes: Vec<u8> = (0u8..=0x7f).collect();
+        bytes.extend(b"/a%b;c\\d/".iter());
+        for start in 0..bytes.len() {
+            for end in start..bytes.len().min(start + 20) {
+                let s = &bytes[start..end];
+                let special = s.iter().any(|&b| b < 0x20 || matches!(b, 0x7f | b'%' | b';' | b'\\'));
+                assert_eq!(has_special_byte(s), special, "{s:?}");
+                assert_eq!(find_slash(s), s.iter().position(|&b| b == b'/'), "{s:?}");
+            }
+        }
+        assert!(!has_special_byte("/caf\u{e9}/\u{1F600}".as_bytes()));
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub(crate) enum Kind {
         regex: Regex,
         /// Whole literal segments every match starts with (used to index regexes).
         prefix: Vec<Box<str>>,
+        /// If known, a set of literals one of which every match ends with (a cheap pre-check).
+        suffixes: Option<Box<[Box<[u8]>]>>,
     },
 }
 
@@ -284,6 +286,11 @@ impl PathPattern {
                 "segment {raw:?}: '*' and '**' must be whole segments; use a regular expression ('~...') for partial wildcards"
             ));
         }
+        if raw.contains(['?', '#']) {
+            return Err(format!(
+                "segment {raw:?}: a pattern has no query string or fragment (write a literal '?' as %3F, '#' as %23)"
+            ));
+        }
         if raw.contains(['{', '}']) {
             return Err(format!("segment {raw:?}: write parameters as ':name', not '{{name}}'"));
         }
@@ -319,6 +326,7 @@ impl PathPattern {
             kind: Kind::Regex {
                 regex,
                 prefix: literal_prefix_segments(&hir),
+                suffixes: literal_suffixes(&hir),
             },
         })
     }
@@ -363,6 +371,23 @@ impl PathPattern {
     pub(crate) fn kind(&self) -> &Kind {
         &self.kind
     }
+}
+
+/// Most suffix literals kept for the pre-check.
+const MAX_SUFFIXES: usize = 16;
+
+/// A finite set of non-empty literals one of which every match of `hir` ends with, if there is one
+/// (`["/lock"]` for `/repos/[^/]+/lock`, the ten digits for `/issues/[0-9]+`).
+fn literal_suffixes(hir: &regex_syntax::hir::Hir) -> Option<Box<[Box<[u8]>]>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Suffix);
+    let seq = extractor.extract(hir);
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.len() > MAX_SUFFIXES || lits.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    Some(lits.iter().map(|l| Box::from(l.as_bytes())).collect())
 }
 
 /// The whole literal segments at the start of every match of `hir`, e.g. `["courses"]` for
@@ -495,6 +520,8 @@ mod tests {
         bad("/a/:id/b/:id", "used twice");
         bad("/a/x*", "whole segments");
         bad("/a/{id}", "':name'");
+        bad("/a?x=1", "query string");
+        bad("/a/b#c", "query string");
         bad("/a/./b", "'.' and '..'");
         bad("/a/%2e%2E", "'.' and '..'");
         bad("/a%2Fb", "encoded_slash");
@@ -548,6 +575,25 @@ mod tests {
         prefix("~/a/x|/b/y", &[]);
         prefix("~.*", &[]);
         prefix("~/a//b/c+", &["a"]);
+    }
+
+    #[test]
+    fn literal_suffixes_of_regexes() {
+        #[track_caller]
+        fn suffixes(src: &str, expect: Option<&[&str]>) {
+            let p = PathPattern::parse(src).unwrap();
+            let Kind::Regex { suffixes, .. } = p.kind() else { panic!("not a regex") };
+            let got: Option<Vec<&str>> =
+                suffixes.as_ref().map(|s| s.iter().map(|l| std::str::from_utf8(l).unwrap()).collect());
+            assert_eq!(got.as_deref(), expect, "{src}");
+        }
+        suffixes("~/a/[^/]+/lock", Some(&["/lock"]));
+        suffixes("~/a/(x|yz)", Some(&["/a/x", "/a/yz"]));
+        suffixes("~/a/[0-9]+", Some(&["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]));
+        suffixes("~/a/[^/]+", None);
+        suffixes("~/a(/.*)?", None);
+        suffixes("~/a/b?", Some(&["/a/b", "/a/"]));
+        suffixes("~.*", None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::normalize::{PathRejection, normalize};
+use super::normalize::{PathRejection, find_slash, normalize, word};
 use super::pattern::{Kind, Method, PathPattern, Segment};
 use crate::error::{Error, Result};
 use crate::model::{ActionName, GroupName};
@@ -46,17 +46,8 @@ impl FxHasher {
 impl Hasher for FxHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
+        for c in bytes.chunks(8) {
+            self.add(word(c));
         }
     }
 
@@ -148,7 +139,7 @@ impl Default for RouteTrie {
 #[inline]
 fn next_segment(rest: &str) -> (&str, &str) {
     let body = &rest[1..];
-    match body.bytes().position(|b| b == b'/') {
+    match find_slash(body.as_bytes()) {
         Some(i) => (&body[..i], &body[i..]),
         None => (body, ""),
     }
@@ -292,7 +283,10 @@ impl RegexIndex {
                 if best.is_some_and(|b| b.key() <= e.key()) {
                     break;
                 }
-                if let Kind::Regex { regex, .. } = rules[e.rule as usize].pattern.kind()
+                if let Kind::Regex { regex, suffixes, .. } = rules[e.rule as usize].pattern.kind()
+                    && suffixes
+                        .as_ref()
+                        .is_none_or(|s| s.iter().any(|l| path.as_bytes().ends_with(l)))
                     && regex.is_match(path)
                 {
                     best = Some(*e);
