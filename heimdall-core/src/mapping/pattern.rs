@@ -137,6 +137,9 @@ pub(crate) enum Kind {
         prefix: Vec<Box<str>>,
         /// If known, a set of literals one of which every match ends with (a cheap pre-check).
         suffixes: Option<Box<[Box<[u8]>]>>,
+        /// If every match has the same number of segments, the segments: `Some(literal)` where the
+        /// segment is a fixed literal, `None` where it varies (used to index regexes like routes).
+        skeleton: Option<Vec<Option<Box<str>>>>,
     },
 }
 
@@ -327,6 +330,7 @@ impl PathPattern {
                 regex,
                 prefix: literal_prefix_segments(&hir),
                 suffixes: literal_suffixes(&hir),
+                skeleton: skeleton(&hir),
             },
         })
     }
@@ -371,6 +375,68 @@ impl PathPattern {
     pub(crate) fn kind(&self) -> &Kind {
         &self.kind
     }
+}
+
+/// Whether some match of `hir` contains a '/'.
+fn can_match_slash(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(l) => l.0.contains(&b'/'),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().any(|r| r.start() <= '/' && '/' <= r.end()),
+        HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| r.start() <= b'/' && b'/' <= r.end()),
+        HirKind::Repetition(r) => can_match_slash(&r.sub),
+        HirKind::Capture(c) => can_match_slash(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(can_match_slash),
+    }
+}
+
+/// The segment skeleton of an expression whose matches all have the same shape: it starts with a
+/// literal '/', and every '/' it can match is a literal one at the top level, so each match has
+/// exactly one segment per skeleton entry, and literal-only segments are fixed. `None` otherwise.
+fn skeleton(hir: &regex_syntax::hir::Hir) -> Option<Vec<Option<Box<str>>>> {
+    use regex_syntax::hir::HirKind;
+    let parts = match hir.kind() {
+        HirKind::Concat(parts) => parts.as_slice(),
+        _ => std::slice::from_ref(hir),
+    };
+    let mut segments: Vec<Option<Vec<u8>>> = Vec::new();
+    for part in parts {
+        match part.kind() {
+            HirKind::Literal(l) => {
+                for &b in l.0.iter() {
+                    if b == b'/' {
+                        segments.push(Some(Vec::new()));
+                    } else {
+                        match segments.last_mut() {
+                            Some(Some(lit)) => lit.push(b),
+                            Some(None) => {}
+                            None => return None,
+                        }
+                    }
+                }
+            }
+            HirKind::Look(_) | HirKind::Empty => {}
+            _ => {
+                if segments.is_empty() || can_match_slash(part) {
+                    return None;
+                }
+                if let Some(last) = segments.last_mut() {
+                    *last = None;
+                }
+            }
+        }
+    }
+    if segments.is_empty() || segments.len() > 2 * MAX_SEGMENTS {
+        return None;
+    }
+    segments
+        .into_iter()
+        .map(|seg| match seg {
+            Some(lit) => String::from_utf8(lit).ok().map(|s| Some(s.into_boxed_str())),
+            None => Some(None),
+        })
+        .collect()
 }
 
 /// Most suffix literals kept for the pre-check.
@@ -594,6 +660,32 @@ mod tests {
         suffixes("~/a(/.*)?", None);
         suffixes("~/a/b?", Some(&["/a/b", "/a/"]));
         suffixes("~.*", None);
+    }
+
+    #[test]
+    fn regex_skeletons() {
+        #[track_caller]
+        fn shape(src: &str, expect: Option<&[Option<&str>]>) {
+            let p = PathPattern::parse(src).unwrap();
+            let Kind::Regex { skeleton, .. } = p.kind() else { panic!("not a regex") };
+            let got: Option<Vec<Option<&str>>> =
+                skeleton.as_ref().map(|s| s.iter().map(|seg| seg.as_deref()).collect());
+            assert_eq!(got.as_deref(), expect, "{src}");
+        }
+        shape(
+            "~/repos/[^/]+/x-[0-9]+/lock",
+            Some(&[Some("repos"), None, None, Some("lock")]),
+        );
+        shape("~/", Some(&[Some("")]));
+        shape("~/[a-z]*", Some(&[None]));
+        shape("~/a/(b|c)/d", Some(&[Some("a"), None, Some("d")]));
+        shape("~^/a/b$", Some(&[Some("a"), Some("b")]));
+        shape("~/a/(b|c/d)", None);
+        shape("~/a/.*", None);
+        shape("~/a(/b)?", None);
+        shape("~.*/a", None);
+        shape("~[a-z]/a", None);
+        shape("~/a/[^a]", None);
     }
 
     #[test]

@@ -226,84 +226,142 @@ impl RegexEntry {
 #[derive(Debug, Clone, Default)]
 struct RegexNode {
     lits: Children,
-    /// Expressions whose literal prefix ends at this node, sorted by priority then id.
+    /// The child for a segment that is not a fixed literal (skeleton trie only).
+    wild: Option<u32>,
+    /// Expressions that end at this node, sorted by priority then id.
     entries: Vec<RegexEntry>,
 }
 
-/// The regular expressions of one method, indexed by their literal leading segments, so that a request
-/// only tries the expressions that could match it.
+/// The regular expressions of one method, indexed so that a request only tries the expressions that
+/// could match it:
+///
+/// - an expression with a [skeleton](super::pattern) (every match has the same segments, some fixed)
+///   sits in a segment trie, like a route whose varying segments are wildcards;
+/// - any other sits at the node of its literal leading segments in a second trie (`~/courses/.*`
+///   is tried only for paths under `/courses`; `~.*` for every path).
 #[derive(Debug, Clone)]
 struct RegexIndex {
-    nodes: Vec<RegexNode>,
+    shaped: Vec<RegexNode>,
+    prefixed: Vec<RegexNode>,
 }
 
 impl Default for RegexIndex {
     fn default() -> Self {
         RegexIndex {
-            nodes: vec![RegexNode::default()],
+            shaped: vec![RegexNode::default()],
+            prefixed: vec![RegexNode::default()],
+        }
+    }
+}
+
+/// Follows (or makes) the child of `node` for `seg` (`None`: the wildcard child).
+fn regex_child(nodes: &mut Vec<RegexNode>, node: usize, seg: Option<&str>) -> Result<usize> {
+    let existing = match seg {
+        Some(lit) => nodes[node].lits.get(lit),
+        None => nodes[node].wild,
+    };
+    if let Some(n) = existing {
+        return Ok(n as usize);
+    }
+    let n = node_id(nodes.len())?;
+    nodes.push(RegexNode::default());
+    match seg {
+        Some(lit) => nodes[node].lits.insert(lit, n),
+        None => nodes[node].wild = Some(n),
+    }
+    Ok(n as usize)
+}
+
+/// Tries `entries` (sorted) against `path` while they could beat `best`.
+#[inline]
+fn try_entries(entries: &[RegexEntry], path: &str, rules: &[MappingRule], best: &mut Option<RegexEntry>) {
+    for e in entries {
+        if best.is_some_and(|b| b.key() <= e.key()) {
+            return;
+        }
+        if let Kind::Regex { regex, suffixes, .. } = rules[e.rule as usize].pattern.kind()
+            && suffixes
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|l| path.as_bytes().ends_with(l)))
+            && regex.is_match(path)
+        {
+            *best = Some(*e);
+            return;
         }
     }
 }
 
 impl RegexIndex {
-    fn insert(&mut self, prefix: &[Box<str>], entry: RegexEntry) -> Result<()> {
-        let mut node = 0usize;
-        for seg in prefix {
-            node = match self.nodes[node].lits.get(seg) {
-                Some(n) => n as usize,
-                None => {
-                    let n = node_id(self.nodes.len())?;
-                    self.nodes.push(RegexNode::default());
-                    self.nodes[node].lits.insert(seg, n);
-                    n as usize
+    fn insert(&mut self, pattern: &PathPattern, entry: RegexEntry) -> Result<()> {
+        let Kind::Regex { prefix, skeleton, .. } = pattern.kind() else {
+            return Ok(());
+        };
+        let (nodes, node) = match skeleton {
+            Some(skeleton) => {
+                let mut node = 0;
+                for seg in skeleton {
+                    node = regex_child(&mut self.shaped, node, seg.as_deref())?;
                 }
-            };
-        }
-        self.nodes[node].entries.push(entry);
+                (&mut self.shaped, node)
+            }
+            None => {
+                let mut node = 0;
+                for seg in prefix {
+                    node = regex_child(&mut self.prefixed, node, Some(seg))?;
+                }
+                (&mut self.prefixed, node)
+            }
+        };
+        nodes[node].entries.push(entry);
         Ok(())
     }
 
     fn sort(&mut self) {
-        for n in &mut self.nodes {
+        for n in self.shaped.iter_mut().chain(&mut self.prefixed) {
             n.entries.sort_by_key(RegexEntry::key);
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.nodes.len() == 1 && self.nodes[0].entries.is_empty()
+        self.shaped.len() == 1 && self.prefixed.len() == 1 && self.prefixed[0].entries.is_empty()
     }
 
     /// The first expression, by priority then id, that matches `path` in full.
     fn find(&self, path: &str, rules: &[MappingRule]) -> Option<u32> {
         let mut best: Option<RegexEntry> = None;
-        let mut node = &self.nodes[0];
+        // The root path is one empty segment to a skeleton (`~/`, `~/[a-z]*`).
+        self.find_shaped(0, path, path, rules, &mut best);
+        let mut node = &self.prefixed[0];
         let mut rest = if path == "/" { "" } else { path };
         loop {
-            for e in &node.entries {
-                if best.is_some_and(|b| b.key() <= e.key()) {
-                    break;
-                }
-                if let Kind::Regex { regex, suffixes, .. } = rules[e.rule as usize].pattern.kind()
-                    && suffixes
-                        .as_ref()
-                        .is_none_or(|s| s.iter().any(|l| path.as_bytes().ends_with(l)))
-                    && regex.is_match(path)
-                {
-                    best = Some(*e);
-                    break;
-                }
-            }
+            try_entries(&node.entries, path, rules, &mut best);
             if rest.is_empty() {
                 break;
             }
             let (seg, tail) = next_segment(rest);
             match node.lits.get(seg) {
-                Some(n) => node = &self.nodes[n as usize],
+                Some(n) => node = &self.prefixed[n as usize],
                 None => break,
             }
             rest = tail;
         }
         best.map(|e| e.rule)
+    }
+
+    /// Depth-first over the skeleton trie: every branch that fits, literal and wildcard.
+    fn find_shaped(&self, node: u32, rest: &str, path: &str, rules: &[MappingRule], best: &mut Option<RegexEntry>) {
+        let n = &self.shaped[node as usize];
+        if rest.is_empty() {
+            try_entries(&n.entries, path, rules, best);
+            return;
+        }
+        let (seg, tail) = next_segment(rest);
+        if let Some(c) = n.lits.get(seg) {
+            self.find_shaped(c, tail, path, rules, best);
+        }
+        if let Some(c) = n.wild {
+            self.find_shaped(c, tail, path, rules, best);
+        }
     }
 }
 
@@ -539,8 +597,8 @@ impl Snapshot {
                         return Err(conflict(&rules[old as usize], rule));
                     }
                 }
-                Kind::Regex { prefix, .. } => snap.regexes[m].insert(
-                    prefix,
+                Kind::Regex { .. } => snap.regexes[m].insert(
+                    &rule.pattern,
                     RegexEntry {
                         priority: rule.priority,
                         id: rule.id,

@@ -244,7 +244,7 @@ fn regexes_match_the_whole_normalised_path() {
 }
 
 #[test]
-fn regexes_indexed_by_prefix_still_see_every_candidate() {
+fn regexes_indexed_by_shape_or_prefix_still_see_every_candidate() {
     // The expression under /a/b has a worse priority than the one with no literal prefix.
     let m = "GET ~/a/b/[0-9]+ => deep prio=5
              GET ~/a/[a-z]/[0-9]+ => mid prio=3
@@ -256,6 +256,19 @@ fn regexes_indexed_by_prefix_still_see_every_candidate() {
     check(m, "GET", "/a/b/1", "deep");
     check(m, "GET", "/a/c/1", "mid");
     check(m, "GET", "/q/1", "shallow");
+    // Shaped (fixed segment count) and unshaped expressions compete by priority alone.
+    let m = "GET ~/a/[a-z]+ => shaped prio=2
+             GET ~/a/.* => unshaped prio=1
+             GET ~/[a-z]* => root prio=3
+             GET ~/ => slash prio=4";
+    check(m, "GET", "/a/b", "unshaped");
+    check(m, "GET", "/a", "root");
+    check(m, "GET", "/b", "root");
+    check(m, "GET", "/", "root");
+    let m = "GET ~/a/[a-z]+ => shaped prio=0
+             GET ~/a/.* => unshaped prio=1";
+    check(m, "GET", "/a/b", "shaped");
+    check(m, "GET", "/a/1", "unshaped");
 }
 
 #[test]
@@ -475,6 +488,9 @@ const REGEXES: &[&str] = &[
     "~/a/b/c/[ab]",
     "~/a/b/.*",
     "~/b/a",
+    "~/[a-z]*",
+    "~/a/[b-z]*/c",
+    "~/(a|b)/[^/]+/c",
 ];
 
 fn arb_method() -> impl Strategy<Value = Method> {
