@@ -163,12 +163,12 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
     }
     let path = &raw[..end];
     let bytes = path.as_bytes();
-    let rewrite = if has_special_byte(bytes) {
-        // Something to reject or decode: the precise byte-by-byte scan.
+    // A word-at-a-time pass finds out whether the path may need anything at all; only then the precise
+    // byte-by-byte scan runs (a '%', a forbidden byte, or a '/' followed by '/' or '.').
+    let rewrite = if needs_precise_scan(bytes) {
         scan_bytes(bytes)?
     } else {
-        // Only '/' patterns can need rewriting: "//", or a "." or ".." segment.
-        path.contains("//") || path.match_indices("/.").any(|(i, _)| needs_segment_rewrite(&bytes[i + 1..]))
+        false
     };
     if rewrite {
         return rewrite_path(path).map(Cow::Owned);
@@ -189,45 +189,83 @@ pub(crate) fn zero_byte_mask(v: u64) -> u64 {
     v.wrapping_sub(LO) & !v & HI
 }
 
-/// Up to eight bytes as a little-endian word, missing bytes zero. (Shifts rather than a copy into a
-/// buffer, which would become a call to `memcpy` for a variable length.)
+/// Up to eight bytes as a little-endian word, missing bytes zero, with at most three loads (no loop, no
+/// call to `memcpy`).
 #[inline]
-pub(crate) fn word(chunk: &[u8]) -> u64 {
-    if let Ok(full) = <[u8; 8]>::try_from(chunk) {
-        return u64::from_le_bytes(full);
+pub(crate) fn word(c: &[u8]) -> u64 {
+    let n = c.len();
+    if n >= 8 {
+        return match <[u8; 8]>::try_from(&c[..8]) {
+            Ok(w) => u64::from_le_bytes(w),
+            Err(_) => 0,
+        };
     }
-    let mut v = 0u64;
-    for (i, &b) in chunk.iter().enumerate().take(8) {
-        v |= u64::from(b) << (8 * i);
+    if n >= 4 {
+        // Two overlapping four-byte loads; the overlap holds the same bytes in both.
+        let lo = match <[u8; 4]>::try_from(&c[..4]) {
+            Ok(w) => u32::from_le_bytes(w),
+            Err(_) => 0,
+        };
+        let hi = match <[u8; 4]>::try_from(&c[n - 4..]) {
+            Ok(w) => u32::from_le_bytes(w),
+            Err(_) => 0,
+        };
+        return u64::from(lo) | (u64::from(hi) << (8 * (n - 4)));
     }
-    v
+    if n == 0 {
+        return 0;
+    }
+    // One to three bytes: first, middle and last cover them all.
+    u64::from(c[0]) | (u64::from(c[n / 2]) << (8 * (n / 2))) | (u64::from(c[n - 1]) << (8 * (n - 1)))
 }
 
-/// Whether `bytes` holds a '%', ';', a backslash, DEL or a control character, eight bytes at a time.
+/// Byte equality, inline for strings of up to sixteen bytes.
 #[inline]
-fn has_special_byte(bytes: &[u8]) -> bool {
-    let chunks = bytes.chunks_exact(8);
-    let tail = chunks.remainder();
-    let special = |v: u64| {
-        // Bytes below 0x20 (the padding of a short tail is 0x20, a plain space).
-        (v.wrapping_sub(LO * 0x20) & !v & HI)
+pub(crate) fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        0..=8 => word(a) == word(b),
+        9..=16 => word(a) == word(b) && word(&a[a.len() - 8..]) == word(&b[b.len() - 8..]),
+        _ => a == b,
+    }
+}
+
+/// High bit set in exactly the bytes of `v` equal to `b`.
+#[inline]
+fn eq_mask(v: u64, b: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = v ^ (LO * u64::from(b));
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// Whether `bytes` holds a '%', ';', a backslash, DEL or a control character, or a '/' followed by a
+/// '/' or a '.', eight bytes at a time.
+#[inline]
+fn needs_precise_scan(bytes: &[u8]) -> bool {
+    let mut slash_carry = 0u64;
+    for chunk in bytes.chunks(8) {
+        // Pad a short tail with spaces, which are not special.
+        let pad = if chunk.len() == 8 {
+            0
+        } else {
+            (LO * u64::from(b' ')) << (8 * chunk.len())
+        };
+        let v = word(chunk) | pad;
+        let special = (v.wrapping_sub(LO * 0x20) & !v & HI)
             | zero_byte_mask(v ^ (LO * 0x7f))
             | zero_byte_mask(v ^ (LO * u64::from(b'%')))
             | zero_byte_mask(v ^ (LO * u64::from(b';')))
-            | zero_byte_mask(v ^ (LO * u64::from(b'\\')))
-            != 0
-    };
-    for c in chunks {
-        if special(word(c)) {
+            | zero_byte_mask(v ^ (LO * u64::from(b'\\')));
+        let slash = eq_mask(v, b'/');
+        let follows = slash | eq_mask(v, b'.');
+        if special != 0 || ((slash << 8) | slash_carry) & follows != 0 {
             return true;
         }
+        slash_carry = slash >> 56;
     }
-    if tail.is_empty() {
-        return false;
-    }
-    // Pad the tail with spaces, which are not special.
-    let pad = (LO * u64::from(b' ')) << (8 * tail.len());
-    special(word(tail) | pad)
+    false
 }
 
 /// The precise scan: rejects forbidden raw bytes and says whether the path needs rewriting.
@@ -412,11 +450,29 @@ mod tests {
             for end in start..bytes.len().min(start + 20) {
                 let s = &bytes[start..end];
                 let special = s.iter().any(|&b| b < 0x20 || matches!(b, 0x7f | b'%' | b';' | b'\\'));
-                assert_eq!(has_special_byte(s), special, "{s:?}");
+                let pair = s.windows(2).any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.'));
+                assert_eq!(needs_precise_scan(s), special || pair, "{s:?}");
                 assert_eq!(find_slash(s), s.iter().position(|&b| b == b'/'), "{s:?}");
+                let mut expect = [0u8; 8];
+                let k = s.len().min(8);
+                expect[..k].copy_from_slice(&s[..k]);
+                assert_eq!(word(s), u64::from_le_bytes(expect), "{s:?}");
+                for other_end in start..bytes.len().min(start + 20) {
+                    let o = &bytes[start..other_end];
+                    assert_eq!(eq_bytes(s, o), s == o, "{s:?} {o:?}");
+                }
             }
         }
-        assert!(!has_special_byte("/caf\u{e9}/\u{1F600}".as_bytes()));
+        assert!(!needs_precise_scan("/caf\u{e9}/\u{1F600}/a.b/c./".as_bytes()));
+        for pair in [
+            "/a/b/c/d/e/f/g//",
+            "/a/b/c/d/e/f/g/.",
+            "/abcdefg/.x",
+            "/abcdefg//",
+            "/abcdef/./",
+        ] {
+            assert!(needs_precise_scan(pair.as_bytes()), "{pair}");
+        }
     }
 
     #[test]

@@ -648,9 +648,12 @@ mod tests {
         #[track_caller]
         fn suffixes(src: &str, expect: Option<&[&str]>) {
             let p = PathPattern::parse(src).unwrap();
-            let Kind::Regex { suffixes, .. } = p.kind() else { panic!("not a regex") };
-            let got: Option<Vec<&str>> =
-                suffixes.as_ref().map(|s| s.iter().map(|l| std::str::from_utf8(l).unwrap()).collect());
+            let Kind::Regex { suffixes, .. } = p.kind() else {
+                panic!("not a regex")
+            };
+            let got: Option<Vec<&str>> = suffixes
+                .as_ref()
+                .map(|s| s.iter().map(|l| std::str::from_utf8(l).unwrap()).collect());
             assert_eq!(got.as_deref(), expect, "{src}");
         }
         suffixes("~/a/[^/]+/lock", Some(&["/lock"]));
@@ -667,7 +670,9 @@ mod tests {
         #[track_caller]
         fn shape(src: &str, expect: Option<&[Option<&str>]>) {
             let p = PathPattern::parse(src).unwrap();
-            let Kind::Regex { skeleton, .. } = p.kind() else { panic!("not a regex") };
+            let Kind::Regex { skeleton, .. } = p.kind() else {
+                panic!("not a regex")
+            };
             let got: Option<Vec<Option<&str>>> =
                 skeleton.as_ref().map(|s| s.iter().map(|seg| seg.as_deref()).collect());
             assert_eq!(got.as_deref(), expect, "{src}");

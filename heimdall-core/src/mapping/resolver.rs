@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::normalize::{PathRejection, find_slash, normalize, word};
+use super::normalize::{PathRejection, eq_bytes, find_slash, normalize, word};
 use super::pattern::{Kind, Method, PathPattern, Segment};
 use crate::error::{Error, Result};
 use crate::model::{ActionName, GroupName};
@@ -67,16 +67,50 @@ impl Hasher for FxHasher {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
 /// Up to this many literal children are kept in a vector and compared one by one.
 const SMALL_CHILDREN: usize = 8;
+
+/// Passes a precomputed 64-bit hash through.
+#[derive(Default, Clone, Copy)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[inline]
+fn fx_hash(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
 
 /// The literal children of a trie node.
 #[derive(Debug, Clone)]
 enum Children {
+    /// Few children: compared one by one.
     Small(Vec<(Box<str>, u32)>),
-    Map(FxMap<Box<str>, u32>),
+    /// Many: found by hash (an index into `entries`), then compared. A literal whose hash another
+    /// literal of the node already has goes to `collided`, searched one by one (in practice empty).
+    Hashed {
+        by_hash: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+        entries: Vec<(Box<str>, u32)>,
+        collided: Vec<(Box<str>, u32)>,
+    },
 }
 
 impl Default for Children {
@@ -89,22 +123,53 @@ impl Children {
     #[inline]
     fn get(&self, seg: &str) -> Option<u32> {
         match self {
-            Children::Small(v) => v.iter().find(|(k, _)| **k == *seg).map(|(_, n)| *n),
-            Children::Map(m) => m.get(seg).copied(),
+            Children::Small(v) => v
+                .iter()
+                .find(|(k, _)| eq_bytes(k.as_bytes(), seg.as_bytes()))
+                .map(|(_, n)| *n),
+            Children::Hashed {
+                by_hash,
+                entries,
+                collided,
+            } => {
+                if let Some(&i) = by_hash.get(&fx_hash(seg))
+                    && let Some((k, n)) = entries.get(i as usize)
+                    && eq_bytes(k.as_bytes(), seg.as_bytes())
+                {
+                    return Some(*n);
+                }
+                collided.iter().find(|(k, _)| **k == *seg).map(|(_, n)| *n)
+            }
         }
     }
 
     fn insert(&mut self, seg: &str, node: u32) {
+        if let Children::Small(v) = self
+            && v.len() >= SMALL_CHILDREN
+        {
+            let old = std::mem::take(v);
+            *self = Children::Hashed {
+                by_hash: HashMap::default(),
+                entries: Vec::new(),
+                collided: Vec::new(),
+            };
+            for (k, n) in old {
+                self.insert(&k, n);
+            }
+        }
         match self {
-            Children::Small(v) if v.len() < SMALL_CHILDREN => v.push((seg.into(), node)),
-            Children::Small(v) => {
-                let mut m: FxMap<Box<str>, u32> = std::mem::take(v).into_iter().collect();
-                m.insert(seg.into(), node);
-                *self = Children::Map(m);
-            }
-            Children::Map(m) => {
-                m.insert(seg.into(), node);
-            }
+            Children::Small(v) => v.push((seg.into(), node)),
+            Children::Hashed {
+                by_hash,
+                entries,
+                collided,
+            } => match (by_hash.entry(fx_hash(seg)), u32::try_from(entries.len())) {
+                (Entry::Vacant(e), Ok(i)) => {
+                    e.insert(i);
+                    entries.push((seg.into(), node));
+                }
+                _ => collided.push((seg.into(), node)),
+            },
         }
     }
 }
@@ -680,4 +745,49 @@ fn conflict(first: &MappingRule, second: &MappingRule) -> Error {
         "mapping {} ({} {}) conflicts with mapping {} ({} {}): both match exactly the same requests",
         second.id, second.method, second.pattern, first.id, first.method, first.pattern
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_find_every_literal() {
+        let mut c = Children::default();
+        let keys: Vec<String> = (0..200).map(|i| format!("seg-{i}-{}", "x".repeat(i % 19))).collect();
+        for (i, k) in keys.iter().enumerate() {
+            c.insert(k, i as u32);
+            if i == SMALL_CHILDREN {
+                assert!(matches!(c, Children::Hashed { .. }));
+            }
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(c.get(k), Some(i as u32), "{k}");
+        }
+        for miss in ["", "seg", "seg-1-", "seg-1-xx", "seg-200-"] {
+            assert_eq!(c.get(miss), None, "{miss}");
+        }
+    }
+
+    #[test]
+    fn children_search_hash_collisions() {
+        // Two literals with one hash: the second is found in `collided`.
+        let mut by_hash = HashMap::default();
+        by_hash.insert(fx_hash("a"), 0);
+        let c = Children::Hashed {
+            by_hash: by_hash.clone(),
+            entries: vec![("a".into(), 10)],
+            collided: vec![("b".into(), 11)],
+        };
+        assert_eq!(c.get("a"), Some(10));
+        assert_eq!(c.get("b"), Some(11));
+        assert_eq!(c.get("c"), None);
+        // And a literal whose hash is taken by another is not mistaken for it.
+        let c = Children::Hashed {
+            by_hash: [(fx_hash("zz"), 0)].into_iter().collect(),
+            entries: vec![("a".into(), 10)],
+            collided: vec![],
+        };
+        assert_eq!(c.get("zz"), None);
+    }
 }
