@@ -260,6 +260,13 @@ impl PathPattern {
         if text.is_empty() {
             text.push('/');
         }
+        if text.len() > MAX_PATH_PATTERN_LEN {
+            // Percent-encoding raw characters (`é` becomes `%C3%A9`) can lengthen a pattern.
+            return Err(bad(format!(
+                "is {} bytes long once canonical ({text:.40}...), more than {MAX_PATH_PATTERN_LEN}",
+                text.len()
+            )));
+        }
         Ok(PathPattern {
             text,
             kind: Kind::Route(segments),
@@ -350,7 +357,8 @@ impl PathPattern {
     /// A key such that two route patterns have equal keys exactly when they match the same paths:
     /// parameter names are dropped (`:id` and `*` both become `:`). For a regular expression the key is
     /// its text, so the same expression twice conflicts, while different expressions (even equivalent
-    /// ones) are allowed and ordered by priority. At most [`MAX_PATH_PATTERN_LEN`] bytes.
+    /// ones) are allowed and ordered by priority. Never longer than [`as_str`](Self::as_str), so at most
+    /// [`MAX_PATH_PATTERN_LEN`] bytes.
     pub fn match_key(&self) -> String {
         match &self.kind {
             Kind::Regex { .. } => self.text.clone(),
@@ -613,10 +621,14 @@ mod tests {
         // A compact expression that compiles to far more than the size limit.
         bad(r"~/(\w{100}){20}", "size limit");
         assert!(PathPattern::parse(r"~/repos/[^/]+/[^/]+/issues/[0-9]+/\w+").is_ok());
-        // Keys fit the store's unique index.
+        // Keys fit the store's unique index: canonical text is limited too, after percent-encoding.
         let long = format!("/{}", "%C3%A9".repeat(170));
         assert!(long.len() <= MAX_PATH_PATTERN_LEN);
         assert!(PathPattern::parse(&long).unwrap().match_key().len() <= MAX_PATH_PATTERN_LEN);
+        let raw = format!("/{}", "é".repeat(400));
+        assert!(raw.len() <= MAX_PATH_PATTERN_LEN);
+        bad(&raw, "once canonical");
+        bad(&format!("/{}", " ".repeat(400)), "once canonical");
     }
 
     #[test]
