@@ -29,44 +29,6 @@ pub struct MappingRule {
     pub priority: i32,
 }
 
-/// A small, fast, non-cryptographic hasher (FxHash) for literal segments. Only the snapshot's own
-/// literals are stored, so a client cannot lengthen a bucket by choosing request paths.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            self.add(word(c));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// Up to this many literal children are kept in a vector and compared one by one.
 const SMALL_CHILDREN: usize = 8;
 
@@ -92,25 +54,62 @@ impl Hasher for IdentityHasher {
     }
 }
 
+/// A small, fast, non-cryptographic hash of a literal segment (FxHash over eight-byte words, plus the
+/// length). Unkeyed on purpose: only the snapshot's own literals are stored, so a client cannot
+/// lengthen a bucket by choosing request paths.
 #[inline]
 fn fx_hash(s: &str) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(s.as_bytes());
-    h.finish()
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let add = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(SEED);
+    s.as_bytes()
+        .chunks(8)
+        .fold(add(0, s.len() as u64), |h, c| add(h, word(c)))
+}
+
+/// A literal segment stored for fast comparison: its length and first eight bytes sit inline, so
+/// most comparisons (segments of up to eight bytes, or any mismatch in length or start) read no other
+/// memory.
+#[derive(Debug, Clone)]
+struct Key {
+    len: usize,
+    head: u64,
+    text: Box<str>,
+}
+
+impl Key {
+    fn new(text: &str) -> Key {
+        Key {
+            len: text.len(),
+            head: word(text.as_bytes()),
+            text: text.into(),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, seg: &str, seg_head: u64) -> bool {
+        self.len == seg.len()
+            && self.head == seg_head
+            && (self.len <= 8 || eq_bytes(&self.text.as_bytes()[8..], &seg.as_bytes()[8..]))
+    }
+}
+
+/// Many literal children, found by hash (an index into `entries`), then compared. A literal whose
+/// hash another literal of the node already has goes to `collided`, searched one by one (in practice
+/// it stays empty).
+#[derive(Debug, Clone, Default)]
+struct HashedChildren {
+    by_hash: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
+    entries: Vec<(Key, u32)>,
+    collided: Vec<(Key, u32)>,
 }
 
 /// The literal children of a trie node.
 #[derive(Debug, Clone)]
 enum Children {
     /// Few children: compared one by one.
-    Small(Vec<(Box<str>, u32)>),
-    /// Many: found by hash (an index into `entries`), then compared. A literal whose hash another
-    /// literal of the node already has goes to `collided`, searched one by one (in practice empty).
-    Hashed {
-        by_hash: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
-        entries: Vec<(Box<str>, u32)>,
-        collided: Vec<(Box<str>, u32)>,
-    },
+    Small(Vec<(Key, u32)>),
+    /// Many: hashed (boxed, to keep nodes small).
+    Hashed(Box<HashedChildren>),
 }
 
 impl Default for Children {
@@ -122,23 +121,17 @@ impl Default for Children {
 impl Children {
     #[inline]
     fn get(&self, seg: &str) -> Option<u32> {
+        let head = word(seg.as_bytes());
         match self {
-            Children::Small(v) => v
-                .iter()
-                .find(|(k, _)| eq_bytes(k.as_bytes(), seg.as_bytes()))
-                .map(|(_, n)| *n),
-            Children::Hashed {
-                by_hash,
-                entries,
-                collided,
-            } => {
-                if let Some(&i) = by_hash.get(&fx_hash(seg))
-                    && let Some((k, n)) = entries.get(i as usize)
-                    && eq_bytes(k.as_bytes(), seg.as_bytes())
+            Children::Small(v) => v.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n),
+            Children::Hashed(h) => {
+                if let Some(&i) = h.by_hash.get(&fx_hash(seg))
+                    && let Some((k, n)) = h.entries.get(i as usize)
+                    && k.matches(seg, head)
                 {
                     return Some(*n);
                 }
-                collided.iter().find(|(k, _)| **k == *seg).map(|(_, n)| *n)
+                h.collided.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
             }
         }
     }
@@ -148,27 +141,19 @@ impl Children {
             && v.len() >= SMALL_CHILDREN
         {
             let old = std::mem::take(v);
-            *self = Children::Hashed {
-                by_hash: HashMap::default(),
-                entries: Vec::new(),
-                collided: Vec::new(),
-            };
+            *self = Children::Hashed(Box::default());
             for (k, n) in old {
-                self.insert(&k, n);
+                self.insert(&k.text, n);
             }
         }
         match self {
-            Children::Small(v) => v.push((seg.into(), node)),
-            Children::Hashed {
-                by_hash,
-                entries,
-                collided,
-            } => match (by_hash.entry(fx_hash(seg)), u32::try_from(entries.len())) {
+            Children::Small(v) => v.push((Key::new(seg), node)),
+            Children::Hashed(h) => match (h.by_hash.entry(fx_hash(seg)), u32::try_from(h.entries.len())) {
                 (Entry::Vacant(e), Ok(i)) => {
                     e.insert(i);
-                    entries.push((seg.into(), node));
+                    h.entries.push((Key::new(seg), node));
                 }
-                _ => collided.push((seg.into(), node)),
+                _ => h.collided.push((Key::new(seg), node)),
             },
         }
     }
@@ -771,23 +756,25 @@ mod tests {
 
     #[test]
     fn children_search_hash_collisions() {
-        // Two literals with one hash: the second is found in `collided`.
-        let mut by_hash = HashMap::default();
-        by_hash.insert(fx_hash("a"), 0);
-        let c = Children::Hashed {
-            by_hash: by_hash.clone(),
-            entries: vec![("a".into(), 10)],
-            collided: vec![("b".into(), 11)],
+        let hashed = |by_hash: &[(&str, u32)], entries: &[(&str, u32)], collided: &[(&str, u32)]| {
+            Children::Hashed(Box::new(HashedChildren {
+                by_hash: by_hash.iter().map(|(k, i)| (fx_hash(k), *i)).collect(),
+                entries: entries.iter().map(|(k, n)| (Key::new(k), *n)).collect(),
+                collided: collided.iter().map(|(k, n)| (Key::new(k), *n)).collect(),
+            }))
         };
+        // Two literals with one hash: the second is found in `collided`.
+        let c = hashed(&[("a", 0)], &[("a", 10)], &[("b", 11)]);
         assert_eq!(c.get("a"), Some(10));
         assert_eq!(c.get("b"), Some(11));
         assert_eq!(c.get("c"), None);
-        // And a literal whose hash is taken by another is not mistaken for it.
-        let c = Children::Hashed {
-            by_hash: [(fx_hash("zz"), 0)].into_iter().collect(),
-            entries: vec![("a".into(), 10)],
-            collided: vec![],
-        };
+        // A literal whose hash is taken by another is not mistaken for it.
+        let c = hashed(&[("zz", 0)], &[("a", 10)], &[]);
         assert_eq!(c.get("zz"), None);
+        // Long literals compare their tails.
+        let c = hashed(&[("abcdefgh-1", 0)], &[("abcdefgh-1", 10)], &[("abcdefgh-2", 11)]);
+        assert_eq!(c.get("abcdefgh-1"), Some(10));
+        assert_eq!(c.get("abcdefgh-2"), Some(11));
+        assert_eq!(c.get("abcdefgh-3"), None);
     }
 }
