@@ -18,6 +18,10 @@ pub const MAX_PARAM_NAME_LEN: usize = 64;
 /// Largest compiled regular expression, in bytes (`regex::RegexBuilder::size_limit`).
 pub const MAX_REGEX_SIZE: usize = 256 * 1024;
 
+/// Cap on one expression's lazy-DFA cache per thread (the `regex` default is 2 MiB); past it the
+/// search falls back to slower engines instead of growing.
+const REGEX_CACHE_LIMIT: usize = 256 * 1024;
+
 /// An HTTP method a mapping applies to, or `ANY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
@@ -329,6 +333,7 @@ impl PathPattern {
             .map_err(|e| bad(format!("bad regular expression: {e}")))?;
         let regex = RegexBuilder::new(&format!("^(?:{src})$"))
             .size_limit(MAX_REGEX_SIZE)
+            .dfa_size_limit(REGEX_CACHE_LIMIT)
             .build()
             .map_err(|e| bad(format!("bad regular expression: {e}")))?;
         Ok(PathPattern {

@@ -623,7 +623,8 @@ impl Snapshot {
     /// Compiles `rules` into a snapshot labelled `version`.
     ///
     /// Fails with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), naming both ids, when two rules
-    /// have the same method and [match key](PathPattern::match_key), that is, match the same requests.
+    /// have the same method and [match key](PathPattern::match_key), that is, match the same requests;
+    /// with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when two rules have the same id.
     pub fn build(rules: impl IntoIterator<Item = MappingRule>, version: i64) -> Result<Snapshot> {
         let rules: Vec<MappingRule> = rules.into_iter().collect();
         let mut snap = Snapshot {
@@ -631,8 +632,12 @@ impl Snapshot {
             keys: HashMap::with_capacity(rules.len()),
             ..Snapshot::default()
         };
+        let mut ids = std::collections::HashSet::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             let idx = node_id(i)?;
+            if !ids.insert(rule.id) {
+                return Err(Error::invalid(format!("two mappings have the id {}", rule.id)));
+            }
             match snap.keys.entry((rule.method, rule.pattern.match_key())) {
                 Entry::Occupied(e) => return Err(conflict(&rules[*e.get() as usize], rule)),
                 Entry::Vacant(e) => {

@@ -369,6 +369,13 @@ fn conflicts_are_exact_overlaps_only() {
 }
 
 #[test]
+fn duplicate_ids_are_invalid() {
+    let e = Snapshot::build(rules("GET /a => a:x id=5\n GET /b => b:x id=5"), 1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("id 5"), "{}", e.message());
+}
+
+#[test]
 fn find_conflict_names_the_existing_mapping() {
     let snapshot = Snapshot::build(rules("GET /a/:x => a:x id=40\n ANY ~/b => b:x id=41"), 1).unwrap();
     let pat = |s: &str| PathPattern::parse(s).unwrap();
