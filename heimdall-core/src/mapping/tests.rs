@@ -615,3 +615,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn snapshots_are_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Snapshot>();
+    send_sync::<SharedResolver>();
+    send_sync::<PathPattern>();
+    let shared = std::sync::Arc::new(SharedResolver::new(Snapshot::build(rules("GET /a/:x => a:read"), 1).unwrap()));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let shared = std::sync::Arc::clone(&shared);
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    let snapshot = shared.load();
+                    let action = outcome(&snapshot.resolve("GET", "/a/7"));
+                    assert!(action == "a:read" || action == "a:write", "{action}");
+                }
+            })
+        })
+        .collect();
+    for v in 2..50 {
+        shared.store_if_newer(Snapshot::build(rules("GET /a/:x => a:write"), v).unwrap());
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(shared.load().version(), 49);
+}
