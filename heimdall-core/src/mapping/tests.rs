@@ -622,7 +622,9 @@ fn snapshots_are_shared_across_threads() {
     send_sync::<Snapshot>();
     send_sync::<SharedResolver>();
     send_sync::<PathPattern>();
-    let shared = std::sync::Arc::new(SharedResolver::new(Snapshot::build(rules("GET /a/:x => a:read"), 1).unwrap()));
+    let shared = std::sync::Arc::new(SharedResolver::new(
+        Snapshot::build(rules("GET /a/:x => a:read"), 1).unwrap(),
+    ));
     let readers: Vec<_> = (0..4)
         .map(|_| {
             let shared = std::sync::Arc::clone(&shared);
