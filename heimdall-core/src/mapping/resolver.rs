@@ -93,13 +93,12 @@ impl Key {
     }
 }
 
-/// Many literal children, found by hash (an index into `entries`), then compared. A literal whose
-/// hash another literal of the node already has goes to `collided`, searched one by one (in practice
-/// it stays empty).
+/// Many literal children, found by hash, then compared (the key sits in the table's bucket, so a
+/// lookup reads the control bytes and one bucket). A literal whose hash another literal of the node
+/// already has goes to `collided`, searched one by one (in practice it stays empty).
 #[derive(Debug, Clone, Default)]
 struct HashedChildren {
-    by_hash: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
-    entries: Vec<(Key, u32)>,
+    by_hash: HashMap<u64, (Key, u32), BuildHasherDefault<IdentityHasher>>,
     collided: Vec<(Key, u32)>,
 }
 
@@ -121,12 +120,15 @@ impl Default for Children {
 impl Children {
     #[inline]
     fn get(&self, seg: &str) -> Option<u32> {
-        let head = word(seg.as_bytes());
         match self {
-            Children::Small(v) => v.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n),
+            Children::Small(v) if v.is_empty() => None,
+            Children::Small(v) => {
+                let head = word(seg.as_bytes());
+                v.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
+            }
             Children::Hashed(h) => {
-                if let Some(&i) = h.by_hash.get(&fx_hash(seg))
-                    && let Some((k, n)) = h.entries.get(i as usize)
+                let head = word(seg.as_bytes());
+                if let Some((k, n)) = h.by_hash.get(&fx_hash(seg))
                     && k.matches(seg, head)
                 {
                     return Some(*n);
@@ -148,12 +150,11 @@ impl Children {
         }
         match self {
             Children::Small(v) => v.push((Key::new(seg), node)),
-            Children::Hashed(h) => match (h.by_hash.entry(fx_hash(seg)), u32::try_from(h.entries.len())) {
-                (Entry::Vacant(e), Ok(i)) => {
-                    e.insert(i);
-                    h.entries.push((Key::new(seg), node));
+            Children::Hashed(h) => match h.by_hash.entry(fx_hash(seg)) {
+                Entry::Vacant(e) => {
+                    e.insert((Key::new(seg), node));
                 }
-                _ => h.collided.push((Key::new(seg), node)),
+                Entry::Occupied(_) => h.collided.push((Key::new(seg), node)),
             },
         }
     }
@@ -761,23 +762,26 @@ mod tests {
 
     #[test]
     fn children_search_hash_collisions() {
-        let hashed = |by_hash: &[(&str, u32)], entries: &[(&str, u32)], collided: &[(&str, u32)]| {
+        // `by_hash` entries are (the hash of this text, the literal stored there, its node).
+        let hashed = |by_hash: &[(&str, &str, u32)], collided: &[(&str, u32)]| {
             Children::Hashed(Box::new(HashedChildren {
-                by_hash: by_hash.iter().map(|(k, i)| (fx_hash(k), *i)).collect(),
-                entries: entries.iter().map(|(k, n)| (Key::new(k), *n)).collect(),
+                by_hash: by_hash
+                    .iter()
+                    .map(|(h, k, n)| (fx_hash(h), (Key::new(k), *n)))
+                    .collect(),
                 collided: collided.iter().map(|(k, n)| (Key::new(k), *n)).collect(),
             }))
         };
         // Two literals with one hash: the second is found in `collided`.
-        let c = hashed(&[("a", 0)], &[("a", 10)], &[("b", 11)]);
+        let c = hashed(&[("a", "a", 10)], &[("b", 11)]);
         assert_eq!(c.get("a"), Some(10));
         assert_eq!(c.get("b"), Some(11));
         assert_eq!(c.get("c"), None);
         // A literal whose hash is taken by another is not mistaken for it.
-        let c = hashed(&[("zz", 0)], &[("a", 10)], &[]);
+        let c = hashed(&[("zz", "a", 10)], &[]);
         assert_eq!(c.get("zz"), None);
         // Long literals compare their tails.
-        let c = hashed(&[("abcdefgh-1", 0)], &[("abcdefgh-1", 10)], &[("abcdefgh-2", 11)]);
+        let c = hashed(&[("abcdefgh-1", "abcdefgh-1", 10)], &[("abcdefgh-2", 11)]);
         assert_eq!(c.get("abcdefgh-1"), Some(10));
         assert_eq!(c.get("abcdefgh-2"), Some(11));
         assert_eq!(c.get("abcdefgh-3"), None);
