@@ -75,18 +75,26 @@
 //!
 //! # Limits
 //!
-//! A pattern is at most [`MAX_PATH_PATTERN_LEN`] bytes; a route pattern has at most [`MAX_SEGMENTS`]
-//! segments and parameter names of at most [`MAX_PARAM_NAME_LEN`] bytes; a regular expression compiles
-//! to at most [`MAX_REGEX_SIZE`] bytes. A violation is [`ErrorKind::InvalidInput`](crate::ErrorKind)
-//! with the reason. Match keys are never longer than the pattern.
+//! A pattern is at most [`MAX_PATH_PATTERN_LEN`] bytes, both as written and in canonical form; a route
+//! pattern has at most [`MAX_SEGMENTS`] segments and parameter names of at most [`MAX_PARAM_NAME_LEN`]
+//! bytes; a regular expression compiles to at most [`MAX_REGEX_SIZE`] bytes. A violation is
+//! [`ErrorKind::InvalidInput`](crate::ErrorKind) with the reason. A match key is never longer than the
+//! canonical pattern.
 //!
 //! # Resolving
 //!
-//! A snapshot keeps one segment trie per method for route patterns (a request walks it depth-first
-//! in precedence order, so the cost depends on the path, not on the number of mappings) and, for
-//! regular expressions, an index by their literal leading segments (`~/courses/[0-9]+` is only tried
-//! for paths under `/courses`). Resolving takes no lock and allocates nothing unless the path needs
-//! rewriting; parameters are sliced from the path when asked for.
+//! A snapshot keeps, per method, a segment trie of the route patterns. A request walks it depth-first
+//! in precedence order (literal child, then parameter child, then `**`), visiting each node at most
+//! once, so the cost depends on the path and the shape of the patterns, not on how many there are.
+//! Regular expressions are indexed too, so that a request tries only those that could match it: one
+//! whose every match has the same segments (`~/repos/[^/]+/issues/[0-9]+`: literal `/`s only, and
+//! pieces that cannot match `/`) sits in a segment trie where its varying segments are wildcards; any
+//! other sits under its literal leading segments (`~/courses/.*` is tried only under `/courses`). A
+//! cheap check of the literals every match must end with comes before running an expression.
+//!
+//! Resolving takes no lock and allocates nothing unless the path needs rewriting (a regular
+//! expression's search cache is allocated on its first use in each thread); parameters are sliced
+//! from the path when asked for.
 //!
 //! # Example
 //!

@@ -63,6 +63,8 @@ const PERCENT: u8 = 2;
 const CONTROL: u8 = 3;
 const BACKSLASH: u8 = 4;
 const SEMICOLON: u8 = 5;
+/// `?` or `#`: the end of the path.
+const QUERY: u8 = 6;
 
 static CLASS: [u8; 256] = {
     let mut t = [PLAIN; 256];
@@ -76,6 +78,8 @@ static CLASS: [u8; 256] = {
     t[b'%' as usize] = PERCENT;
     t[b'\\' as usize] = BACKSLASH;
     t[b';' as usize] = SEMICOLON;
+    t[b'?' as usize] = QUERY;
+    t[b'#' as usize] = QUERY;
     t
 };
 
@@ -146,43 +150,160 @@ pub(crate) fn decode_segment_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), P
 /// assert_eq!(normalize("/courses/../../admin"), Err(PathRejection::AboveRoot));
 /// ```
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathRejection> {
-    let end = raw.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(raw.len());
-    let path = &raw[..end];
-    if path.len() > MAX_PATH_LEN {
-        return Err(PathRejection::TooLong);
-    }
-    let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') {
+    if raw.as_bytes().first() != Some(&b'/') {
         return Err(PathRejection::NotAbsolute);
     }
-    // One pass: reject forbidden raw bytes, and find out whether anything needs rewriting.
-    let mut rewrite = false;
-    let mut seg_start = 1;
-    for i in 1..=bytes.len() {
-        let class = match bytes.get(i) {
-            Some(&b) => CLASS[usize::from(b)],
-            None => SLASH,
+    // `str::find(char)` uses the standard library's word-at-a-time memchr.
+    let mut end = raw.find('?').unwrap_or(raw.len());
+    if let Some(hash) = raw[..end].find('#') {
+        end = hash;
+    }
+    if end > MAX_PATH_LEN {
+        return Err(PathRejection::TooLong);
+    }
+    let path = &raw[..end];
+    let bytes = path.as_bytes();
+    // A word-at-a-time pass finds out whether the path may need anything at all; only then the precise
+    // byte-by-byte scan runs (a '%', a forbidden byte, or a '/' followed by '/' or '.').
+    let rewrite = if needs_precise_scan(bytes) {
+        scan_bytes(bytes)?
+    } else {
+        false
+    };
+    if rewrite {
+        return rewrite_path(path).map(Cow::Owned);
+    }
+    if end > 1 && bytes[end - 1] == b'/' {
+        Ok(Cow::Borrowed(&path[..end - 1]))
+    } else {
+        Ok(Cow::Borrowed(path))
+    }
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Non-zero if some byte of `v` is zero (exact as a yes/no answer; the lowest set bit marks the first).
+#[inline]
+pub(crate) fn zero_byte_mask(v: u64) -> u64 {
+    v.wrapping_sub(LO) & !v & HI
+}
+
+/// Up to eight bytes as a little-endian word, missing bytes zero, with at most three loads (no loop, no
+/// call to `memcpy`).
+#[inline]
+pub(crate) fn word(c: &[u8]) -> u64 {
+    let n = c.len();
+    if n >= 8 {
+        return match <[u8; 8]>::try_from(&c[..8]) {
+            Ok(w) => u64::from_le_bytes(w),
+            Err(_) => 0,
         };
-        match class {
-            PLAIN => {}
-            SLASH => {
-                let seg = &bytes[seg_start..i];
-                if (seg.is_empty() && i < bytes.len()) || seg == b"." || seg == b".." {
-                    rewrite = true;
-                }
-                seg_start = i + 1;
-            }
+    }
+    if n >= 4 {
+        // Two overlapping four-byte loads; the overlap holds the same bytes in both.
+        let lo = match <[u8; 4]>::try_from(&c[..4]) {
+            Ok(w) => u32::from_le_bytes(w),
+            Err(_) => 0,
+        };
+        let hi = match <[u8; 4]>::try_from(&c[n - 4..]) {
+            Ok(w) => u32::from_le_bytes(w),
+            Err(_) => 0,
+        };
+        return u64::from(lo) | (u64::from(hi) << (8 * (n - 4)));
+    }
+    if n == 0 {
+        return 0;
+    }
+    // One to three bytes: first, middle and last cover them all.
+    u64::from(c[0]) | (u64::from(c[n / 2]) << (8 * (n / 2))) | (u64::from(c[n - 1]) << (8 * (n - 1)))
+}
+
+/// Byte equality, inline for strings of up to sixteen bytes.
+#[inline]
+pub(crate) fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        0..=8 => word(a) == word(b),
+        9..=16 => word(a) == word(b) && word(&a[a.len() - 8..]) == word(&b[b.len() - 8..]),
+        _ => a == b,
+    }
+}
+
+/// High bit set in exactly the bytes of `v` equal to `b`.
+#[inline]
+fn eq_mask(v: u64, b: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = v ^ (LO * u64::from(b));
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+/// Whether `bytes` holds a '%', ';', a backslash, DEL or a control character, or a '/' followed by a
+/// '/' or a '.', eight bytes at a time.
+#[inline]
+fn needs_precise_scan(bytes: &[u8]) -> bool {
+    let mut slash_carry = 0u64;
+    for chunk in bytes.chunks(8) {
+        // Pad a short tail with spaces, which are not special.
+        let pad = if chunk.len() == 8 {
+            0
+        } else {
+            (LO * u64::from(b' ')) << (8 * chunk.len())
+        };
+        let v = word(chunk) | pad;
+        let special = (v.wrapping_sub(LO * 0x20) & !v & HI)
+            | zero_byte_mask(v ^ (LO * 0x7f))
+            | zero_byte_mask(v ^ (LO * u64::from(b'%')))
+            | zero_byte_mask(v ^ (LO * u64::from(b';')))
+            | zero_byte_mask(v ^ (LO * u64::from(b'\\')));
+        let slash = eq_mask(v, b'/');
+        let follows = slash | eq_mask(v, b'.');
+        if special != 0 || ((slash << 8) | slash_carry) & follows != 0 {
+            return true;
+        }
+        slash_carry = slash >> 56;
+    }
+    false
+}
+
+/// The precise scan: rejects forbidden raw bytes and says whether the path needs rewriting.
+fn scan_bytes(bytes: &[u8]) -> Result<bool, PathRejection> {
+    let mut rewrite = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match CLASS[usize::from(b)] {
+            PLAIN | QUERY => {}
+            SLASH => rewrite |= needs_segment_rewrite(&bytes[i + 1..]),
             PERCENT => rewrite = true,
             other => return Err(reject_class(other).unwrap_or(PathRejection::ControlCharacter)),
         }
     }
-    if rewrite {
-        return rewrite_path(path).map(Cow::Owned);
+    Ok(rewrite)
+}
+
+/// The index of the first '/' in `bytes`, eight bytes at a time.
+#[inline]
+pub(crate) fn find_slash(bytes: &[u8]) -> Option<usize> {
+    let mut base = 0;
+    for chunk in bytes.chunks(8) {
+        let m = zero_byte_mask(word(chunk) ^ (LO * u64::from(b'/')));
+        if m != 0 {
+            return Some(base + (m.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
     }
-    if path.len() > 1 && path.ends_with('/') {
-        Ok(Cow::Borrowed(&path[..path.len() - 1]))
-    } else {
-        Ok(Cow::Borrowed(path))
+    None
+}
+
+/// Whether the segment starting at `s` (just after a '/') is empty but not the last, `.` or `..`.
+#[inline]
+fn needs_segment_rewrite(s: &[u8]) -> bool {
+    let ends = |b: Option<&u8>| matches!(b, None | Some(b'/' | b'?' | b'#'));
+    match s.first() {
+        Some(b'/') => true,
+        Some(b'.') => ends(s.get(1)) || (s.get(1) == Some(&b'.') && ends(s.get(2))),
+        _ => false,
     }
 }
 
@@ -276,6 +397,12 @@ mod tests {
             ("/courses/%2e/7", Ok("/courses/7")),
             ("/courses/...", Ok("/courses/...")),
             ("/courses/..a", Ok("/courses/..a")),
+            ("/courses/.a/", Ok("/courses/.a")),
+            ("/courses/7/..?x", Ok("/courses")),
+            ("/courses/7/.#x", Ok("/courses/7")),
+            ("/courses/7//?x", Ok("/courses/7")),
+            ("//", Ok("/")),
+            ("/.", Ok("/")),
             ("/..", Err(AboveRoot)),
             ("/courses/../../admin", Err(AboveRoot)),
             ("/%2e%2e/etc", Err(AboveRoot)),
@@ -312,6 +439,39 @@ mod tests {
         ];
         for (raw, expect) in table {
             check(raw, *expect);
+        }
+    }
+
+    #[test]
+    fn word_scans_agree_with_byte_scans() {
+        let mut bytes: Vec<u8> = (0u8..=0x7f).collect();
+        bytes.extend(b"/a%b;c\\d/".iter());
+        for start in 0..bytes.len() {
+            for end in start..bytes.len().min(start + 20) {
+                let s = &bytes[start..end];
+                let special = s.iter().any(|&b| b < 0x20 || matches!(b, 0x7f | b'%' | b';' | b'\\'));
+                let pair = s.windows(2).any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.'));
+                assert_eq!(needs_precise_scan(s), special || pair, "{s:?}");
+                assert_eq!(find_slash(s), s.iter().position(|&b| b == b'/'), "{s:?}");
+                let mut expect = [0u8; 8];
+                let k = s.len().min(8);
+                expect[..k].copy_from_slice(&s[..k]);
+                assert_eq!(word(s), u64::from_le_bytes(expect), "{s:?}");
+                for other_end in start..bytes.len().min(start + 20) {
+                    let o = &bytes[start..other_end];
+                    assert_eq!(eq_bytes(s, o), s == o, "{s:?} {o:?}");
+                }
+            }
+        }
+        assert!(!needs_precise_scan("/caf\u{e9}/\u{1F600}/a.b/c./".as_bytes()));
+        for pair in [
+            "/a/b/c/d/e/f/g//",
+            "/a/b/c/d/e/f/g/.",
+            "/abcdefg/.x",
+            "/abcdefg//",
+            "/abcdef/./",
+        ] {
+            assert!(needs_precise_scan(pair.as_bytes()), "{pair}");
         }
     }
 

@@ -18,6 +18,10 @@ pub const MAX_PARAM_NAME_LEN: usize = 64;
 /// Largest compiled regular expression, in bytes (`regex::RegexBuilder::size_limit`).
 pub const MAX_REGEX_SIZE: usize = 256 * 1024;
 
+/// Cap on one expression's lazy-DFA cache per thread (the `regex` default is 2 MiB); past it the
+/// search falls back to slower engines instead of growing.
+const REGEX_CACHE_LIMIT: usize = 256 * 1024;
+
 /// An HTTP method a mapping applies to, or `ANY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
@@ -135,6 +139,11 @@ pub(crate) enum Kind {
         regex: Regex,
         /// Whole literal segments every match starts with (used to index regexes).
         prefix: Vec<Box<str>>,
+        /// If known, a set of literals one of which every match ends with (a cheap pre-check).
+        suffixes: Option<Box<[Box<[u8]>]>>,
+        /// If every match has the same number of segments, the segments: `Some(literal)` where the
+        /// segment is a fixed literal, `None` where it varies (used to index regexes like routes).
+        skeleton: Option<Vec<Option<Box<str>>>>,
     },
 }
 
@@ -255,6 +264,13 @@ impl PathPattern {
         if text.is_empty() {
             text.push('/');
         }
+        if text.len() > MAX_PATH_PATTERN_LEN {
+            // Percent-encoding raw characters (`é` becomes `%C3%A9`) can lengthen a pattern.
+            return Err(bad(format!(
+                "is {} bytes long once canonical ({text:.40}...), more than {MAX_PATH_PATTERN_LEN}",
+                text.len()
+            )));
+        }
         Ok(PathPattern {
             text,
             kind: Kind::Route(segments),
@@ -282,6 +298,11 @@ impl PathPattern {
         if raw.contains('*') {
             return Err(format!(
                 "segment {raw:?}: '*' and '**' must be whole segments; use a regular expression ('~...') for partial wildcards"
+            ));
+        }
+        if raw.contains(['?', '#']) {
+            return Err(format!(
+                "segment {raw:?}: a pattern has no query string or fragment (write a literal '?' as %3F, '#' as %23)"
             ));
         }
         if raw.contains(['{', '}']) {
@@ -312,6 +333,7 @@ impl PathPattern {
             .map_err(|e| bad(format!("bad regular expression: {e}")))?;
         let regex = RegexBuilder::new(&format!("^(?:{src})$"))
             .size_limit(MAX_REGEX_SIZE)
+            .dfa_size_limit(REGEX_CACHE_LIMIT)
             .build()
             .map_err(|e| bad(format!("bad regular expression: {e}")))?;
         Ok(PathPattern {
@@ -319,6 +341,8 @@ impl PathPattern {
             kind: Kind::Regex {
                 regex,
                 prefix: literal_prefix_segments(&hir),
+                suffixes: literal_suffixes(&hir),
+                skeleton: skeleton(&hir),
             },
         })
     }
@@ -338,7 +362,8 @@ impl PathPattern {
     /// A key such that two route patterns have equal keys exactly when they match the same paths:
     /// parameter names are dropped (`:id` and `*` both become `:`). For a regular expression the key is
     /// its text, so the same expression twice conflicts, while different expressions (even equivalent
-    /// ones) are allowed and ordered by priority. At most [`MAX_PATH_PATTERN_LEN`] bytes.
+    /// ones) are allowed and ordered by priority. Never longer than [`as_str`](Self::as_str), so at most
+    /// [`MAX_PATH_PATTERN_LEN`] bytes.
     pub fn match_key(&self) -> String {
         match &self.kind {
             Kind::Regex { .. } => self.text.clone(),
@@ -363,6 +388,85 @@ impl PathPattern {
     pub(crate) fn kind(&self) -> &Kind {
         &self.kind
     }
+}
+
+/// Whether some match of `hir` contains a '/'.
+fn can_match_slash(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(l) => l.0.contains(&b'/'),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().any(|r| r.start() <= '/' && '/' <= r.end()),
+        HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| r.start() <= b'/' && b'/' <= r.end()),
+        HirKind::Repetition(r) => can_match_slash(&r.sub),
+        HirKind::Capture(c) => can_match_slash(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(can_match_slash),
+    }
+}
+
+/// The segment skeleton of an expression whose matches all have the same shape: it starts with a
+/// literal '/', and every '/' it can match is a literal one at the top level, so each match has
+/// exactly one segment per skeleton entry, and literal-only segments are fixed. `None` otherwise.
+fn skeleton(hir: &regex_syntax::hir::Hir) -> Option<Vec<Option<Box<str>>>> {
+    use regex_syntax::hir::HirKind;
+    let parts = match hir.kind() {
+        HirKind::Concat(parts) => parts.as_slice(),
+        _ => std::slice::from_ref(hir),
+    };
+    let mut segments: Vec<Option<Vec<u8>>> = Vec::new();
+    for part in parts {
+        match part.kind() {
+            HirKind::Literal(l) => {
+                for &b in l.0.iter() {
+                    if b == b'/' {
+                        segments.push(Some(Vec::new()));
+                    } else {
+                        match segments.last_mut() {
+                            Some(Some(lit)) => lit.push(b),
+                            Some(None) => {}
+                            None => return None,
+                        }
+                    }
+                }
+            }
+            HirKind::Look(_) | HirKind::Empty => {}
+            _ => {
+                if segments.is_empty() || can_match_slash(part) {
+                    return None;
+                }
+                if let Some(last) = segments.last_mut() {
+                    *last = None;
+                }
+            }
+        }
+    }
+    if segments.is_empty() || segments.len() > 2 * MAX_SEGMENTS {
+        return None;
+    }
+    segments
+        .into_iter()
+        .map(|seg| match seg {
+            Some(lit) => String::from_utf8(lit).ok().map(|s| Some(s.into_boxed_str())),
+            None => Some(None),
+        })
+        .collect()
+}
+
+/// Most suffix literals kept for the pre-check.
+const MAX_SUFFIXES: usize = 16;
+
+/// A finite set of non-empty literals one of which every match of `hir` ends with, if there is one
+/// (`["/lock"]` for `/repos/[^/]+/lock`, the ten digits for `/issues/[0-9]+`).
+fn literal_suffixes(hir: &regex_syntax::hir::Hir) -> Option<Box<[Box<[u8]>]>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Suffix);
+    let seq = extractor.extract(hir);
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.len() > MAX_SUFFIXES || lits.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    Some(lits.iter().map(|l| Box::from(l.as_bytes())).collect())
 }
 
 /// The whole literal segments at the start of every match of `hir`, e.g. `["courses"]` for
@@ -495,6 +599,8 @@ mod tests {
         bad("/a/:id/b/:id", "used twice");
         bad("/a/x*", "whole segments");
         bad("/a/{id}", "':name'");
+        bad("/a?x=1", "query string");
+        bad("/a/b#c", "query string");
         bad("/a/./b", "'.' and '..'");
         bad("/a/%2e%2E", "'.' and '..'");
         bad("/a%2Fb", "encoded_slash");
@@ -520,10 +626,14 @@ mod tests {
         // A compact expression that compiles to far more than the size limit.
         bad(r"~/(\w{100}){20}", "size limit");
         assert!(PathPattern::parse(r"~/repos/[^/]+/[^/]+/issues/[0-9]+/\w+").is_ok());
-        // Keys fit the store's unique index.
+        // Keys fit the store's unique index: canonical text is limited too, after percent-encoding.
         let long = format!("/{}", "%C3%A9".repeat(170));
         assert!(long.len() <= MAX_PATH_PATTERN_LEN);
         assert!(PathPattern::parse(&long).unwrap().match_key().len() <= MAX_PATH_PATTERN_LEN);
+        let raw = format!("/{}", "é".repeat(400));
+        assert!(raw.len() <= MAX_PATH_PATTERN_LEN);
+        bad(&raw, "once canonical");
+        bad(&format!("/{}", " ".repeat(400)), "once canonical");
     }
 
     #[test]
@@ -548,6 +658,56 @@ mod tests {
         prefix("~/a/x|/b/y", &[]);
         prefix("~.*", &[]);
         prefix("~/a//b/c+", &["a"]);
+    }
+
+    #[test]
+    fn literal_suffixes_of_regexes() {
+        #[track_caller]
+        fn suffixes(src: &str, expect: Option<&[&str]>) {
+            let p = PathPattern::parse(src).unwrap();
+            let Kind::Regex { suffixes, .. } = p.kind() else {
+                panic!("not a regex")
+            };
+            let got: Option<Vec<&str>> = suffixes
+                .as_ref()
+                .map(|s| s.iter().map(|l| std::str::from_utf8(l).unwrap()).collect());
+            assert_eq!(got.as_deref(), expect, "{src}");
+        }
+        suffixes("~/a/[^/]+/lock", Some(&["/lock"]));
+        suffixes("~/a/(x|yz)", Some(&["/a/x", "/a/yz"]));
+        suffixes("~/a/[0-9]+", Some(&["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]));
+        suffixes("~/a/[^/]+", None);
+        suffixes("~/a(/.*)?", None);
+        suffixes("~/a/b?", Some(&["/a/b", "/a/"]));
+        suffixes("~.*", None);
+    }
+
+    #[test]
+    fn regex_skeletons() {
+        #[track_caller]
+        fn shape(src: &str, expect: Option<&[Option<&str>]>) {
+            let p = PathPattern::parse(src).unwrap();
+            let Kind::Regex { skeleton, .. } = p.kind() else {
+                panic!("not a regex")
+            };
+            let got: Option<Vec<Option<&str>>> =
+                skeleton.as_ref().map(|s| s.iter().map(|seg| seg.as_deref()).collect());
+            assert_eq!(got.as_deref(), expect, "{src}");
+        }
+        shape(
+            "~/repos/[^/]+/x-[0-9]+/lock",
+            Some(&[Some("repos"), None, None, Some("lock")]),
+        );
+        shape("~/", Some(&[Some("")]));
+        shape("~/[a-z]*", Some(&[None]));
+        shape("~/a/(b|c)/d", Some(&[Some("a"), None, Some("d")]));
+        shape("~^/a/b$", Some(&[Some("a"), Some("b")]));
+        shape("~/a/(b|c/d)", None);
+        shape("~/a/.*", None);
+        shape("~/a(/b)?", None);
+        shape("~.*/a", None);
+        shape("~[a-z]/a", None);
+        shape("~/a/[^a]", None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::normalize::{PathRejection, normalize};
+use super::normalize::{PathRejection, eq_bytes, find_slash, normalize, word};
 use super::pattern::{Kind, Method, PathPattern, Segment};
 use crate::error::{Error, Result};
 use crate::model::{ActionName, GroupName};
@@ -29,45 +29,23 @@ pub struct MappingRule {
     pub priority: i32,
 }
 
-/// A small, fast, non-cryptographic hasher (FxHash) for literal segments. Only the snapshot's own
-/// literals are stored, so a client cannot lengthen a bucket by choosing request paths.
+/// Up to this many literal children are kept in a vector and compared one by one.
+const SMALL_CHILDREN: usize = 8;
+
+/// Passes a precomputed 64-bit hash through.
 #[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
+struct IdentityHasher(u64);
 
-const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
+impl Hasher for IdentityHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
         }
     }
 
     #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
     }
 
     #[inline]
@@ -76,16 +54,61 @@ impl Hasher for FxHasher {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// A small, fast, non-cryptographic hash of a literal segment (FxHash over eight-byte words, plus the
+/// length). Unkeyed on purpose: only the snapshot's own literals are stored, so a client cannot
+/// lengthen a bucket by choosing request paths.
+#[inline]
+fn fx_hash(s: &str) -> u64 {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let add = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(SEED);
+    s.as_bytes()
+        .chunks(8)
+        .fold(add(0, s.len() as u64), |h, c| add(h, word(c)))
+}
 
-/// Up to this many literal children are kept in a vector and compared one by one.
-const SMALL_CHILDREN: usize = 8;
+/// A literal segment stored for fast comparison: its length and first eight bytes sit inline, so
+/// most comparisons (segments of up to eight bytes, or any mismatch in length or start) read no other
+/// memory.
+#[derive(Debug, Clone)]
+struct Key {
+    len: usize,
+    head: u64,
+    text: Box<str>,
+}
+
+impl Key {
+    fn new(text: &str) -> Key {
+        Key {
+            len: text.len(),
+            head: word(text.as_bytes()),
+            text: text.into(),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, seg: &str, seg_head: u64) -> bool {
+        self.len == seg.len()
+            && self.head == seg_head
+            && (self.len <= 8 || eq_bytes(&self.text.as_bytes()[8..], &seg.as_bytes()[8..]))
+    }
+}
+
+/// Many literal children, found by hash, then compared (the key sits in the table's bucket, so a
+/// lookup reads the control bytes and one bucket). A literal whose hash another literal of the node
+/// already has goes to `collided`, searched one by one (in practice it stays empty).
+#[derive(Debug, Clone, Default)]
+struct HashedChildren {
+    by_hash: HashMap<u64, (Key, u32), BuildHasherDefault<IdentityHasher>>,
+    collided: Vec<(Key, u32)>,
+}
 
 /// The literal children of a trie node.
 #[derive(Debug, Clone)]
 enum Children {
-    Small(Vec<(Box<str>, u32)>),
-    Map(FxMap<Box<str>, u32>),
+    /// Few children: compared one by one.
+    Small(Vec<(Key, u32)>),
+    /// Many: hashed (boxed, to keep nodes small).
+    Hashed(Box<HashedChildren>),
 }
 
 impl Default for Children {
@@ -98,22 +121,41 @@ impl Children {
     #[inline]
     fn get(&self, seg: &str) -> Option<u32> {
         match self {
-            Children::Small(v) => v.iter().find(|(k, _)| **k == *seg).map(|(_, n)| *n),
-            Children::Map(m) => m.get(seg).copied(),
+            Children::Small(v) if v.is_empty() => None,
+            Children::Small(v) => {
+                let head = word(seg.as_bytes());
+                v.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
+            }
+            Children::Hashed(h) => {
+                let head = word(seg.as_bytes());
+                if let Some((k, n)) = h.by_hash.get(&fx_hash(seg))
+                    && k.matches(seg, head)
+                {
+                    return Some(*n);
+                }
+                h.collided.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
+            }
         }
     }
 
     fn insert(&mut self, seg: &str, node: u32) {
+        if let Children::Small(v) = self
+            && v.len() >= SMALL_CHILDREN
+        {
+            let old = std::mem::take(v);
+            *self = Children::Hashed(Box::default());
+            for (k, n) in old {
+                self.insert(&k.text, n);
+            }
+        }
         match self {
-            Children::Small(v) if v.len() < SMALL_CHILDREN => v.push((seg.into(), node)),
-            Children::Small(v) => {
-                let mut m: FxMap<Box<str>, u32> = std::mem::take(v).into_iter().collect();
-                m.insert(seg.into(), node);
-                *self = Children::Map(m);
-            }
-            Children::Map(m) => {
-                m.insert(seg.into(), node);
-            }
+            Children::Small(v) => v.push((Key::new(seg), node)),
+            Children::Hashed(h) => match h.by_hash.entry(fx_hash(seg)) {
+                Entry::Vacant(e) => {
+                    e.insert((Key::new(seg), node));
+                }
+                Entry::Occupied(_) => h.collided.push((Key::new(seg), node)),
+            },
         }
     }
 }
@@ -148,7 +190,7 @@ impl Default for RouteTrie {
 #[inline]
 fn next_segment(rest: &str) -> (&str, &str) {
     let body = &rest[1..];
-    match body.bytes().position(|b| b == b'/') {
+    match find_slash(body.as_bytes()) {
         Some(i) => (&body[..i], &body[i..]),
         None => (body, ""),
     }
@@ -235,81 +277,142 @@ impl RegexEntry {
 #[derive(Debug, Clone, Default)]
 struct RegexNode {
     lits: Children,
-    /// Expressions whose literal prefix ends at this node, sorted by priority then id.
+    /// The child for a segment that is not a fixed literal (skeleton trie only).
+    wild: Option<u32>,
+    /// Expressions that end at this node, sorted by priority then id.
     entries: Vec<RegexEntry>,
 }
 
-/// The regular expressions of one method, indexed by their literal leading segments, so that a request
-/// only tries the expressions that could match it.
+/// The regular expressions of one method, indexed so that a request only tries the expressions that
+/// could match it:
+///
+/// - an expression with a [skeleton](super::pattern) (every match has the same segments, some fixed)
+///   sits in a segment trie, like a route whose varying segments are wildcards;
+/// - any other sits at the node of its literal leading segments in a second trie (`~/courses/.*`
+///   is tried only for paths under `/courses`; `~.*` for every path).
 #[derive(Debug, Clone)]
 struct RegexIndex {
-    nodes: Vec<RegexNode>,
+    shaped: Vec<RegexNode>,
+    prefixed: Vec<RegexNode>,
 }
 
 impl Default for RegexIndex {
     fn default() -> Self {
         RegexIndex {
-            nodes: vec![RegexNode::default()],
+            shaped: vec![RegexNode::default()],
+            prefixed: vec![RegexNode::default()],
+        }
+    }
+}
+
+/// Follows (or makes) the child of `node` for `seg` (`None`: the wildcard child).
+fn regex_child(nodes: &mut Vec<RegexNode>, node: usize, seg: Option<&str>) -> Result<usize> {
+    let existing = match seg {
+        Some(lit) => nodes[node].lits.get(lit),
+        None => nodes[node].wild,
+    };
+    if let Some(n) = existing {
+        return Ok(n as usize);
+    }
+    let n = node_id(nodes.len())?;
+    nodes.push(RegexNode::default());
+    match seg {
+        Some(lit) => nodes[node].lits.insert(lit, n),
+        None => nodes[node].wild = Some(n),
+    }
+    Ok(n as usize)
+}
+
+/// Tries `entries` (sorted) against `path` while they could beat `best`.
+#[inline]
+fn try_entries(entries: &[RegexEntry], path: &str, rules: &[MappingRule], best: &mut Option<RegexEntry>) {
+    for e in entries {
+        if best.is_some_and(|b| b.key() <= e.key()) {
+            return;
+        }
+        if let Kind::Regex { regex, suffixes, .. } = rules[e.rule as usize].pattern.kind()
+            && suffixes
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|l| path.as_bytes().ends_with(l)))
+            && regex.is_match(path)
+        {
+            *best = Some(*e);
+            return;
         }
     }
 }
 
 impl RegexIndex {
-    fn insert(&mut self, prefix: &[Box<str>], entry: RegexEntry) -> Result<()> {
-        let mut node = 0usize;
-        for seg in prefix {
-            node = match self.nodes[node].lits.get(seg) {
-                Some(n) => n as usize,
-                None => {
-                    let n = node_id(self.nodes.len())?;
-                    self.nodes.push(RegexNode::default());
-                    self.nodes[node].lits.insert(seg, n);
-                    n as usize
+    fn insert(&mut self, pattern: &PathPattern, entry: RegexEntry) -> Result<()> {
+        let Kind::Regex { prefix, skeleton, .. } = pattern.kind() else {
+            return Ok(());
+        };
+        let (nodes, node) = match skeleton {
+            Some(skeleton) => {
+                let mut node = 0;
+                for seg in skeleton {
+                    node = regex_child(&mut self.shaped, node, seg.as_deref())?;
                 }
-            };
-        }
-        self.nodes[node].entries.push(entry);
+                (&mut self.shaped, node)
+            }
+            None => {
+                let mut node = 0;
+                for seg in prefix {
+                    node = regex_child(&mut self.prefixed, node, Some(seg))?;
+                }
+                (&mut self.prefixed, node)
+            }
+        };
+        nodes[node].entries.push(entry);
         Ok(())
     }
 
     fn sort(&mut self) {
-        for n in &mut self.nodes {
+        for n in self.shaped.iter_mut().chain(&mut self.prefixed) {
             n.entries.sort_by_key(RegexEntry::key);
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.nodes.len() == 1 && self.nodes[0].entries.is_empty()
+        self.shaped.len() == 1 && self.prefixed.len() == 1 && self.prefixed[0].entries.is_empty()
     }
 
     /// The first expression, by priority then id, that matches `path` in full.
     fn find(&self, path: &str, rules: &[MappingRule]) -> Option<u32> {
         let mut best: Option<RegexEntry> = None;
-        let mut node = &self.nodes[0];
+        // The root path is one empty segment to a skeleton (`~/`, `~/[a-z]*`).
+        self.find_shaped(0, path, path, rules, &mut best);
+        let mut node = &self.prefixed[0];
         let mut rest = if path == "/" { "" } else { path };
         loop {
-            for e in &node.entries {
-                if best.is_some_and(|b| b.key() <= e.key()) {
-                    break;
-                }
-                if let Kind::Regex { regex, .. } = rules[e.rule as usize].pattern.kind()
-                    && regex.is_match(path)
-                {
-                    best = Some(*e);
-                    break;
-                }
-            }
+            try_entries(&node.entries, path, rules, &mut best);
             if rest.is_empty() {
                 break;
             }
             let (seg, tail) = next_segment(rest);
             match node.lits.get(seg) {
-                Some(n) => node = &self.nodes[n as usize],
+                Some(n) => node = &self.prefixed[n as usize],
                 None => break,
             }
             rest = tail;
         }
         best.map(|e| e.rule)
+    }
+
+    /// Depth-first over the skeleton trie: every branch that fits, literal and wildcard.
+    fn find_shaped(&self, node: u32, rest: &str, path: &str, rules: &[MappingRule], best: &mut Option<RegexEntry>) {
+        let n = &self.shaped[node as usize];
+        if rest.is_empty() {
+            try_entries(&n.entries, path, rules, best);
+            return;
+        }
+        let (seg, tail) = next_segment(rest);
+        if let Some(c) = n.lits.get(seg) {
+            self.find_shaped(c, tail, path, rules, best);
+        }
+        if let Some(c) = n.wild {
+            self.find_shaped(c, tail, path, rules, best);
+        }
     }
 }
 
@@ -521,7 +624,8 @@ impl Snapshot {
     /// Compiles `rules` into a snapshot labelled `version`.
     ///
     /// Fails with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), naming both ids, when two rules
-    /// have the same method and [match key](PathPattern::match_key), that is, match the same requests.
+    /// have the same method and [match key](PathPattern::match_key), that is, match the same requests;
+    /// with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when two rules have the same id.
     pub fn build(rules: impl IntoIterator<Item = MappingRule>, version: i64) -> Result<Snapshot> {
         let rules: Vec<MappingRule> = rules.into_iter().collect();
         let mut snap = Snapshot {
@@ -529,8 +633,12 @@ impl Snapshot {
             keys: HashMap::with_capacity(rules.len()),
             ..Snapshot::default()
         };
+        let mut ids = std::collections::HashSet::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             let idx = node_id(i)?;
+            if !ids.insert(rule.id) {
+                return Err(Error::invalid(format!("two mappings have the id {}", rule.id)));
+            }
             match snap.keys.entry((rule.method, rule.pattern.match_key())) {
                 Entry::Occupied(e) => return Err(conflict(&rules[*e.get() as usize], rule)),
                 Entry::Vacant(e) => {
@@ -545,8 +653,8 @@ impl Snapshot {
                         return Err(conflict(&rules[old as usize], rule));
                     }
                 }
-                Kind::Regex { prefix, .. } => snap.regexes[m].insert(
-                    prefix,
+                Kind::Regex { .. } => snap.regexes[m].insert(
+                    &rule.pattern,
                     RegexEntry {
                         priority: rule.priority,
                         id: rule.id,
@@ -628,4 +736,54 @@ fn conflict(first: &MappingRule, second: &MappingRule) -> Error {
         "mapping {} ({} {}) conflicts with mapping {} ({} {}): both match exactly the same requests",
         second.id, second.method, second.pattern, first.id, first.method, first.pattern
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_find_every_literal() {
+        let mut c = Children::default();
+        let keys: Vec<String> = (0..200).map(|i| format!("seg-{i}-{}", "x".repeat(i % 19))).collect();
+        for (i, k) in keys.iter().enumerate() {
+            c.insert(k, i as u32);
+            if i == SMALL_CHILDREN {
+                assert!(matches!(c, Children::Hashed { .. }));
+            }
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(c.get(k), Some(i as u32), "{k}");
+        }
+        for miss in ["", "seg", "seg-1-", "seg-1-xx", "seg-200-"] {
+            assert_eq!(c.get(miss), None, "{miss}");
+        }
+    }
+
+    #[test]
+    fn children_search_hash_collisions() {
+        // `by_hash` entries are (the hash of this text, the literal stored there, its node).
+        let hashed = |by_hash: &[(&str, &str, u32)], collided: &[(&str, u32)]| {
+            Children::Hashed(Box::new(HashedChildren {
+                by_hash: by_hash
+                    .iter()
+                    .map(|(h, k, n)| (fx_hash(h), (Key::new(k), *n)))
+                    .collect(),
+                collided: collided.iter().map(|(k, n)| (Key::new(k), *n)).collect(),
+            }))
+        };
+        // Two literals with one hash: the second is found in `collided`.
+        let c = hashed(&[("a", "a", 10)], &[("b", 11)]);
+        assert_eq!(c.get("a"), Some(10));
+        assert_eq!(c.get("b"), Some(11));
+        assert_eq!(c.get("c"), None);
+        // A literal whose hash is taken by another is not mistaken for it.
+        let c = hashed(&[("zz", "a", 10)], &[]);
+        assert_eq!(c.get("zz"), None);
+        // Long literals compare their tails.
+        let c = hashed(&[("abcdefgh-1", "abcdefgh-1", 10)], &[("abcdefgh-2", 11)]);
+        assert_eq!(c.get("abcdefgh-1"), Some(10));
+        assert_eq!(c.get("abcdefgh-2"), Some(11));
+        assert_eq!(c.get("abcdefgh-3"), None);
+    }
 }

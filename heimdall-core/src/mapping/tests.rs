@@ -244,7 +244,7 @@ fn regexes_match_the_whole_normalised_path() {
 }
 
 #[test]
-fn regexes_indexed_by_prefix_still_see_every_candidate() {
+fn regexes_indexed_by_shape_or_prefix_still_see_every_candidate() {
     // The expression under /a/b has a worse priority than the one with no literal prefix.
     let m = "GET ~/a/b/[0-9]+ => deep prio=5
              GET ~/a/[a-z]/[0-9]+ => mid prio=3
@@ -256,6 +256,19 @@ fn regexes_indexed_by_prefix_still_see_every_candidate() {
     check(m, "GET", "/a/b/1", "deep");
     check(m, "GET", "/a/c/1", "mid");
     check(m, "GET", "/q/1", "shallow");
+    // Shaped (fixed segment count) and unshaped expressions compete by priority alone.
+    let m = "GET ~/a/[a-z]+ => shaped prio=2
+             GET ~/a/.* => unshaped prio=1
+             GET ~/[a-z]* => root prio=3
+             GET ~/ => slash prio=4";
+    check(m, "GET", "/a/b", "unshaped");
+    check(m, "GET", "/a", "root");
+    check(m, "GET", "/b", "root");
+    check(m, "GET", "/", "root");
+    let m = "GET ~/a/[a-z]+ => shaped prio=0
+             GET ~/a/.* => unshaped prio=1";
+    check(m, "GET", "/a/b", "shaped");
+    check(m, "GET", "/a/1", "unshaped");
 }
 
 #[test]
@@ -353,6 +366,13 @@ fn conflicts_are_exact_overlaps_only() {
     conflict("GET /a/:x => a:x\n GET /a/%3Ax => a:y", false);
     conflict("GET ~/a/[0-9]+ => a:x\n GET ~/a/[0-9]{1,} => a:y", false);
     conflict("GET /a => a:x\n GET ~/a => a:y", false);
+}
+
+#[test]
+fn duplicate_ids_are_invalid() {
+    let e = Snapshot::build(rules("GET /a => a:x id=5\n GET /b => b:x id=5"), 1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("id 5"), "{}", e.message());
 }
 
 #[test]
@@ -475,6 +495,9 @@ const REGEXES: &[&str] = &[
     "~/a/b/c/[ab]",
     "~/a/b/.*",
     "~/b/a",
+    "~/[a-z]*",
+    "~/a/[b-z]*/c",
+    "~/(a|b)/[^/]+/c",
 ];
 
 fn arb_method() -> impl Strategy<Value = Method> {
@@ -591,4 +614,34 @@ proptest! {
             prop_assert_eq!(e.kind(), ErrorKind::Conflict);
         }
     }
+}
+
+#[test]
+fn snapshots_are_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Snapshot>();
+    send_sync::<SharedResolver>();
+    send_sync::<PathPattern>();
+    let shared = std::sync::Arc::new(SharedResolver::new(
+        Snapshot::build(rules("GET /a/:x => a:read"), 1).unwrap(),
+    ));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let shared = std::sync::Arc::clone(&shared);
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    let snapshot = shared.load();
+                    let action = outcome(&snapshot.resolve("GET", "/a/7"));
+                    assert!(action == "a:read" || action == "a:write", "{action}");
+                }
+            })
+        })
+        .collect();
+    for v in 2..50 {
+        shared.store_if_newer(Snapshot::build(rules("GET /a/:x => a:write"), v).unwrap());
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(shared.load().version(), 49);
 }

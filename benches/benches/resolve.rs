@@ -1,0 +1,206 @@
+//! Mapping resolution: Heimdall's compiled snapshot against a linear scan of regexes (the spec's design)
+//! and against the matchit router, on a generated route set shaped like a large public REST API.
+//!
+//! Benchmark ids: `resolve/compiled/<N>`, `resolve/naive_linear/<N>` (N ≤ 10,000), `resolve/matchit/<N>`,
+//! `build/compiled/<N>` (from parsed rules) and `build/parse_and_compile/<N>` (from pattern text).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use heimdall_benches::{REQUESTS, Route, requests, routes, rules};
+use heimdall_core::mapping::{Method, Resolution, Snapshot};
+use regex::Regex;
+
+/// Route-set sizes for resolving.
+const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
+/// Largest size the linear scan is run at.
+const NAIVE_MAX: usize = 10_000;
+/// Route-set sizes for building.
+const BUILD_SIZES: [usize; 2] = [10_000, 100_000];
+
+fn compiled_id(r: Resolution<'_>) -> i64 {
+    match r {
+        Resolution::Matched(m) => m.id(),
+        Resolution::NoMatch => 0,
+        Resolution::Rejected(_) => -1,
+    }
+}
+
+/// The spec's design: every mapping compiled to an anchored regex, scanned in order.
+struct NaiveLinear {
+    rules: Vec<(Method, Regex, i64)>,
+}
+
+impl NaiveLinear {
+    fn new(routes: &[Route]) -> Self {
+        let rules = routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let source = match r.pattern.strip_prefix('~') {
+                    Some(re) => format!("^(?:{re})$"),
+                    None => {
+                        let mut re = String::from("^");
+                        for seg in r.pattern[1..].split('/') {
+                            match seg {
+                                "**" => re.push_str("(/.*)?"),
+                                s if s.starts_with(':') || s == "*" => re.push_str("/[^/]+"),
+                                s => {
+                                    re.push('/');
+                                    re.push_str(&regex::escape(s));
+                                }
+                            }
+                        }
+                        re.push('$');
+                        re
+                    }
+                };
+                (
+                    Method::parse(r.method).expect("method"),
+                    Regex::new(&source).expect("regex"),
+                    i as i64 + 1,
+                )
+            })
+            .collect();
+        NaiveLinear { rules }
+    }
+
+    fn resolve(&self, method: &str, raw: &str) -> i64 {
+        let path = raw.split('?').next().unwrap_or(raw);
+        self.rules
+            .iter()
+            .find(|(m, re, _)| (*m == Method::Any || m.as_str() == method) && re.is_match(path))
+            .map_or(0, |(_, _, id)| *id)
+    }
+}
+
+/// matchit routers, one per method plus one for ANY, on the routes it can express (not the regexes).
+struct MatchitRouters {
+    by_method: HashMap<&'static str, matchit::Router<i64>>,
+    any: matchit::Router<i64>,
+}
+
+impl MatchitRouters {
+    fn new(routes: &[Route]) -> (Self, usize) {
+        let mut by_method: HashMap<&'static str, matchit::Router<i64>> = HashMap::new();
+        let mut any = matchit::Router::new();
+        let mut skipped = 0;
+        for (i, r) in routes.iter().enumerate() {
+            if r.is_regex() {
+                skipped += 1;
+                continue;
+            }
+            let mut path = String::new();
+            for seg in r.route[1..].split('/') {
+                path.push('/');
+                match seg {
+                    "**" => path.push_str("{*rest}"),
+                    s if s.starts_with(':') => {
+                        path.push('{');
+                        path.push_str(&s[1..]);
+                        path.push('}');
+                    }
+                    s => path.push_str(s),
+                }
+            }
+            let router = if r.method == "ANY" {
+                &mut any
+            } else {
+                by_method.entry(r.method).or_default()
+            };
+            if router.insert(path, i as i64 + 1).is_err() {
+                skipped += 1;
+            }
+        }
+        (MatchitRouters { by_method, any }, skipped)
+    }
+
+    fn resolve(&self, method: &str, raw: &str) -> i64 {
+        let path = raw.split('?').next().unwrap_or(raw);
+        if let Some(router) = self.by_method.get(method)
+            && let Ok(m) = router.at(path)
+        {
+            return *m.value;
+        }
+        self.any.at(path).map_or(0, |m| *m.value)
+    }
+}
+
+fn resolve_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resolve");
+    for n in SIZES {
+        let routes = routes(n);
+        let reqs = requests(&routes);
+        let snapshot = Snapshot::build(rules(&routes), 1).expect("no conflicts");
+        let hits = reqs
+            .iter()
+            .filter(|(m, p)| matches!(snapshot.resolve(m, p), Resolution::Matched(_)))
+            .count();
+        eprintln!("resolve/{n}: {} requests, {hits} resolve to a mapping", reqs.len());
+
+        group.bench_with_input(BenchmarkId::new("compiled", n), &reqs, |b, reqs| {
+            let mut i = 0;
+            b.iter(|| {
+                let (m, p) = &reqs[i % REQUESTS];
+                i += 1;
+                compiled_id(snapshot.resolve(black_box(m), black_box(p)))
+            })
+        });
+
+        if n <= NAIVE_MAX {
+            let naive = NaiveLinear::new(&routes);
+            group.bench_with_input(BenchmarkId::new("naive_linear", n), &reqs, |b, reqs| {
+                let mut i = 0;
+                b.iter(|| {
+                    let (m, p) = &reqs[i % REQUESTS];
+                    i += 1;
+                    naive.resolve(black_box(m), black_box(p))
+                })
+            });
+        }
+
+        let (matchit, skipped) = MatchitRouters::new(&routes);
+        eprintln!("resolve/matchit/{n}: {skipped} of {n} routes not expressible");
+        group.bench_with_input(BenchmarkId::new("matchit", n), &reqs, |b, reqs| {
+            let mut i = 0;
+            b.iter(|| {
+                let (m, p) = &reqs[i % REQUESTS];
+                i += 1;
+                matchit.resolve(black_box(m), black_box(p))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn build_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("build");
+    group.sample_size(10);
+    for n in BUILD_SIZES {
+        let routes = routes(n);
+        let parsed = rules(&routes);
+        group.bench_with_input(BenchmarkId::new("compiled", n), &parsed, |b, parsed| {
+            b.iter_batched(
+                || parsed.clone(),
+                |rules| Snapshot::build(rules, 1).expect("no conflicts"),
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("parse_and_compile", n), &routes, |b, routes| {
+            b.iter(|| Snapshot::build(rules(routes), 1).expect("no conflicts"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    targets = resolve_benches, build_benches
+}
+criterion_main!(benches);

@@ -1,0 +1,250 @@
+//! Shared fixtures for Heimdall's benchmarks: a generated route set in the shape of a large public REST
+//! API, and a fixed mix of requests against it.
+
+use heimdall_core::mapping::{MappingRule, Method, PathPattern};
+use heimdall_core::model::ActionName;
+
+/// Requests in the fixed mix.
+pub const REQUESTS: usize = 512;
+/// One mapping in this many is a regular expression (5 %).
+pub const REGEX_EVERY: usize = 20;
+
+/// Route templates in the shape of GitHub's REST API. Each API namespace repeats them.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("GET", "/user"),
+    ("PATCH", "/user"),
+    ("GET", "/user/repos"),
+    ("POST", "/user/repos"),
+    ("GET", "/user/orgs"),
+    ("GET", "/user/keys"),
+    ("GET", "/user/keys/:key_id"),
+    ("DELETE", "/user/keys/:key_id"),
+    ("GET", "/users/:username"),
+    ("GET", "/users/:username/repos"),
+    ("GET", "/users/:username/gists"),
+    ("GET", "/users/:username/followers"),
+    ("GET", "/users/:username/following/:target"),
+    ("GET", "/orgs/:org"),
+    ("PATCH", "/orgs/:org"),
+    ("GET", "/orgs/:org/repos"),
+    ("POST", "/orgs/:org/repos"),
+    ("GET", "/orgs/:org/members"),
+    ("GET", "/orgs/:org/members/:username"),
+    ("DELETE", "/orgs/:org/members/:username"),
+    ("GET", "/orgs/:org/teams"),
+    ("GET", "/orgs/:org/teams/:team_slug"),
+    ("PUT", "/orgs/:org/teams/:team_slug/repos/:owner/:repo"),
+    ("GET", "/orgs/:org/hooks/:hook_id"),
+    ("ANY", "/orgs/:org/settings/**"),
+    ("GET", "/repos/:owner/:repo"),
+    ("PATCH", "/repos/:owner/:repo"),
+    ("DELETE", "/repos/:owner/:repo"),
+    ("GET", "/repos/:owner/:repo/issues"),
+    ("POST", "/repos/:owner/:repo/issues"),
+    ("GET", "/repos/:owner/:repo/issues/:number"),
+    ("PATCH", "/repos/:owner/:repo/issues/:number"),
+    ("GET", "/repos/:owner/:repo/issues/:number/comments"),
+    ("POST", "/repos/:owner/:repo/issues/:number/comments"),
+    ("PUT", "/repos/:owner/:repo/issues/:number/lock"),
+    ("DELETE", "/repos/:owner/:repo/issues/:number/lock"),
+    ("GET", "/repos/:owner/:repo/issues/:number/events"),
+    ("GET", "/repos/:owner/:repo/issues/:number/labels"),
+    ("DELETE", "/repos/:owner/:repo/issues/:number/labels/:name"),
+    ("GET", "/repos/:owner/:repo/issues/comments/:comment_id"),
+    ("GET", "/repos/:owner/:repo/pulls"),
+    ("POST", "/repos/:owner/:repo/pulls"),
+    ("GET", "/repos/:owner/:repo/pulls/:number"),
+    ("PATCH", "/repos/:owner/:repo/pulls/:number"),
+    ("GET", "/repos/:owner/:repo/pulls/:number/files"),
+    ("GET", "/repos/:owner/:repo/pulls/:number/commits"),
+    ("PUT", "/repos/:owner/:repo/pulls/:number/merge"),
+    ("GET", "/repos/:owner/:repo/pulls/:number/reviews"),
+    ("POST", "/repos/:owner/:repo/pulls/:number/reviews"),
+    ("GET", "/repos/:owner/:repo/pulls/:number/reviews/:review_id"),
+    ("GET", "/repos/:owner/:repo/commits"),
+    ("GET", "/repos/:owner/:repo/commits/:ref"),
+    ("GET", "/repos/:owner/:repo/commits/:ref/status"),
+    ("GET", "/repos/:owner/:repo/branches"),
+    ("GET", "/repos/:owner/:repo/branches/:branch"),
+    ("PUT", "/repos/:owner/:repo/branches/:branch/protection"),
+    ("GET", "/repos/:owner/:repo/contents/**"),
+    ("PUT", "/repos/:owner/:repo/contents/**"),
+    ("GET", "/repos/:owner/:repo/releases"),
+    ("GET", "/repos/:owner/:repo/releases/latest"),
+    ("GET", "/repos/:owner/:repo/releases/:release_id"),
+    ("GET", "/repos/:owner/:repo/releases/:release_id/assets"),
+    ("GET", "/repos/:owner/:repo/actions/runs"),
+    ("GET", "/repos/:owner/:repo/actions/runs/:run_id"),
+    ("POST", "/repos/:owner/:repo/actions/runs/:run_id/cancel"),
+    ("GET", "/repos/:owner/:repo/actions/runs/:run_id/logs"),
+    ("GET", "/repos/:owner/:repo/hooks"),
+    ("GET", "/repos/:owner/:repo/hooks/:hook_id"),
+    ("GET", "/repos/:owner/:repo/collaborators/:username"),
+    ("PUT", "/repos/:owner/:repo/collaborators/:username"),
+    ("GET", "/repos/:owner/:repo/git/refs/**"),
+    ("GET", "/repos/:owner/:repo/git/trees/:tree_sha"),
+    ("GET", "/repos/:owner/:repo/stats/contributors"),
+    ("ANY", "/repos/:owner/:repo/admin/**"),
+    ("GET", "/gists"),
+    ("POST", "/gists"),
+    ("GET", "/gists/:gist_id"),
+    ("PATCH", "/gists/:gist_id"),
+    ("GET", "/gists/:gist_id/comments"),
+    ("GET", "/search/repositories"),
+    ("GET", "/search/issues"),
+    ("GET", "/notifications"),
+    ("GET", "/notifications/threads/:thread_id"),
+    ("GET", "/teams/:team_id/members"),
+    ("GET", "/rate_limit"),
+    ("GET", "/meta"),
+];
+
+/// Whether a parameter's values are numbers (a regex uses `[0-9]+` for them).
+pub fn numeric(name: &str) -> bool {
+    name == "number" || name.ends_with("_id")
+}
+
+/// A deterministic xorshift generator, so every run sees the same routes and requests.
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// One generated mapping, as text.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `GET`, ..., or `ANY`.
+    pub method: &'static str,
+    /// The route pattern (`/api/s3/repos/:owner/:repo`), also for the regex ones.
+    pub route: String,
+    /// The pattern as stored: the route, or a `~` regular expression for 5 % of them.
+    pub pattern: String,
+}
+
+impl Route {
+    /// Whether the stored pattern is a regular expression.
+    pub fn is_regex(&self) -> bool {
+        self.pattern.starts_with('~')
+    }
+}
+
+/// `n` mappings: the templates repeated under API namespaces `/api/s<k>`, one in twenty as a regex.
+pub fn routes(n: usize) -> Vec<Route> {
+    (0..n)
+        .map(|i| {
+            let (method, template) = TEMPLATES[i % TEMPLATES.len()];
+            let ns = i / TEMPLATES.len();
+            let route = format!("/api/s{ns}{template}");
+            let pattern = if i % REGEX_EVERY == REGEX_EVERY / 2 {
+                let mut re = String::from("~");
+                for seg in route[1..].split('/') {
+                    re.push('/');
+                    match seg.strip_prefix(':') {
+                        Some(name) if numeric(name) => re.push_str("[0-9]+"),
+                        Some(_) => re.push_str("[^/]+"),
+                        None if seg == "**" => {
+                            re.pop();
+                            re.push_str("(/.*)?");
+                        }
+                        None => re.push_str(&regex::escape(seg)),
+                    }
+                }
+                re
+            } else {
+                route.clone()
+            };
+            Route { method, route, pattern }
+        })
+        .collect()
+}
+
+/// The mappings of [`routes`], parsed, with ids from 1 and 500 distinct actions.
+pub fn rules(routes: &[Route]) -> Vec<MappingRule> {
+    routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| MappingRule {
+            id: i as i64 + 1,
+            method: Method::parse(r.method).expect("method"),
+            pattern: PathPattern::parse(&r.pattern).expect("pattern"),
+            action: ActionName::parse(format!("api:action{}", i % 500)).expect("action"),
+            owner_group: None,
+            priority: 0,
+        })
+        .collect()
+}
+
+/// A concrete path for a route pattern.
+pub fn instantiate(route: &str, rng: &mut Rng) -> String {
+    const NAMES: &[&str] = &[
+        "octocat",
+        "hello-world",
+        "rust-lang",
+        "linux",
+        "heimdall",
+        "main",
+        "v1.2.3",
+    ];
+    let mut path = String::new();
+    for seg in route[1..].split('/') {
+        path.push('/');
+        match seg.strip_prefix(':') {
+            Some(name) if numeric(name) => path.push_str(&(rng.next_u64() % 100_000).to_string()),
+            Some(_) => path.push_str(NAMES[rng.below(NAMES.len())]),
+            None if seg == "**" => path.push_str("src/lib.rs"),
+            None => path.push_str(seg),
+        }
+    }
+    path
+}
+
+/// The fixed mix: about 75 % hits on route patterns, 5 % on regexes, 20 % misses (an unknown
+/// sub-resource under a known prefix, a method no mapping has, an unknown namespace). A few carry a
+/// query string.
+pub fn requests(routes: &[Route]) -> Vec<(&'static str, String)> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let plain: Vec<&Route> = routes.iter().filter(|r| !r.is_regex()).collect();
+    let regexes: Vec<&Route> = routes.iter().filter(|r| r.is_regex()).collect();
+    let mut out = Vec::with_capacity(REQUESTS);
+    for i in 0..REQUESTS {
+        let roll = rng.below(100);
+        let (method, mut path) = if roll < 75 || regexes.is_empty() {
+            let r = plain[rng.below(plain.len())];
+            (
+                if r.method == "ANY" { "POST" } else { r.method },
+                instantiate(&r.route, &mut rng),
+            )
+        } else if roll < 80 {
+            let r = regexes[rng.below(regexes.len())];
+            (
+                if r.method == "ANY" { "GET" } else { r.method },
+                instantiate(&r.route, &mut rng),
+            )
+        } else if roll < 90 {
+            let r = plain[rng.below(plain.len())];
+            ("GET", format!("{}/no-such-thing", instantiate(&r.route, &mut rng)))
+        } else if roll < 95 {
+            ("TRACE", instantiate(&plain[rng.below(plain.len())].route, &mut rng))
+        } else {
+            ("GET", format!("/api/s{}/repos/a/b", 1_000_000 + i))
+        };
+        if i % 16 == 0 {
+            path.push_str("?per_page=100&page=2");
+        }
+        out.push((method, path));
+    }
+    out
+}
