@@ -15,7 +15,8 @@ pub struct Config {
     /// The role whose holders may do every admin operation.
     pub superadmin_role: String,
     /// Merge the roles carried by a caller's token into the roles Heimdall computes from the database
-    /// (the spec's option A on top of option B). Off by default: the database is the source of truth.
+    /// (the spec's option A on top of option B). Off by default: the database is the source of truth. Turn it
+    /// on only when the identity provider is trusted to grant Heimdall roles, the superadmin role included.
     pub merge_token_roles: bool,
     /// Subjects made superadmin when Heimdall starts (idempotent, audited): how the first administrator of an
     /// empty installation comes to be. There are no default credentials.

@@ -161,10 +161,18 @@ impl Heimdall {
     /// Provisions (or refreshes) the user behind verified claims and returns them as a caller.
     /// Idempotent, also under concurrency: one subject is always one user.
     pub async fn provision(&self, claims: Claims, token_roles: &[&str]) -> Result<Caller> {
+        // A token may carry roles that are not Heimdall names (an identity provider's own); they can grant
+        // nothing here, so they are left out rather than failing the sign-in.
         let token_roles = token_roles
             .iter()
-            .map(|r| RoleName::parse(*r))
-            .collect::<Result<Vec<_>>>()?;
+            .filter_map(|r| match RoleName::parse(*r) {
+                Ok(role) => Some(role),
+                Err(_) => {
+                    tracing::debug!(role = %r, "ignoring a token role that is not a valid role name");
+                    None
+                }
+            })
+            .collect();
         let user = self.store().upsert_user(&claims, self.inner.clock.now()).await?;
         Ok(Caller {
             user_id: user.id,

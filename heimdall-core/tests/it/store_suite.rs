@@ -452,3 +452,34 @@ async fn story(db: &TestDatabase) {
     assert!(!refused[0].success);
     assert_eq!(refused[0].result["error"], "forbidden");
 }
+
+#[tokio::test]
+async fn token_roles_count_only_when_configured() {
+    let db = TestDatabase::sqlite();
+    for merge in [false, true] {
+        let h = heimdall_core::Heimdall::builder(heimdall_core::Config {
+            database_url: db.url.clone(),
+            merge_token_roles: merge,
+            ..heimdall_core::Config::default()
+        })
+        .build()
+        .await
+        .unwrap();
+        // The token claims the superadmin role (and an identity provider's own role, which is ignored).
+        let eve = h
+            .provision(claims("eve"), &["superadmin", "default roles realm"])
+            .await
+            .unwrap();
+        let name = format!("go:merge-{merge}");
+        let outcome = h.create_group(&eve, &name, None).await;
+        if merge {
+            outcome.expect("with merge_token_roles, the token's superadmin role counts");
+        } else {
+            assert_eq!(
+                kind(outcome),
+                ErrorKind::Forbidden,
+                "the database is the source of truth by default"
+            );
+        }
+    }
+}
