@@ -2,6 +2,9 @@
 //!
 //! A binary of its own, because it counts every heap allocation through dhat's global allocator.
 
+// Tests may unwrap: a panic is a test failure with a message.
+#![allow(clippy::unwrap_used)]
+
 use heimdall_core::mapping::{MappingRule, Method, PathPattern, Resolution, Snapshot};
 use heimdall_core::model::{ActionName, GroupName};
 
