@@ -429,7 +429,76 @@ fn policy_id_of(policy: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Claims, Subject};
+    use crate::store::OutboxStats;
+    use crate::test_utils::TestDatabase;
+    use crate::{Config, Heimdall};
     use serde_json::json;
+
+    /// A change to a user whose push is under way must wait for that push, so that an older policy can never
+    /// land after a newer one.
+    #[tokio::test]
+    async fn a_claimed_user_changed_again_waits_for_the_running_push() {
+        for db in TestDatabase::all().await {
+            let h = Heimdall::builder(Config {
+                database_url: db.url.clone(),
+                bootstrap_superadmins: vec!["root".into()],
+                ..Config::default()
+            })
+            .build()
+            .await
+            .unwrap();
+            let root = h
+                .provision(
+                    Claims {
+                        subject: Subject::parse("root").unwrap(),
+                        display_name: None,
+                        email: None,
+                    },
+                    &[],
+                )
+                .await
+                .unwrap();
+            h.create_group(&root, "go:a", None).await.unwrap();
+            let now = h.now();
+            let lease = now + chrono::Duration::seconds(30);
+            let first = h.store().outbox_claim(now, lease, 100).await.unwrap();
+            assert_eq!(first.len(), 1, "{}: root, from the bootstrap", db.backend);
+
+            // Worker A holds root's lease; root changes.
+            h.add_member(&root, "go:a", "root").await.unwrap();
+            let later = h.now();
+            let second = h
+                .store()
+                .outbox_claim(later, later + chrono::Duration::seconds(30), 100)
+                .await
+                .unwrap();
+            assert!(
+                second.is_empty(),
+                "{}: root is still leased to the first worker",
+                db.backend
+            );
+
+            // A finishes its (older) push: the newer generation stays and is due at once.
+            h.store().outbox_complete(&first[0]).await.unwrap();
+            let third = h
+                .store()
+                .outbox_claim(later, later + chrono::Duration::seconds(30), 100)
+                .await
+                .unwrap();
+            assert_eq!(third.len(), 1, "{}", db.backend);
+            assert!(third[0].generation > first[0].generation, "{}", db.backend);
+            h.store().outbox_complete(&third[0]).await.unwrap();
+            assert_eq!(
+                h.outbox_stats().await.unwrap(),
+                OutboxStats::default(),
+                "{}",
+                db.backend
+            );
+            drop(h);
+            db.drop_database().await;
+        }
+    }
 
     #[test]
     fn rules_compare_regardless_of_names_and_order() {

@@ -119,10 +119,12 @@ macro_rules! sql_store {
         }
 
         // The `enqueue_*` statements put users into the principal-policy outbox. A user already waiting gets
-        // a new generation and is due at once again.
+        // a new generation and is due at once again, but a worker's lease (locked_until) stays: were it
+        // cleared, a second worker could push the new state while the first still pushes the old one, and the
+        // older push could land last. The first worker's completion leaves the newer generation due.
         const ENQUEUE_TAIL: &str = " ON CONFLICT (subject) DO UPDATE SET generation = policy_outbox.generation + 1, \
             enqueued_at = excluded.enqueued_at, attempts = 0, next_attempt_at = excluded.next_attempt_at, \
-            locked_until = NULL, last_error = NULL, failed = FALSE";
+            last_error = NULL, failed = FALSE";
 
         async fn enqueue_user(conn: &mut Conn, now: DateTime<Utc>, user_id: i64) -> Result<()> {
             sqlx::query(sqlx::AssertSqlSafe(format!(
