@@ -331,9 +331,17 @@ impl Heimdall {
 
     /// Compares the principal policies `admin` holds as Heimdall's with what the database implies, pushes what
     /// is missing or different and deletes what should not exist. Users still waiting in the outbox are
-    /// repaired too, so a reconciliation after an outage leaves nothing behind.
+    /// repaired too, so a reconciliation after an outage leaves nothing behind; users whose push Cerbos had
+    /// rejected for good are handed back to the push worker.
     pub async fn reconcile(&self, admin: &dyn PolicyAdmin) -> Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
+        // Pushes Cerbos rejected for good get another chance through the worker (their users may have
+        // changed since, or Cerbos been fixed); one that fails again is marked failed again.
+        let revived = self.store().outbox_revive_failed(self.now()).await?;
+        if revived > 0 {
+            tracing::info!(revived, "retrying pushes that had failed for good");
+            self.outbox_signal().notify_one();
+        }
         let held: BTreeSet<String> = admin.list_heimdall_policy_ids().await?.into_iter().collect();
         let mut desired: Vec<(String, Value)> = Vec::new();
         let mut after: Option<String> = None;

@@ -195,6 +195,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
         permanent: bool,
     ) -> Result<()>;
     async fn outbox_stats(&self) -> Result<OutboxStats>;
+    /// Makes the users whose push failed for good due again; returns how many.
+    async fn outbox_revive_failed(&self, now: DateTime<Utc>) -> Result<u64>;
 }
 
 /// Converts a database error, naming a unique violation `on_conflict` (when given) and a broken foreign key

@@ -1040,6 +1040,17 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn outbox_revive_failed(&self, now: DateTime<Utc>) -> Result<u64> {
+                let n = sqlx::query(
+                    "UPDATE policy_outbox SET failed = FALSE, attempts = 0, next_attempt_at = $1 WHERE failed",
+                )
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n)
+            }
+
             async fn outbox_stats(&self) -> Result<OutboxStats> {
                 let (pending, failed, retrying): (i64, i64, i64) = sqlx::query_as(
                     "SELECT COALESCE(SUM(CASE WHEN failed THEN 0 ELSE 1 END), 0), \

@@ -411,7 +411,7 @@ async fn a_rejected_push_is_recorded_and_not_retried() {
     settle(&h).await;
     let root = caller(&h, "root").await;
     h.add_member(&root, "go:course:editor", "bob").await.unwrap();
-    let worker = PushWorker::new(h.clone(), admin, fast());
+    let worker = PushWorker::new(h.clone(), admin.clone(), fast());
     let r = worker.run_once().await.unwrap();
     assert_eq!((r.claimed, r.rejected), (1, 1), "{r:?} {:?}", fake.requests());
     let stats = h.outbox_stats().await.unwrap();
@@ -422,6 +422,12 @@ async fn a_rejected_push_is_recorded_and_not_retried() {
         0,
         "a rejected push is not retried"
     );
+    // A reconciliation hands it back to the worker (and the fake now accepts writes).
+    h.reconcile(admin.as_ref()).await.unwrap();
+    let stats = h.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.failed), (1, 0), "{stats:?}");
+    let r = worker.run_once().await.unwrap();
+    assert_eq!((r.claimed, r.pushed), (1, 1), "{r:?}");
     // The next change to bob's permissions gives the push another chance.
     h.add_member(&root, "go:course:editor", "carol").await.unwrap();
     h.remove_member(&root, "go:course:editor", "bob").await.unwrap();
