@@ -18,7 +18,7 @@ use crate::model::{
     UserDetails, check_description, page_size,
 };
 use crate::pdp::pack::{self, action};
-use crate::pdp::{BuiltinPdp, Pdp};
+use crate::pdp::{BuiltinPdp, Pdp, Resource};
 use crate::store::{self, Audit, ChangeRecord, MappingRow, NewMapping, OutboxStats, Store, Write};
 
 /// Heimdall: cheap to clone, shared by every request of a frontend.
@@ -193,8 +193,7 @@ impl Heimdall {
         let w = self.write(
             None,
             "bootstrap_create_role",
-            "role",
-            format!("role:{role}"),
+            &pack::role(&role),
             json!({"name": role.as_str()}),
         );
         match self.store().create_role(&w, &role, Some("Heimdall superadmin")).await {
@@ -203,13 +202,8 @@ impl Heimdall {
             Err(e) => return Err(e),
         }
         for subject in subjects {
-            let w = self.write(
-                None,
-                "bootstrap_superadmin",
-                "user",
-                format!("user:{subject}"),
-                json!({"subject": subject.as_str(), "role": role.as_str()}),
-            );
+            let request = json!({"subject": subject.as_str(), "role": role.as_str()});
+            let w = self.write(None, "bootstrap_superadmin", &pack::user(&subject), request);
             self.store().assign_user_role(&w, &subject, &role).await?;
         }
         Ok(())
@@ -221,18 +215,12 @@ impl Heimdall {
     pub async fn create_group(&self, caller: &Caller, name: &str, description_: Option<&str>) -> Result<Group> {
         let name = GroupName::parse(name)?;
         let desc = description(description_)?;
-        let w = self.write(
-            Some(caller),
-            "create_group",
-            "group",
-            format!("group:{name}"),
-            json!({"name": name.as_str(), "description": desc}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::GROUP_CREATE, pack::group(&name)),
-            self.store().create_group(&w, &name, desc),
+            "create_group",
+            vec![Operation::new(action::GROUP_CREATE, pack::group(&name))],
+            json!({"name": name.as_str(), "description": desc}),
+            async |w| self.store().create_group(w, &name, desc).await,
         )
         .await
     }
@@ -259,18 +247,12 @@ impl Heimdall {
     /// A group that owns mappings is not deleted (conflict): reassign or delete the mappings first.
     pub async fn delete_group(&self, caller: &Caller, name: &str) -> Result<()> {
         let name = GroupName::parse(name)?;
-        let w = self.write(
-            Some(caller),
-            "delete_group",
-            "group",
-            format!("group:{name}"),
-            json!({"name": name.as_str()}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::GROUP_DELETE, pack::group(&name)),
-            self.store().delete_group(&w, &name),
+            "delete_group",
+            vec![Operation::new(action::GROUP_DELETE, pack::group(&name))],
+            json!({"name": name.as_str()}),
+            async |w| self.store().delete_group(w, &name).await,
         )
         .await
     }
@@ -297,18 +279,12 @@ impl Heimdall {
     pub async fn add_member(&self, caller: &Caller, group: &str, subject: &str) -> Result<MembershipChange> {
         let group = GroupName::parse(group)?;
         let subject = Subject::parse(subject)?;
-        let w = self.write(
-            Some(caller),
-            "add_member",
-            "group",
-            format!("group:{group}"),
-            json!({"group": group.as_str(), "subject": subject.as_str()}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::GROUP_ADD_MEMBER, pack::group(&group)),
-            self.store().add_member(&w, &group, &subject),
+            "add_member",
+            vec![Operation::new(action::GROUP_ADD_MEMBER, pack::group(&group))],
+            json!({"group": group.as_str(), "subject": subject.as_str()}),
+            async |w| self.store().add_member(w, &group, &subject).await,
         )
         .await
     }
@@ -317,18 +293,12 @@ impl Heimdall {
     pub async fn remove_member(&self, caller: &Caller, group: &str, subject: &str) -> Result<()> {
         let group = GroupName::parse(group)?;
         let subject = Subject::parse(subject)?;
-        let w = self.write(
-            Some(caller),
-            "remove_member",
-            "group",
-            format!("group:{group}"),
-            json!({"group": group.as_str(), "subject": subject.as_str()}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::GROUP_REMOVE_MEMBER, pack::group(&group)),
-            self.store().remove_member(&w, &group, &subject),
+            "remove_member",
+            vec![Operation::new(action::GROUP_REMOVE_MEMBER, pack::group(&group))],
+            json!({"group": group.as_str(), "subject": subject.as_str()}),
+            async |w| self.store().remove_member(w, &group, &subject).await,
         )
         .await
     }
@@ -342,18 +312,12 @@ impl Heimdall {
             return Err(Error::invalid(format!("role name {name} is reserved for Heimdall")));
         }
         let desc = description(description_)?;
-        let w = self.write(
-            Some(caller),
-            "create_role",
-            "role",
-            format!("role:{name}"),
-            json!({"name": name.as_str(), "description": desc}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::ROLE_CREATE, pack::role(&name)),
-            self.store().create_role(&w, &name, desc),
+            "create_role",
+            vec![Operation::new(action::ROLE_CREATE, pack::role(&name))],
+            json!({"name": name.as_str(), "description": desc}),
+            async |w| self.store().create_role(w, &name, desc).await,
         )
         .await
     }
@@ -368,18 +332,12 @@ impl Heimdall {
     /// Deletes a role, with its assignments and permissions.
     pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<()> {
         let name = RoleName::parse(name)?;
-        let w = self.write(
-            Some(caller),
-            "delete_role",
-            "role",
-            format!("role:{name}"),
-            json!({"name": name.as_str()}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::ROLE_DELETE, pack::role(&name)),
-            self.store().delete_role(&w, &name),
+            "delete_role",
+            vec![Operation::new(action::ROLE_DELETE, pack::role(&name))],
+            json!({"name": name.as_str()}),
+            async |w| self.store().delete_role(w, &name).await,
         )
         .await
     }
@@ -388,56 +346,42 @@ impl Heimdall {
     pub async fn assign_group_role(&self, caller: &Caller, group: &str, role: &str) -> Result<bool> {
         let group = GroupName::parse(group)?;
         let role = RoleName::parse(role)?;
-        let w = self.write(
-            Some(caller),
-            "assign_group_role",
-            "group",
-            format!("group:{group}"),
-            json!({"group": group.as_str(), "role": role.as_str()}),
-        );
         let op = Operation::new(
             action::GROUP_ASSIGN_ROLE,
             pack::group_role(&group, &role, self.is_superadmin_role(&role)),
         );
-        self.authorized(caller, &w, op, self.store().assign_group_role(&w, &group, &role))
-            .await
+        let request = json!({"group": group.as_str(), "role": role.as_str()});
+        self.mutate(caller, "assign_group_role", vec![op], request, async |w| {
+            self.store().assign_group_role(w, &group, &role).await
+        })
+        .await
     }
 
     /// Takes `role` away from `group`.
     pub async fn remove_group_role(&self, caller: &Caller, group: &str, role: &str) -> Result<()> {
         let group = GroupName::parse(group)?;
         let role = RoleName::parse(role)?;
-        let w = self.write(
-            Some(caller),
-            "remove_group_role",
-            "group",
-            format!("group:{group}"),
-            json!({"group": group.as_str(), "role": role.as_str()}),
-        );
         let op = Operation::new(
             action::GROUP_REMOVE_ROLE,
             pack::group_role(&group, &role, self.is_superadmin_role(&role)),
         );
-        self.authorized(caller, &w, op, self.store().remove_group_role(&w, &group, &role))
-            .await
+        let request = json!({"group": group.as_str(), "role": role.as_str()});
+        self.mutate(caller, "remove_group_role", vec![op], request, async |w| {
+            self.store().remove_group_role(w, &group, &role).await
+        })
+        .await
     }
 
     /// Gives `subject` `role` directly. Returns false when they had it already.
     pub async fn assign_user_role(&self, caller: &Caller, subject: &str, role: &str) -> Result<bool> {
         let subject = Subject::parse(subject)?;
         let role = RoleName::parse(role)?;
-        let w = self.write(
-            Some(caller),
-            "assign_user_role",
-            "user",
-            format!("user:{subject}"),
-            json!({"subject": subject.as_str(), "role": role.as_str()}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::USER_ASSIGN_ROLE, pack::user(&subject)),
-            self.store().assign_user_role(&w, &subject, &role),
+            "assign_user_role",
+            vec![Operation::new(action::USER_ASSIGN_ROLE, pack::user(&subject))],
+            json!({"subject": subject.as_str(), "role": role.as_str()}),
+            async |w| self.store().assign_user_role(w, &subject, &role).await,
         )
         .await
     }
@@ -446,18 +390,12 @@ impl Heimdall {
     pub async fn remove_user_role(&self, caller: &Caller, subject: &str, role: &str) -> Result<()> {
         let subject = Subject::parse(subject)?;
         let role = RoleName::parse(role)?;
-        let w = self.write(
-            Some(caller),
-            "remove_user_role",
-            "user",
-            format!("user:{subject}"),
-            json!({"subject": subject.as_str(), "role": role.as_str()}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::USER_ASSIGN_ROLE, pack::user(&subject)),
-            self.store().remove_user_role(&w, &subject, &role),
+            "remove_user_role",
+            vec![Operation::new(action::USER_ASSIGN_ROLE, pack::user(&subject))],
+            json!({"subject": subject.as_str(), "role": role.as_str()}),
+            async |w| self.store().remove_user_role(w, &subject, &role).await,
         )
         .await
     }
@@ -469,18 +407,12 @@ impl Heimdall {
         let action = ActionName::parse(action)?;
         let effect = Effect::parse(effect)?;
         let kind = action_kind(&action)?;
-        let w = self.write(
-            Some(caller),
-            "grant_permission",
-            "role",
-            format!("role:{role}"),
-            json!({"role": role.as_str(), "action": action.as_str(), "effect": effect.as_str()}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::ROLE_GRANT_PERMISSION, pack::role(&role)),
-            self.store().grant_permission(&w, &role, &action, &kind, effect),
+            "grant_permission",
+            vec![Operation::new(action::ROLE_GRANT_PERMISSION, pack::role(&role))],
+            json!({"role": role.as_str(), "action": action.as_str(), "effect": effect.as_str()}),
+            async |w| self.store().grant_permission(w, &role, &action, &kind, effect).await,
         )
         .await
     }
@@ -489,18 +421,12 @@ impl Heimdall {
     pub async fn revoke_permission(&self, caller: &Caller, role: &str, action: &str) -> Result<()> {
         let role = RoleName::parse(role)?;
         let action = ActionName::parse(action)?;
-        let w = self.write(
-            Some(caller),
-            "revoke_permission",
-            "role",
-            format!("role:{role}"),
-            json!({"role": role.as_str(), "action": action.as_str()}),
-        );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(action::ROLE_GRANT_PERMISSION, pack::role(&role)),
-            self.store().revoke_permission(&w, &role, &action),
+            "revoke_permission",
+            vec![Operation::new(action::ROLE_GRANT_PERMISSION, pack::role(&role))],
+            json!({"role": role.as_str(), "action": action.as_str()}),
+            async |w| self.store().revoke_permission(w, &role, &action).await,
         )
         .await
     }
@@ -522,22 +448,14 @@ impl Heimdall {
     ) -> Result<ManagementRight> {
         let manager = GroupName::parse(manager_group)?;
         let pattern = GroupPattern::parse(target_pattern)?;
-        let w = self.write(
-            Some(caller),
-            "create_management_right",
-            "management_right",
-            format!("management_right:{manager}:{pattern}"),
-            json!({"manager_group": manager.as_str(), "target_pattern": pattern.as_str()}),
+        let op = Operation::new(
+            action::MANAGEMENT_RIGHT_CREATE,
+            pack::management_right(&manager, &pattern),
         );
-        self.authorized(
-            caller,
-            &w,
-            Operation::new(
-                action::MANAGEMENT_RIGHT_CREATE,
-                pack::management_right(&manager, &pattern),
-            ),
-            self.store().create_right(&w, &manager, &pattern),
-        )
+        let request = json!({"manager_group": manager.as_str(), "target_pattern": pattern.as_str()});
+        self.mutate(caller, "create_management_right", vec![op], request, async |w| {
+            self.store().create_right(w, &manager, &pattern).await
+        })
         .await
     }
 
@@ -550,21 +468,16 @@ impl Heimdall {
     /// Deletes a management right.
     pub async fn delete_management_right(&self, caller: &Caller, id: i64) -> Result<()> {
         let right = self.store().get_right(id).await?;
-        let w = self.write(
-            Some(caller),
-            "delete_management_right",
-            "management_right",
-            format!("management_right:{id}"),
-            json!({"id": id}),
+        let op = Operation::new(
+            action::MANAGEMENT_RIGHT_DELETE,
+            pack::management_right(&right.manager_group, &right.target_pattern),
         );
-        self.authorized(
+        self.mutate(
             caller,
-            &w,
-            Operation::new(
-                action::MANAGEMENT_RIGHT_DELETE,
-                pack::management_right(&right.manager_group, &right.target_pattern),
-            ),
-            self.store().delete_right(&w, id),
+            "delete_management_right",
+            vec![op],
+            json!({"id": id}),
+            async |w| self.store().delete_right(w, id).await,
         )
         .await
     }
@@ -630,16 +543,11 @@ impl Heimdall {
     /// conflict naming the other.
     pub async fn create_mapping(&self, caller: &Caller, input: &MappingInput) -> Result<Mapping> {
         let (new, request) = Self::new_mapping(input)?;
-        let w = self.write(
-            Some(caller),
-            "create_mapping",
-            "mapping",
-            "mapping:new".to_owned(),
-            request,
-        );
         let op = Operation::new(action::MAPPING_CREATE, pack::mapping(None, new.owner_group.as_ref()));
         let row = self
-            .authorized(caller, &w, op, self.store().create_mapping(&w, &new))
+            .mutate(caller, "create_mapping", vec![op], request, async |w| {
+                self.store().create_mapping(w, &new).await
+            })
             .await?;
         self.mappings_changed().await;
         Self::mapping_from_row(row)
@@ -650,13 +558,6 @@ impl Heimdall {
     pub async fn update_mapping(&self, caller: &Caller, id: i64, input: &MappingInput) -> Result<Mapping> {
         let (new, request) = Self::new_mapping(input)?;
         let old = self.store().get_mapping(id).await?;
-        let w = self.write(
-            Some(caller),
-            "update_mapping",
-            "mapping",
-            format!("mapping:{id}"),
-            request,
-        );
         let mut ops = vec![Operation::new(
             action::MAPPING_UPDATE,
             pack::mapping(Some(id), old.owner_group.as_ref()),
@@ -668,7 +569,9 @@ impl Heimdall {
             ));
         }
         let row = self
-            .authorized_all(caller, &w, ops, self.store().update_mapping(&w, id, &new))
+            .mutate(caller, "update_mapping", ops, request, async |w| {
+                self.store().update_mapping(w, id, &new).await
+            })
             .await?;
         self.mappings_changed().await;
         Self::mapping_from_row(row)
@@ -677,19 +580,14 @@ impl Heimdall {
     /// Deletes a mapping.
     pub async fn delete_mapping(&self, caller: &Caller, id: i64) -> Result<()> {
         let old = self.store().get_mapping(id).await?;
-        let w = self.write(
-            Some(caller),
-            "delete_mapping",
-            "mapping",
-            format!("mapping:{id}"),
-            json!({"id": id}),
-        );
         let op = Operation::new(
             action::MAPPING_DELETE,
             pack::mapping(Some(id), old.owner_group.as_ref()),
         );
-        self.authorized(caller, &w, op, self.store().delete_mapping(&w, id))
-            .await?;
+        self.mutate(caller, "delete_mapping", vec![op], json!({"id": id}), async |w| {
+            self.store().delete_mapping(w, id).await
+        })
+        .await?;
         self.mappings_changed().await;
         Ok(())
     }
@@ -790,7 +688,8 @@ impl Heimdall {
         self.store().list_audit(query, limit).await
     }
 
-    /// Runs `work` if the PDP allows `action` on Heimdall itself to `caller`, and audits the outcome.
+    /// Runs `work` if the PDP allows `action` on Heimdall itself to `caller`, and audits the outcome (the
+    /// store audits nothing here: operations on Heimdall itself change no rows of their own).
     pub(crate) async fn authorized_system<T: std::fmt::Debug>(
         &self,
         caller: &Caller,
@@ -798,14 +697,17 @@ impl Heimdall {
         operation: &'static str,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let w = self.write(Some(caller), operation, "system", "system".to_owned(), json!({}));
+        let op = Operation::new(action, pack::system());
         let outcome = self
-            .authorized(caller, &w, Operation::new(action, pack::system()), work)
+            .mutate(caller, operation, vec![op], json!({}), async |_| work.await)
             .await;
         if let Ok(value) = &outcome {
-            // Operations on Heimdall itself change nothing in the database: their success is audited here.
-            let result = json!({"result": format!("{value:?}")});
-            if let Err(e) = self.store().write_audit(&w, &result, true).await {
+            let w = self.write(Some(caller), operation, &pack::system(), json!({}));
+            if let Err(e) = self
+                .store()
+                .write_audit(&w, &json!({"result": format!("{value:?}")}), true)
+                .await
+            {
                 tracing::warn!(operation, error = %e, "could not audit an operation");
             }
         }
@@ -833,56 +735,46 @@ impl Heimdall {
         role.as_str() == self.inner.config.superadmin_role
     }
 
-    fn write(
-        &self,
-        caller: Option<&Caller>,
-        operation: &'static str,
-        target_type: &'static str,
-        target_id: String,
-        request: Value,
-    ) -> Write {
+    /// The audit context of a change to `target`: its kind (without the `heimdall_` prefix) and its id.
+    fn write(&self, caller: Option<&Caller>, operation: &'static str, target: &Resource, request: Value) -> Write {
         Write {
             now: self.inner.clock.now(),
             audit: Audit {
                 actor: caller.cloned(),
                 operation,
-                target_type,
-                target_id,
+                target_type: target.kind.strip_prefix("heimdall_").unwrap_or(&target.kind).to_owned(),
+                target_id: target.id.clone(),
                 request,
             },
         }
     }
 
-    /// Runs `change` if the PDP allows `op` to `caller`; audits a refusal or a failure.
-    async fn authorized<T>(
+    /// Runs one mutation: asks the PDP whether `caller` may do every one of `ops` (the first names the audit
+    /// target), then runs `change`, one store transaction that also audits its success. A refusal or a
+    /// failure is audited here, and changes nothing.
+    async fn mutate<T>(
         &self,
         caller: &Caller,
-        w: &Write,
-        op: Operation,
-        change: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        self.authorized_all(caller, w, vec![op], change).await
-    }
-
-    async fn authorized_all<T>(
-        &self,
-        caller: &Caller,
-        w: &Write,
+        operation: &'static str,
         ops: Vec<Operation>,
-        change: impl Future<Output = Result<T>>,
+        request: Value,
+        change: impl AsyncFnOnce(&Write) -> Result<T>,
     ) -> Result<T> {
+        let system = pack::system();
+        let target = ops.first().map_or(&system, |op| &op.resource);
+        let w = self.write(Some(caller), operation, target, request);
         let outcome = async {
             authz::authorize(self.store(), self.inner.pdp.as_ref(), &self.inner.config, caller, &ops).await?;
-            change.await
+            change(&w).await
         }
         .await;
-        if outcome.is_ok() {
-            self.inner.outbox_signal.notify_one();
-        }
-        if let Err(e) = &outcome {
-            let result = json!({"error": e.kind().as_str(), "message": e.message()});
-            if let Err(audit_error) = self.store().write_audit(w, &result, false).await {
-                tracing::warn!(operation = w.audit.operation, error = %audit_error, "could not audit a failed operation");
+        match &outcome {
+            Ok(_) => self.inner.outbox_signal.notify_one(),
+            Err(e) => {
+                let result = json!({"error": e.kind().as_str(), "message": e.message()});
+                if let Err(audit_error) = self.store().write_audit(&w, &result, false).await {
+                    tracing::warn!(operation, error = %audit_error, "could not audit a failed operation");
+                }
             }
         }
         outcome

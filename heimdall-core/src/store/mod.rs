@@ -25,7 +25,7 @@ pub(crate) mod sqlite;
 pub(crate) struct Audit {
     pub(crate) actor: Option<Caller>,
     pub(crate) operation: &'static str,
-    pub(crate) target_type: &'static str,
+    pub(crate) target_type: String,
     pub(crate) target_id: String,
     pub(crate) request: Value,
 }

@@ -91,7 +91,7 @@ macro_rules! sql_store {
             .bind(w.actor_id())
             .bind(a.actor.as_ref().map(|c| c.subject.as_str()))
             .bind(a.operation)
-            .bind(a.target_type)
+            .bind(&a.target_type)
             .bind(&a.target_id)
             .bind(Json(&a.request))
             .bind(Json(result))
