@@ -271,6 +271,21 @@ async fn story(db: &TestDatabase) {
         ),
         ErrorKind::InvalidInput
     );
+    let e = h
+        .create_mapping(
+            &root,
+            &MappingInput {
+                path_pattern: "~/courses/[0-9".into(),
+                ..input.clone()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(
+        e.message().contains("regex") || e.message().contains("regular expression"),
+        "the reason is given: {e}"
+    );
     assert_eq!(
         kind(
             h.create_mapping(
