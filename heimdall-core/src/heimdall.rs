@@ -218,7 +218,7 @@ impl Heimdall {
         self.mutate(
             caller,
             "create_group",
-            vec![Operation::new(action::GROUP_CREATE, pack::group(&name))],
+            vec![Operation::new(action::GROUP_CREATE, pack::group(&name, false))],
             json!({"name": name.as_str(), "description": desc}),
             async |w| self.store().create_group(w, &name, desc).await,
         )
@@ -247,10 +247,11 @@ impl Heimdall {
     /// A group that owns mappings is not deleted (conflict): reassign or delete the mappings first.
     pub async fn delete_group(&self, caller: &Caller, name: &str) -> Result<()> {
         let name = GroupName::parse(name)?;
+        let manages_groups = self.store().group_holds_rights(&name).await?;
         self.mutate(
             caller,
             "delete_group",
-            vec![Operation::new(action::GROUP_DELETE, pack::group(&name))],
+            vec![Operation::new(action::GROUP_DELETE, pack::group(&name, manages_groups))],
             json!({"name": name.as_str()}),
             async |w| self.store().delete_group(w, &name).await,
         )
@@ -279,10 +280,14 @@ impl Heimdall {
     pub async fn add_member(&self, caller: &Caller, group: &str, subject: &str) -> Result<MembershipChange> {
         let group = GroupName::parse(group)?;
         let subject = Subject::parse(subject)?;
+        let manages_groups = self.store().group_holds_rights(&group).await?;
         self.mutate(
             caller,
             "add_member",
-            vec![Operation::new(action::GROUP_ADD_MEMBER, pack::group(&group))],
+            vec![Operation::new(
+                action::GROUP_ADD_MEMBER,
+                pack::group(&group, manages_groups),
+            )],
             json!({"group": group.as_str(), "subject": subject.as_str()}),
             async |w| self.store().add_member(w, &group, &subject).await,
         )
@@ -293,10 +298,14 @@ impl Heimdall {
     pub async fn remove_member(&self, caller: &Caller, group: &str, subject: &str) -> Result<()> {
         let group = GroupName::parse(group)?;
         let subject = Subject::parse(subject)?;
+        let manages_groups = self.store().group_holds_rights(&group).await?;
         self.mutate(
             caller,
             "remove_member",
-            vec![Operation::new(action::GROUP_REMOVE_MEMBER, pack::group(&group))],
+            vec![Operation::new(
+                action::GROUP_REMOVE_MEMBER,
+                pack::group(&group, manages_groups),
+            )],
             json!({"group": group.as_str(), "subject": subject.as_str()}),
             async |w| self.store().remove_member(w, &group, &subject).await,
         )

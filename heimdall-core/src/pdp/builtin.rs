@@ -15,7 +15,7 @@
 //! use heimdall_core::pdp::{BuiltinPdp, Decision, pack};
 //!
 //! let root = pack::principal(&Subject::parse("root").unwrap(), Vec::<String>::new(), true, &[]);
-//! let group = pack::group(&GroupName::parse("go:x").unwrap());
+//! let group = pack::group(&GroupName::parse("go:x").unwrap(), false);
 //! assert_eq!(BuiltinPdp::decide(&root, &group, pack::action::GROUP_DELETE), Decision::Allow);
 //! ```
 
@@ -71,7 +71,10 @@ impl BuiltinPdp {
             (
                 pack::KIND_GROUP,
                 action::GROUP_CREATE | action::GROUP_DELETE | action::GROUP_ADD_MEMBER | action::GROUP_REMOVE_MEMBER,
-            ) => attr_matches(resource, attr::GROUP_ID, regexes),
+            ) => {
+                attr_matches(resource, attr::GROUP_ID, regexes)
+                    && resource.attr.get(attr::MANAGES_GROUPS) == Some(&Value::Bool(false))
+            }
             (pack::KIND_GROUP, action::GROUP_ASSIGN_ROLE | action::GROUP_REMOVE_ROLE) => {
                 attr_matches(resource, attr::GROUP_ID, regexes)
                     && attr_matches(resource, attr::ROLE_ID, regexes)
@@ -120,15 +123,15 @@ mod tests {
         let mgr = caller(false, &["go:%"]);
         let d = |p: &Principal, r: &Resource, a: &str| BuiltinPdp::decide(p, r, a);
         assert_eq!(
-            d(&mgr, &pack::group(&g("go:x")), action::GROUP_ADD_MEMBER),
+            d(&mgr, &pack::group(&g("go:x"), false), action::GROUP_ADD_MEMBER),
             Decision::Allow
         );
         assert_eq!(
-            d(&mgr, &pack::group(&g("rmi:x")), action::GROUP_ADD_MEMBER),
+            d(&mgr, &pack::group(&g("rmi:x"), false), action::GROUP_ADD_MEMBER),
             Decision::Deny
         );
         assert_eq!(
-            d(&mgr, &pack::group(&g("go:x")), action::GROUP_ASSIGN_ROLE),
+            d(&mgr, &pack::group(&g("go:x"), false), action::GROUP_ASSIGN_ROLE),
             Decision::Deny,
             "no roleId"
         );
@@ -174,7 +177,7 @@ mod tests {
             let pat = GroupPattern::parse(pattern).unwrap();
             let group = g(&name);
             let p = pack::principal(&Subject::parse("m").unwrap(), Vec::<String>::new(), false, std::slice::from_ref(&pat));
-            let got = BuiltinPdp::decide(&p, &pack::group(&group), action::GROUP_ADD_MEMBER);
+            let got = BuiltinPdp::decide(&p, &pack::group(&group, false), action::GROUP_ADD_MEMBER);
             proptest::prop_assert_eq!(got == Decision::Allow, pat.matches(&group));
         }
     }
@@ -183,17 +186,17 @@ mod tests {
     fn bad_regexes_never_match() {
         let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, vec!["(", "^go:.*$"]);
         assert_eq!(
-            BuiltinPdp::decide(&p, &pack::group(&g("go:x")), action::GROUP_CREATE),
+            BuiltinPdp::decide(&p, &pack::group(&g("go:x"), false), action::GROUP_CREATE),
             Decision::Allow
         );
         let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, vec!["("]);
         assert_eq!(
-            BuiltinPdp::decide(&p, &pack::group(&g("go:x")), action::GROUP_CREATE),
+            BuiltinPdp::decide(&p, &pack::group(&g("go:x"), false), action::GROUP_CREATE),
             Decision::Deny
         );
         let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, "^go:.*$");
         assert_eq!(
-            BuiltinPdp::decide(&p, &pack::group(&g("go:x")), action::GROUP_CREATE),
+            BuiltinPdp::decide(&p, &pack::group(&g("go:x"), false), action::GROUP_CREATE),
             Decision::Deny
         );
     }

@@ -13,10 +13,10 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use heimdall_core::pdp::{BuiltinPdp, Decision, Pdp, Principal, Resource, pack};
+//! use heimdall_core::pdp::{BuiltinPdp, Decision, Pdp, Principal, pack};
 //!
 //! let caller = Principal::new("alice", ["user"]).with_attr(pack::attr::MANAGED_GROUP_REGEXES, vec!["^go:.*$"]);
-//! let group = Resource::new(pack::KIND_GROUP, "group:go:x").with_attr(pack::attr::GROUP_ID, "go:x");
+//! let group = pack::group(&heimdall_core::model::GroupName::parse("go:x").unwrap(), false);
 //! let answer = BuiltinPdp.check(&caller, &group, &["group:add_member", "group:assign_role"]).await.unwrap();
 //! assert_eq!(answer, [Decision::Allow, Decision::Deny]);
 //! # });

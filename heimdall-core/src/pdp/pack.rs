@@ -32,7 +32,7 @@
 //!     &[GroupPattern::parse("go:%").unwrap()],
 //! );
 //! assert_eq!(caller.roles, ["go:admin", "user"]);
-//! let group = pack::group(&GroupName::parse("go:x").unwrap());
+//! let group = pack::group(&GroupName::parse("go:x").unwrap(), false);
 //! assert_eq!(group.id, "group:go:x");
 //! ```
 
@@ -84,6 +84,8 @@ pub mod attr {
     pub const ROLE_ID: &str = "roleId";
     /// Group for role assignment: whether the role is the configured superadmin role.
     pub const PRIVILEGED: &str = "privileged";
+    /// Group: whether it holds group-management rights (a manager group).
+    pub const MANAGES_GROUPS: &str = "managesGroups";
     /// Mapping: its owner group's name, or `""`.
     pub const OWNER_GROUP: &str = "ownerGroup";
     /// Management right: the group whose members hold it.
@@ -195,15 +197,20 @@ pub fn principal<R: Into<String>>(
         .with_attr(attr::MANAGED_GROUP_REGEXES, regexes)
 }
 
-/// A group, for `group:create`, `group:delete`, `group:add_member` and `group:remove_member`.
-pub fn group(name: &GroupName) -> Resource {
-    Resource::new(KIND_GROUP, format!("group:{name}")).with_attr(attr::GROUP_ID, name.as_str())
+/// A group, for `group:create`, `group:delete`, `group:add_member` and `group:remove_member`;
+/// `manages_groups` is whether the group holds group-management rights. Only superadmins may change the
+/// members of such a group or delete it: otherwise a manager could join a manager group with wider rights.
+pub fn group(name: &GroupName, manages_groups: bool) -> Resource {
+    Resource::new(KIND_GROUP, format!("group:{name}"))
+        .with_attr(attr::GROUP_ID, name.as_str())
+        .with_attr(attr::MANAGES_GROUPS, manages_groups)
 }
 
 /// A group with the role being given or taken, for `group:assign_role` and `group:remove_role`;
 /// `privileged` is whether `role` is the configured superadmin role.
 pub fn group_role(group_name: &GroupName, role: &RoleName, privileged: bool) -> Resource {
-    group(group_name)
+    Resource::new(KIND_GROUP, format!("group:{group_name}"))
+        .with_attr(attr::GROUP_ID, group_name.as_str())
         .with_attr(attr::ROLE_ID, role.as_str())
         .with_attr(attr::PRIVILEGED, privileged)
 }

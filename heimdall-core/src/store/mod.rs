@@ -138,6 +138,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_group(&self, w: &Write, name: &GroupName) -> Result<()>;
     async fn group_members(&self, name: &GroupName, after: Option<&str>, limit: i64) -> Result<Vec<Subject>>;
     async fn group_roles(&self, name: &GroupName) -> Result<Vec<RoleName>>;
+    /// Whether the group holds group-management rights (its members manage other groups).
+    async fn group_holds_rights(&self, name: &GroupName) -> Result<bool>;
 
     // Memberships.
     async fn add_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<MembershipChange>;

@@ -475,6 +475,17 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(|r| RoleName::from_db(r.0)).collect())
             }
 
+            async fn group_holds_rights(&self, name: &GroupName) -> Result<bool> {
+                let (holds,): (bool,) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM group_management_rights r JOIN groups g ON g.id = r.manager_group_id \
+                     WHERE g.name = $1)",
+                )
+                .bind(name.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(holds)
+            }
+
             async fn add_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<MembershipChange> {
                 let mut tx = self.begin_write().await?;
                 let gid = group_id(&mut tx, group).await?;

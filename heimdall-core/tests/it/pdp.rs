@@ -114,6 +114,8 @@ const CALLERS: &[Caller] = &[
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Group(&'static str),
+    /// A group that holds management rights itself.
+    ManagerGroup(&'static str),
     GroupRole(&'static str, &'static str, bool),
     Role(&'static str),
     User(&'static str),
@@ -131,7 +133,8 @@ fn gname(s: &str) -> GroupName {
 impl Target {
     fn resource(self) -> Resource {
         match self {
-            Group(g) => pack::group(&gname(g)),
+            Group(g) => pack::group(&gname(g), false),
+            ManagerGroup(g) => pack::group(&gname(g), true),
             GroupRole(g, r, privileged) => pack::group_role(&gname(g), &RoleName::parse(r).unwrap(), privileged),
             Role(r) => pack::role(&RoleName::parse(r).unwrap()),
             User(s) => pack::user(&Subject::parse(s).unwrap()),
@@ -162,6 +165,14 @@ const TABLE: &[(&str, Target, &str, Decision)] = &[
     ("root", System, action::AUDIT_READ, A),
     ("root", Other("course"), "course:create", D),
     // go:% — groups under go:, roles under go:, never the privileged role, never system things.
+    // Manager groups (holding rights themselves) are the superadmin's: no joining a wider manager group.
+    ("root", ManagerGroup("go:admin"), action::GROUP_ADD_MEMBER, A),
+    ("root", ManagerGroup("go:admin"), action::GROUP_DELETE, A),
+    ("go_manager", ManagerGroup("go:admin"), action::GROUP_ADD_MEMBER, D),
+    ("go_manager", ManagerGroup("go:admin"), action::GROUP_REMOVE_MEMBER, D),
+    ("go_manager", ManagerGroup("go:admins:all"), action::GROUP_DELETE, D),
+    ("everything_manager", ManagerGroup("rmi:admin"), action::GROUP_ADD_MEMBER, D),
+    ("course_manager", ManagerGroup("go:course:x"), action::GROUP_REMOVE_MEMBER, D),
     ("go_manager", Group("go:authenticated"), action::GROUP_CREATE, A),
     ("go_manager", Group("go:authenticated"), action::GROUP_DELETE, A),
     ("go_manager", Group("go:authenticated"), action::GROUP_ADD_MEMBER, A),

@@ -498,3 +498,51 @@ async fn token_roles_count_only_when_configured() {
         }
     }
 }
+
+#[tokio::test]
+async fn managers_cannot_join_a_manager_group() {
+    let db = TestDatabase::sqlite();
+    let h = heimdall(&db).await;
+    let root = root(&h).await;
+    for g in ["go:admin", "go:super", "go:plain"] {
+        h.create_group(&root, g, None).await.unwrap();
+    }
+    h.create_management_right(&root, "go:admin", "go:%").await.unwrap();
+    h.create_management_right(&root, "go:super", "%").await.unwrap();
+    h.add_member(&root, "go:admin", "alice").await.unwrap();
+    let alice = caller(&h, "alice").await;
+
+    // alice manages go:% groups, but go:super (and her own go:admin) hold rights: only a superadmin changes them.
+    h.add_member(&alice, "go:plain", "alice").await.unwrap();
+    assert_eq!(
+        kind(h.add_member(&alice, "go:super", "alice").await),
+        ErrorKind::Forbidden
+    );
+    assert_eq!(
+        kind(h.add_member(&alice, "go:admin", "mallory").await),
+        ErrorKind::Forbidden
+    );
+    assert_eq!(
+        kind(h.remove_member(&alice, "go:admin", "alice").await),
+        ErrorKind::Forbidden
+    );
+    assert_eq!(kind(h.delete_group(&alice, "go:super").await), ErrorKind::Forbidden);
+    assert!(
+        h.manageable_groups("alice")
+            .await
+            .unwrap()
+            .iter()
+            .any(|g| g.as_str() == "go:super")
+    );
+    assert!(
+        h.get_user("alice")
+            .await
+            .unwrap()
+            .groups
+            .iter()
+            .all(|g| g.as_str() != "go:super")
+    );
+    h.delete_group(&alice, "go:plain")
+        .await
+        .expect("an ordinary matching group is alice's to delete");
+}
