@@ -1,0 +1,131 @@
+//! The `heimdall` command, run as a user would: against a real Cerbos and a throwaway database.
+
+// Tests may unwrap: a panic is a test failure with a message.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+use heimdall_core::model::{Claims, Subject};
+use heimdall_core::pdp::{Decision, Pdp, Principal, pack};
+use heimdall_core::test_utils::TestDatabase;
+use heimdall_core::test_utils::cerbos::{ADMIN_PASSWORD, ADMIN_USER, Cerbos};
+use heimdall_core::{Config, Heimdall};
+
+fn heimdall(db: &TestDatabase, cerbos: &Cerbos, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_heimdall"))
+        .args(args)
+        .env_clear()
+        .env("DB_DSN", &db.url)
+        .env("CERBOS_ADMIN_URL", format!("{}/admin/policy", cerbos.base_url()))
+        .env("CERBOS_ADMIN_USER", ADMIN_USER)
+        .env("CERBOS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("HEIMDALL_BOOTSTRAP_SUPERADMINS", "root")
+        .output()
+        .expect("run heimdall")
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "heimdall failed: {stderr}");
+    assert!(
+        !stderr.contains(ADMIN_PASSWORD),
+        "the admin password was printed: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn migrate_install_policies_and_reconcile() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let db = TestDatabase::sqlite();
+
+    let out = ok(&heimdall(&db, &cerbos, &["migrate"]));
+    assert!(out.contains("migrated the sqlite database"), "{out}");
+
+    let out = ok(&heimdall(&db, &cerbos, &["install-policies"]));
+    assert!(out.contains("installed the admin policy pack"), "{out}");
+    // The pack is live: Cerbos now lets a superadmin create groups.
+    let root = pack::principal(&Subject::parse("root").unwrap(), Vec::<String>::new(), true, &[]);
+    let group = pack::group(&heimdall_core::model::GroupName::parse("go:x").unwrap(), false);
+    let client = cerbos.client();
+    let mut allowed = false;
+    for _ in 0..200 {
+        if client
+            .check(&root, &group, &[pack::action::GROUP_CREATE])
+            .await
+            .unwrap()[0]
+            == Decision::Allow
+        {
+            allowed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(allowed, "the installed pack should allow a superadmin");
+
+    // A member with a permission, written through the library; `heimdall reconcile` pushes their policy.
+    let h = Heimdall::builder(Config {
+        database_url: db.url.clone(),
+        ..Config::default()
+    })
+    .build()
+    .await
+    .unwrap();
+    let caller = h
+        .provision(
+            Claims {
+                subject: Subject::parse("root").unwrap(),
+                display_name: None,
+                email: None,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    h.create_group(&caller, "go:course:editor", None).await.unwrap();
+    h.create_role(&caller, "go:course:editor", None).await.unwrap();
+    h.grant_permission(&caller, "go:course:editor", "course:create", "allow")
+        .await
+        .unwrap();
+    h.assign_group_role(&caller, "go:course:editor", "go:course:editor")
+        .await
+        .unwrap();
+    h.add_member(&caller, "go:course:editor", "bob").await.unwrap();
+    let out = ok(&heimdall(&db, &cerbos, &["reconcile"]));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["pushed"], 1, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    let out = ok(&heimdall(&db, &cerbos, &["reconcile"]));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (report["pushed"].as_u64(), report["deleted"].as_u64()),
+        (Some(0), Some(0)),
+        "in sync: {report}"
+    );
+    let bob = Principal::new(
+        heimdall_core::pdp::principal_id(&Subject::parse("bob").unwrap()),
+        ["user"],
+    );
+    let course = heimdall_core::pdp::Resource::new("course", "course:1");
+    assert_eq!(
+        client.check(&bob, &course, &["course:create"]).await.unwrap()[0],
+        Decision::Allow
+    );
+}
+
+#[test]
+fn a_missing_admin_password_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_heimdall"))
+        .arg("reconcile")
+        .env_clear()
+        .env("DB_DSN", "sqlite::memory:")
+        .env("CERBOS_ADMIN_URL", "http://127.0.0.1:9/admin/policy")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CERBOS_ADMIN_PASSWORD is empty"), "{stderr}");
+}
