@@ -38,6 +38,9 @@ pub trait PolicyAdmin: Send + Sync + std::fmt::Debug {
     async fn list_heimdall_policy_ids(&self) -> Result<Vec<String>>;
     /// The policies with these ids that exist.
     async fn get_policies(&self, ids: &[String]) -> Result<Vec<Value>>;
+    /// Makes the PDP reread its policy store now (PDPs sharing one store don't see each other's writes
+    /// until they do).
+    async fn reload_store(&self) -> Result<()>;
 }
 
 #[async_trait]
@@ -56,6 +59,10 @@ impl PolicyAdmin for pdp::CerbosClient {
 
     async fn get_policies(&self, ids: &[String]) -> Result<Vec<Value>> {
         pdp::CerbosClient::get_policies(self, ids).await
+    }
+
+    async fn reload_store(&self) -> Result<()> {
+        pdp::CerbosClient::reload_store(self).await
     }
 }
 
@@ -160,6 +167,7 @@ pub struct PushWorker {
     heimdall: Heimdall,
     admin: Arc<dyn PolicyAdmin>,
     config: SyncConfig,
+    reload: Vec<Arc<dyn PolicyAdmin>>,
 }
 
 impl PushWorker {
@@ -169,6 +177,23 @@ impl PushWorker {
             heimdall,
             admin,
             config,
+            reload: Vec::new(),
+        }
+    }
+
+    /// After every round that changed policies, makes each of `pdps` reload its store (`GET
+    /// /admin/store/reload?wait=true`): for PDPs that share the policy database `admin` writes to and would
+    /// otherwise not see the change. A failed reload is logged; that PDP sees the change at its next reload.
+    pub fn reload_after_push(mut self, pdps: Vec<Arc<dyn PolicyAdmin>>) -> Self {
+        self.reload = pdps;
+        self
+    }
+
+    async fn reload_pdps(&self) {
+        for pdp in &self.reload {
+            if let Err(e) = pdp.reload_store().await {
+                tracing::warn!(error = %e, "a PDP could not reload its policy store");
+            }
         }
     }
 
@@ -287,6 +312,9 @@ impl PushWorker {
         while deletes.peek().is_some() {
             let chunk: Vec<_> = deletes.by_ref().take(MAX_DELETE_BATCH).collect();
             self.delete(chunk, &mut report).await;
+        }
+        if report.pushed + report.deleted > 0 {
+            self.reload_pdps().await;
         }
         Ok(report)
     }

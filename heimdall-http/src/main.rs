@@ -70,7 +70,12 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
                 max_backoff: s.max_backoff(),
                 ..SyncConfig::default()
             };
-            let worker = PushWorker::new(h.clone(), admin.clone(), config);
+            let reload: Vec<Arc<dyn PolicyAdmin>> = s
+                .cerbos_reload()?
+                .into_iter()
+                .map(|c| Arc::new(c) as Arc<dyn PolicyAdmin>)
+                .collect();
+            let worker = PushWorker::new(h.clone(), admin.clone(), config).reload_after_push(reload);
             let interval = Duration::from_secs(s.reconcile_interval_seconds.max(1));
             tracing::info!(?interval, "worker started");
             tokio::join!(

@@ -60,6 +60,10 @@ pub struct Settings {
         hide_default_value = true
     )]
     pub cerbos_admin_password: Secret,
+    /// Other Cerbos PDPs sharing the policy store of CERBOS_ADMIN_URL (comma-separated base or Admin API URLs,
+    /// same credentials): the worker makes each reload its store after a push, so they see changes at once.
+    #[arg(long, env = "CERBOS_RELOAD_URLS", value_delimiter = ',')]
+    pub cerbos_reload_urls: Vec<String>,
     /// Subjects made superadmin on start (comma-separated), idempotently.
     #[arg(long, env = "HEIMDALL_BOOTSTRAP_SUPERADMINS", value_delimiter = ',')]
     pub bootstrap_superadmins: Vec<String>,
@@ -113,6 +117,20 @@ impl Settings {
         }
         let check = self.cerbos_check_url.as_deref().unwrap_or(admin);
         Ok(Some(CerbosClient::new(self.cerbos_config(check))?))
+    }
+
+    /// Clients for the PDPs to reload after each push (see `cerbos_reload_urls`).
+    pub fn cerbos_reload(&self) -> heimdall_core::Result<Vec<CerbosClient>> {
+        self.cerbos_reload_urls
+            .iter()
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                let mut config = self.cerbos_config(u);
+                config.admin_url = Some(u.to_owned());
+                CerbosClient::new(config)
+            })
+            .collect()
     }
 
     /// Connects Heimdall as configured, and says which database and which PDP it runs on, so that nobody runs

@@ -92,6 +92,20 @@ pub struct Cerbos {
 impl Cerbos {
     /// Starts a fresh PDP with an empty store, or returns `None` when the Cerbos tests are skipped.
     pub async fn start_new() -> Option<Cerbos> {
+        Self::start_with_store(None).await
+    }
+
+    /// Starts another PDP on the same policy store as `other` (several PDPs sharing one database).
+    pub async fn start_sharing_store(other: &Cerbos) -> Option<Cerbos> {
+        Self::start_with_store(Some(other.store_path())).await
+    }
+
+    /// The sqlite3 file holding this PDP's policies.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("cerbos.sqlite")
+    }
+
+    async fn start_with_store(store: Option<PathBuf>) -> Option<Cerbos> {
         let bin = cerbos_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("heimdall-cerbos-")
@@ -117,7 +131,7 @@ storage:
 telemetry:
   disabled: true
 "#,
-            store = dir.path().join("cerbos.sqlite").display(),
+            store = store.unwrap_or_else(|| dir.path().join("cerbos.sqlite")).display(),
         );
         std::fs::write(dir.path().join("config.yaml"), config).expect("write the Cerbos config");
         let mut cerbos = Cerbos {

@@ -576,3 +576,36 @@ async fn on_demand_reconciliation_is_for_superadmins_and_audited() {
     let outcomes: Vec<_> = audit.iter().map(|a| (a.actor.as_deref(), a.success)).collect();
     assert_eq!(outcomes, [(Some("root"), true), (Some("mallory"), false)]);
 }
+
+#[tokio::test]
+async fn pdps_sharing_a_store_reload_after_a_push() {
+    let Some(a) = Cerbos::start_new().await else { return };
+    let Some(b) = Cerbos::start_sharing_store(&a).await else {
+        return;
+    };
+    let (client_a, client_b) = (a.client(), b.client());
+    let db = TestDatabase::sqlite();
+    let h = heimdall(&db).await;
+    course_editors(&h).await;
+    let root = caller(&h, "root").await;
+
+    // Pushed through A only: B, reading the same store, does not see it.
+    let plain = PushWorker::new(h.clone(), Arc::new(a.client()), fast());
+    h.add_member(&root, "go:course:editor", "alice").await.unwrap();
+    drain(&h, &plain).await;
+    eventually(&client_a, "alice", "course:create", Decision::Allow).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        decide(&client_b, "alice", "course:create").await,
+        Decision::Deny,
+        "B has not reloaded"
+    );
+
+    // With B to reload after each push, B answers the new decision as soon as the round is over.
+    let reloading =
+        PushWorker::new(h.clone(), Arc::new(a.client()), fast()).reload_after_push(vec![Arc::new(b.client())]);
+    h.add_member(&root, "go:course:editor", "bob").await.unwrap();
+    drain(&h, &reloading).await;
+    assert_eq!(decide(&client_b, "bob", "course:create").await, Decision::Allow);
+    assert_eq!(decide(&client_b, "alice", "course:create").await, Decision::Allow);
+}
