@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use heimdall_core::model::{Claims, Subject};
+use heimdall_core::model::Subject;
 use heimdall_core::pdp::{Decision, Pdp, Principal, Resource, principal_id};
 use heimdall_core::sync::{PushWorker, SyncConfig};
-use heimdall_core::test_utils::TestDatabase;
 use heimdall_core::test_utils::cerbos::Cerbos;
+use heimdall_core::test_utils::{TestDatabase, course_editors};
 use heimdall_core::{Config, Heimdall};
 
 /// How many membership changes are measured.
@@ -37,27 +37,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let h = Heimdall::builder(Config {
         database_url: db.url.clone(),
-        bootstrap_superadmins: vec!["root".into()],
         ..Config::default()
     })
     .build()
     .await?;
-    let root = h
-        .provision(
-            Claims {
-                subject: Subject::parse("root")?,
-                display_name: None,
-                email: None,
-            },
-            &[],
-        )
-        .await?;
-    h.create_group(&root, "go:course:editor", None).await?;
-    h.create_role(&root, "go:course:editor", None).await?;
-    h.grant_permission(&root, "go:course:editor", "course:create", "allow")
-        .await?;
-    h.assign_group_role(&root, "go:course:editor", "go:course:editor")
-        .await?;
+    let root = course_editors(&h).await;
 
     let worker = PushWorker::new(h.clone(), Arc::new(cerbos.client()), SyncConfig::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

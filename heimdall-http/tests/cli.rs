@@ -5,10 +5,10 @@
 
 use std::process::{Command, Output};
 
-use heimdall_core::model::{Claims, Subject};
+use heimdall_core::model::Subject;
 use heimdall_core::pdp::{Decision, Pdp, Principal, pack};
-use heimdall_core::test_utils::TestDatabase;
 use heimdall_core::test_utils::cerbos::{ADMIN_PASSWORD, ADMIN_USER, Cerbos};
+use heimdall_core::test_utils::{TestDatabase, course_editors};
 use heimdall_core::{Config, Heimdall};
 
 fn heimdall(db: &TestDatabase, cerbos: &Cerbos, args: &[&str]) -> Output {
@@ -74,25 +74,7 @@ async fn migrate_install_policies_and_reconcile() {
     .build()
     .await
     .unwrap();
-    let caller = h
-        .provision(
-            Claims {
-                subject: Subject::parse("root").unwrap(),
-                display_name: None,
-                email: None,
-            },
-            &[],
-        )
-        .await
-        .unwrap();
-    h.create_group(&caller, "go:course:editor", None).await.unwrap();
-    h.create_role(&caller, "go:course:editor", None).await.unwrap();
-    h.grant_permission(&caller, "go:course:editor", "course:create", "allow")
-        .await
-        .unwrap();
-    h.assign_group_role(&caller, "go:course:editor", "go:course:editor")
-        .await
-        .unwrap();
+    let caller = course_editors(&h).await;
     h.add_member(&caller, "go:course:editor", "bob").await.unwrap();
     let out = ok(&heimdall(&db, &cerbos, &["reconcile"]));
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

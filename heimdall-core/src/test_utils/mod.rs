@@ -9,6 +9,9 @@
 
 pub mod cerbos;
 
+use crate::Heimdall;
+use crate::model::{Caller, Claims, Subject};
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection;
@@ -106,4 +109,37 @@ impl TestDatabase {
             conn.close().await.ok();
         }
     }
+}
+
+/// Bootstraps the superadmin `root` and returns them as a caller.
+pub async fn root(h: &Heimdall) -> Caller {
+    h.bootstrap_superadmins(&["root"]).await.expect("bootstrap root");
+    let claims = Claims {
+        subject: Subject::parse("root").expect("a subject"),
+        display_name: None,
+        email: None,
+    };
+    h.provision(claims, &[]).await.expect("provision root")
+}
+
+/// The fixture most push tests start from: a group `go:course:editor` whose role of the same name lets its
+/// members `course:create` and forbids them `course:delete`, set up by `root` (see [`root`]), who is returned.
+pub async fn course_editors(h: &Heimdall) -> Caller {
+    let root = root(h).await;
+    h.create_group(&root, "go:course:editor", None)
+        .await
+        .expect("create the group");
+    h.create_role(&root, "go:course:editor", None)
+        .await
+        .expect("create the role");
+    h.grant_permission(&root, "go:course:editor", "course:create", "allow")
+        .await
+        .expect("grant");
+    h.grant_permission(&root, "go:course:editor", "course:delete", "deny")
+        .await
+        .expect("deny");
+    h.assign_group_role(&root, "go:course:editor", "go:course:editor")
+        .await
+        .expect("assign");
+    root
 }

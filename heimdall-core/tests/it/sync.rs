@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use heimdall_core::model::Subject;
 use heimdall_core::pdp::{CerbosClient, Decision, Pdp, Principal, Resource, pack, principal_id};
 use heimdall_core::sync::{PolicyAdmin, PushWorker, SyncConfig};
-use heimdall_core::test_utils::TestDatabase;
+use heimdall_core::test_utils::{TestDatabase, course_editors};
 use heimdall_core::{Config, ErrorKind, Heimdall};
 
 use crate::support::cerbos::Cerbos;
@@ -20,22 +20,6 @@ fn fast() -> SyncConfig {
         max_backoff: Duration::from_millis(200),
         ..SyncConfig::default()
     }
-}
-
-/// A group `go:course:editor` whose role lets its members `course:create` (and forbids `course:delete`).
-async fn course_editors(h: &Heimdall) {
-    let root = root(h).await;
-    h.create_group(&root, "go:course:editor", None).await.unwrap();
-    h.create_role(&root, "go:course:editor", None).await.unwrap();
-    h.grant_permission(&root, "go:course:editor", "course:create", "allow")
-        .await
-        .unwrap();
-    h.grant_permission(&root, "go:course:editor", "course:delete", "deny")
-        .await
-        .unwrap();
-    h.assign_group_role(&root, "go:course:editor", "go:course:editor")
-        .await
-        .unwrap();
 }
 
 /// What Cerbos says when `subject` asks for `action` on a course with only the base role `user`: only a

@@ -35,8 +35,4 @@ pub(crate) fn claims(subject: &str) -> Claims {
     }
 }
 
-/// A bootstrapped superadmin named `root`.
-pub(crate) async fn root(h: &Heimdall) -> Caller {
-    h.bootstrap_superadmins(&["root"]).await.unwrap();
-    caller(h, "root").await
-}
+pub(crate) use heimdall_core::test_utils::root;
