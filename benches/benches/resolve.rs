@@ -1,7 +1,8 @@
 //! Mapping resolution: Heimdall's compiled snapshot against a linear scan of regexes (the spec's design)
 //! and against the matchit router, on a generated route set shaped like a large public REST API.
 //!
-//! Benchmark ids: `resolve/compiled/<N>`, `resolve/naive_linear/<N>` (N ≤ 10,000), `resolve/matchit/<N>`,
+//! Benchmark ids: `resolve/compiled/<N>`, `resolve/compiled_by_kind/{route_hit,regex_hit,miss}/<N>` (the
+//! same requests split by outcome), `resolve/naive_linear/<N>` (N ≤ 10,000), `resolve/matchit/<N>`,
 //! `build/compiled/<N>` (from parsed rules) and `build/parse_and_compile/<N>` (from pattern text).
 
 use std::collections::HashMap;
@@ -148,6 +149,28 @@ fn resolve_benches(c: &mut Criterion) {
                 compiled_id(snapshot.resolve(black_box(m), black_box(p)))
             })
         });
+
+        // The same requests split by what they resolve to, to see where the time goes.
+        let kind = |(m, p): &(&'static str, String)| match snapshot.resolve(m, p) {
+            Resolution::Matched(r) if r.pattern().is_regex() => "regex_hit",
+            Resolution::Matched(_) => "route_hit",
+            _ => "miss",
+        };
+        for k in ["route_hit", "regex_hit", "miss"] {
+            let subset: Vec<(&'static str, String)> = reqs.iter().filter(|r| kind(r) == k).cloned().collect();
+            group.bench_with_input(
+                BenchmarkId::new(format!("compiled_by_kind/{k}"), n),
+                &subset,
+                |b, subset| {
+                    let mut i = 0;
+                    b.iter(|| {
+                        let (m, p) = &subset[i % subset.len()];
+                        i += 1;
+                        compiled_id(snapshot.resolve(black_box(m), black_box(p)))
+                    })
+                },
+            );
+        }
 
         if n <= NAIVE_MAX {
             let naive = NaiveLinear::new(&routes);

@@ -85,7 +85,9 @@ impl Key {
         }
     }
 
-    #[inline]
+    // Forced inline, like `Children::get` and `next_segment`: the compiler kept them as calls, and on
+    // misses and regular-expression hits, which walk up to six tries, the calls cost about a tenth.
+    #[inline(always)]
     fn matches(&self, seg: &str, seg_head: u64) -> bool {
         self.len == seg.len()
             && self.head == seg_head
@@ -118,7 +120,8 @@ impl Default for Children {
 }
 
 impl Children {
-    #[inline]
+    // Forced inline: called at every trie node (see `Key::matches`).
+    #[inline(always)]
     fn get(&self, seg: &str) -> Option<u32> {
         match self {
             Children::Small(v) if v.is_empty() => None,
@@ -186,8 +189,9 @@ impl Default for RouteTrie {
     }
 }
 
-/// Splits `/seg/tail...` into `seg` and `/tail...`; `rest` must start with '/'.
-#[inline]
+/// Splits `/seg/tail...` into `seg` and `/tail...`; `rest` must start with '/'. Forced inline: called at
+/// every trie node (see `Key::matches`).
+#[inline(always)]
 fn next_segment(rest: &str) -> (&str, &str) {
     let body = &rest[1..];
     match find_slash(body.as_bytes()) {
