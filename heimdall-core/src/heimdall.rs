@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -35,8 +36,10 @@ struct Inner {
     config: Config,
     outbox_signal: tokio::sync::Notify,
     mappings: SharedResolver,
-    /// When the mapping snapshot was last compared with the database.
-    mappings_checked: std::sync::Mutex<Option<Instant>>,
+    /// When the mapping snapshot was last compared with the database, in milliseconds after `started`
+    /// (`u64::MAX`: never, or a refresh failed). An atomic, so that lookups take no lock.
+    mappings_checked: AtomicU64,
+    started: Instant,
     /// One rebuild of the snapshot at a time.
     mappings_refresh: tokio::sync::Mutex<()>,
 }
@@ -82,7 +85,8 @@ impl HeimdallBuilder {
                 config: self.config,
                 outbox_signal: tokio::sync::Notify::new(),
                 mappings: SharedResolver::default(),
-                mappings_checked: std::sync::Mutex::new(None),
+                mappings_checked: AtomicU64::new(u64::MAX),
+                started: Instant::now(),
                 mappings_refresh: tokio::sync::Mutex::new(()),
             }),
         };
@@ -620,10 +624,10 @@ impl Heimdall {
     /// The compiled mapping snapshot, rebuilt from the database when a mapping changed (checked at most every
     /// [`Config::mapping_refresh_interval`]; at once after this process changes a mapping).
     pub async fn mapping_snapshot(&self) -> Result<Arc<Snapshot>> {
-        let due = {
-            let checked = self.inner.mappings_checked.lock().unwrap_or_else(|p| p.into_inner());
-            checked.is_none_or(|t| t.elapsed() >= self.inner.config.mapping_refresh_interval)
-        };
+        let checked = self.inner.mappings_checked.load(Ordering::Acquire);
+        let due = checked == u64::MAX
+            || self.millis_since_start().saturating_sub(checked)
+                >= u64::try_from(self.inner.config.mapping_refresh_interval.as_millis()).unwrap_or(u64::MAX);
         if due {
             self.refresh_mappings().await
         } else {
@@ -652,14 +656,20 @@ impl Heimdall {
                 .collect::<Result<Vec<_>>>()?;
             self.inner.mappings.store_if_newer(Snapshot::build(rules, version)?);
         }
-        *self.inner.mappings_checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.inner
+            .mappings_checked
+            .store(self.millis_since_start(), Ordering::Release);
         Ok(self.inner.mappings.snapshot())
+    }
+
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
     async fn mappings_changed(&self) {
         if let Err(e) = self.refresh_mappings().await {
             tracing::warn!(error = %e, "could not rebuild the mapping snapshot; the next lookup tries again");
-            *self.inner.mappings_checked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.inner.mappings_checked.store(u64::MAX, Ordering::Release);
         }
     }
 

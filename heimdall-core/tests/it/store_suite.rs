@@ -546,3 +546,39 @@ async fn managers_cannot_join_a_manager_group() {
         .await
         .expect("an ordinary matching group is alice's to delete");
 }
+
+#[tokio::test]
+async fn another_replica_sees_mapping_changes_within_the_refresh_interval() {
+    let db = TestDatabase::sqlite();
+    let writer = heimdall(&db).await;
+    let reader = heimdall_core::Heimdall::builder(heimdall_core::Config {
+        database_url: db.url.clone(),
+        mapping_refresh_interval: std::time::Duration::from_secs(1),
+        ..heimdall_core::Config::default()
+    })
+    .build()
+    .await
+    .unwrap();
+    assert_eq!(reader.resolve("GET", "/courses/1").await.unwrap(), None);
+    let root = root(&writer).await;
+    let input = MappingInput {
+        method: "GET".into(),
+        path_pattern: "/courses/:id".into(),
+        action: "course:read".into(),
+        ..MappingInput::default()
+    };
+    writer.create_mapping(&root, &input).await.unwrap();
+    // Within the interval the reader still answers from its snapshot; after it, from the new one.
+    assert_eq!(
+        reader.resolve("GET", "/courses/1").await.unwrap(),
+        None,
+        "the snapshot is not re-read at once"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let hit = reader
+        .resolve("GET", "/courses/1")
+        .await
+        .unwrap()
+        .expect("the other replica's mapping");
+    assert_eq!(hit.action.as_str(), "course:read");
+}
