@@ -37,9 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if h.list_management_rights(Some("go:admin")).await?.is_empty() {
-        h.create_management_right(&root, "go:admin", "go:%").await?;
+        h.create_management_right(&root, "go:admin", "go:%", Some("/courses/**"))
+            .await?;
     }
-    println!("members of go:admin may manage groups matching go:%");
+    println!("members of go:admin may manage groups matching go:% and their mappings under /courses/");
     h.add_member(&root, "go:admin", "alice").await?;
 
     let alice = h.provision(claims("alice", "Alice")?, &[]).await?;

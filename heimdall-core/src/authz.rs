@@ -23,20 +23,23 @@ impl Operation {
 }
 
 /// The caller as the PDP sees them: effective roles from the database (plus the token's, when configured),
-/// and the patterns of the groups they may manage.
+/// and the patterns and path scopes of their management rights. The system caller is a superadmin.
 pub(crate) async fn principal(store: &dyn Store, config: &Config, caller: &Caller) -> Result<Principal> {
+    let Some(user_id) = caller.user_id() else {
+        return Ok(pack::principal(caller.subject(), Vec::<String>::new(), true, &[]));
+    };
     let mut roles: Vec<String> = store
-        .effective_roles(caller.user_id)
+        .effective_roles(user_id)
         .await?
         .into_iter()
         .map(|r| r.as_str().to_owned())
         .collect();
     if config.merge_token_roles {
-        roles.extend(caller.token_roles.iter().map(|r| r.as_str().to_owned()));
+        roles.extend(caller.token_roles().iter().map(|r| r.as_str().to_owned()));
     }
     let superadmin = roles.contains(&config.superadmin_role);
-    let patterns = store.management_patterns(caller.user_id).await?;
-    Ok(pack::principal(&caller.subject, roles, superadmin, &patterns))
+    let rights = store.management_rights_of(user_id).await?;
+    Ok(pack::principal(caller.subject(), roles, superadmin, &rights))
 }
 
 /// A PDP failure, as the caller sees it: no decision means no (fail closed).
@@ -66,7 +69,7 @@ pub(crate) async fn authorize(
         if !decisions.first().is_some_and(|d| d.is_allowed()) {
             return Err(Error::new(
                 ErrorKind::Forbidden,
-                format!("{} may not {} on {}", caller.subject, op.action, op.resource.id),
+                format!("{} may not {} on {}", caller.subject(), op.action, op.resource.id),
             ));
         }
     }

@@ -39,6 +39,8 @@ pub const MAX_SUBJECT_LEN: usize = 255;
 pub const MAX_PATTERN_LEN: usize = 128;
 /// Longest description, in bytes.
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
+/// Longest management path scope, in bytes (the same bound as a path pattern's).
+pub const MAX_SCOPE_LEN: usize = crate::mapping::MAX_PATH_PATTERN_LEN;
 
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
@@ -149,16 +151,70 @@ impl Subject {
 
 /// The authenticated user on whose behalf an operation runs.
 ///
-/// Frontends get one from [`crate::Heimdall::caller`] after verifying the caller's token; it carries the
-/// caller's user id, so the audit log can name them.
+/// Only heimdall-core makes one: [`crate::Heimdall::provision`] for an identity a frontend has verified (a
+/// token checked against the identity provider's keys), or [`crate::Heimdall::system_caller`] for the
+/// operator's own tools. Its fields are private, so no code can claim another user's identity or roles by
+/// building one:
+///
+/// ```compile_fail
+/// use heimdall_core::model::{Caller, Subject};
+/// let forged = Caller { user_id: 1, subject: Subject::parse("root").unwrap(), token_roles: vec![] };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The caller's user id.
-    pub user_id: i64,
-    /// The caller's subject.
-    pub subject: Subject,
-    /// Roles the caller's token carries, merged into their effective roles when the configuration says so.
-    pub token_roles: Vec<RoleName>,
+    subject: Subject,
+    who: Who,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Who {
+    /// A provisioned user, with the roles their token carried.
+    User { id: i64, token_roles: Vec<RoleName> },
+    /// The operator's own tools: acts as a superadmin without a user row.
+    System,
+}
+
+impl Caller {
+    pub(crate) fn user(id: i64, subject: Subject, token_roles: Vec<RoleName>) -> Caller {
+        Caller {
+            subject,
+            who: Who::User { id, token_roles },
+        }
+    }
+
+    pub(crate) fn system(subject: Subject) -> Caller {
+        Caller {
+            subject,
+            who: Who::System,
+        }
+    }
+
+    /// The caller's subject (`system:<purpose>` for the system caller).
+    pub fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
+    /// The caller's user id; `None` for the system caller.
+    pub fn user_id(&self) -> Option<i64> {
+        match &self.who {
+            Who::User { id, .. } => Some(*id),
+            Who::System => None,
+        }
+    }
+
+    /// Roles the caller's token carried (valid role names only), merged into their effective roles when
+    /// [`crate::Config::merge_token_roles`] is on.
+    pub fn token_roles(&self) -> &[RoleName] {
+        match &self.who {
+            Who::User { token_roles, .. } => token_roles,
+            Who::System => &[],
+        }
+    }
+
+    /// Whether this is the system caller (see [`crate::Heimdall::system_caller`]).
+    pub fn is_system(&self) -> bool {
+        self.who == Who::System
+    }
 }
 
 impl fmt::Display for Subject {
@@ -289,6 +345,90 @@ impl fmt::Display for GroupPattern {
     }
 }
 
+/// Where a manager's mappings may lie: literal path segments followed by `/**` (`/go/**`), or `/**` for
+/// every path. A route pattern lies inside the scope when every path it can match starts with the scope's
+/// segments and has at least one more (`**` matches one or more segments); a regular expression never does.
+///
+/// ```
+/// use heimdall_core::mapping::PathPattern;
+/// use heimdall_core::model::PathScope;
+/// let scope = PathScope::parse("/go/**").unwrap();
+/// assert!(scope.contains(&PathPattern::parse("/go/courses/:id").unwrap()));
+/// assert!(!scope.contains(&PathPattern::parse("/go").unwrap()));
+/// assert!(!scope.contains(&PathPattern::parse("/:team/courses").unwrap()));
+/// assert!(!scope.contains(&PathPattern::parse("/gold/x").unwrap()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathScope {
+    text: String,
+}
+
+/// Whether a canonical route-pattern segment is a literal.
+fn is_literal_segment(seg: &str) -> bool {
+    !seg.starts_with(':') && seg != "*" && seg != "**"
+}
+
+impl PathScope {
+    /// Parses a scope: a route pattern of literal segments ending in `/**`, at most [`MAX_SCOPE_LEN`] bytes.
+    pub fn parse(s: impl AsRef<str>) -> Result<Self> {
+        let s = s.as_ref();
+        let rule = "a path scope is literal segments followed by /** (such as /go/**), or /**";
+        let pattern = crate::mapping::PathPattern::parse(s)
+            .map_err(|e| Error::invalid(format!("path scope: {}", e.message())))?;
+        let text = pattern.as_str();
+        let Some(prefix) = text.strip_suffix("/**") else {
+            return Err(Error::invalid(format!("path scope {s:?}: {rule}")));
+        };
+        if pattern.is_regex() || !prefix.split('/').skip(1).all(is_literal_segment) {
+            return Err(Error::invalid(format!("path scope {s:?}: {rule}")));
+        }
+        Ok(PathScope { text: text.to_owned() })
+    }
+
+    /// The scope as stored (canonical).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// What every path inside the scope starts with: the scope without its `**` (`/go/`, or `/`).
+    pub fn path_prefix(&self) -> &str {
+        &self.text[..self.text.len() - 2]
+    }
+
+    /// Whether every path `pattern` can match lies inside the scope.
+    pub fn contains(&self, pattern: &crate::mapping::PathPattern) -> bool {
+        path_bound(pattern).is_some_and(|b| b.starts_with(self.path_prefix()))
+    }
+}
+
+impl fmt::Display for PathScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What every path a route pattern matches starts with, such that the pattern lies inside a scope exactly
+/// when this starts with the scope's [`PathScope::path_prefix`]: its leading literal segments, followed by
+/// `/` when more segments follow (`/go/:id` → `/go/`, `/go` → `/go`, `/:team/x` → `/`, the root → empty).
+/// `None` for a regular expression, which lies in no scope.
+pub(crate) fn path_bound(pattern: &crate::mapping::PathPattern) -> Option<String> {
+    if pattern.is_regex() {
+        return None;
+    }
+    let text = pattern.as_str();
+    if text == "/" {
+        return Some(String::new());
+    }
+    let segments: Vec<&str> = text.split('/').skip(1).collect();
+    let literals = segments.iter().take_while(|s| is_literal_segment(s)).count();
+    let mut bound = String::from("/");
+    bound.push_str(&segments[..literals].join("/"));
+    if literals < segments.len() && literals > 0 {
+        bound.push('/');
+    }
+    Some(bound)
+}
+
 /// Checks an optional description's length.
 pub(crate) fn check_description(d: Option<&str>) -> Result<()> {
     match d {
@@ -413,7 +553,8 @@ pub enum MembershipChange {
     AlreadyMember,
 }
 
-/// A group-management right: members of `manager_group` may manage groups matching `target_pattern`.
+/// A group-management right: members of `manager_group` may manage groups matching `target_pattern`, and
+/// the mappings those groups own inside `path_scope`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagementRight {
     /// Database id.
@@ -422,6 +563,8 @@ pub struct ManagementRight {
     pub manager_group: GroupName,
     /// Which groups they may manage.
     pub target_pattern: GroupPattern,
+    /// Where their mappings may lie; `None`: the right lets its holders manage no mappings at all.
+    pub path_scope: Option<PathScope>,
     /// When the right was created.
     pub created_at: DateTime<Utc>,
 }

@@ -49,7 +49,7 @@ async fn migrate_install_policies_and_reconcile() {
     assert!(out.contains("installed the admin policy pack"), "{out}");
     // The pack is live: Cerbos now lets a superadmin create groups.
     let root = pack::principal(&Subject::parse("root").unwrap(), Vec::<String>::new(), true, &[]);
-    let group = pack::group(&heimdall_core::model::GroupName::parse("go:x").unwrap(), false);
+    let group = pack::new_group(&heimdall_core::model::GroupName::parse("go:x").unwrap());
     let client = cerbos.client();
     let mut allowed = false;
     for _ in 0..200 {

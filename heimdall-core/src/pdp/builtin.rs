@@ -15,7 +15,7 @@
 //! use heimdall_core::pdp::{BuiltinPdp, Decision, pack};
 //!
 //! let root = pack::principal(&Subject::parse("root").unwrap(), Vec::<String>::new(), true, &[]);
-//! let group = pack::group(&GroupName::parse("go:x").unwrap(), false);
+//! let group = pack::new_group(&GroupName::parse("go:x").unwrap());
 //! assert_eq!(BuiltinPdp::decide(&root, &group, pack::action::GROUP_DELETE), Decision::Allow);
 //! ```
 
@@ -53,6 +53,47 @@ fn attr_matches(resource: &Resource, name: &str, regexes: &[regex::Regex]) -> bo
     }
 }
 
+/// Whether the attribute `name` of `resource` is the boolean `want` (missing or mistyped: no).
+fn attr_is(resource: &Resource, name: &str, want: bool) -> bool {
+    resource.attr.get(name) == Some(&Value::Bool(want))
+}
+
+/// Whether the list attribute `name` of `resource` holds only strings, each matched by one of `regexes`.
+fn all_match(resource: &Resource, name: &str, regexes: &[regex::Regex]) -> bool {
+    match resource.attr.get(name) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .all(|v| v.as_str().is_some_and(|s| regexes.iter().any(|re| re.is_match(s)))),
+        _ => false,
+    }
+}
+
+/// Whether one of the principal's mapping scopes covers the mapping: its group regex matches the owner
+/// and the mapping's path bound starts with its path prefix. Malformed entries never match (as in Cerbos,
+/// where they make the condition fail).
+fn scope_covers(principal: &Principal, resource: &Resource) -> bool {
+    let (Some(Value::String(owner)), Some(Value::String(bound))) = (
+        resource.attr.get(attr::OWNER_GROUP),
+        resource.attr.get(attr::PATH_BOUND),
+    ) else {
+        return false;
+    };
+    let Some(Value::Array(scopes)) = principal.attr.get(attr::MAPPING_SCOPES) else {
+        return false;
+    };
+    scopes.iter().any(|scope| {
+        let (Some(Value::String(re)), Some(Value::String(prefix))) = (scope.get("groupRegex"), scope.get("pathPrefix"))
+        else {
+            return false;
+        };
+        let owner_matches = regex::RegexBuilder::new(re)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .is_ok_and(|re| re.is_match(owner));
+        owner_matches && bound.starts_with(prefix.as_str())
+    })
+}
+
 impl BuiltinPdp {
     /// Decides one action; the same as [`Pdp::check`] for one action, without the async.
     pub fn decide(principal: &Principal, resource: &Resource, action: &str) -> Decision {
@@ -73,16 +114,20 @@ impl BuiltinPdp {
                 action::GROUP_CREATE | action::GROUP_DELETE | action::GROUP_ADD_MEMBER | action::GROUP_REMOVE_MEMBER,
             ) => {
                 attr_matches(resource, attr::GROUP_ID, regexes)
-                    && resource.attr.get(attr::MANAGES_GROUPS) == Some(&Value::Bool(false))
+                    && attr_is(resource, attr::MANAGES_GROUPS, false)
+                    && attr_is(resource, attr::PRIVILEGED, false)
+                    && all_match(resource, attr::GROUP_ROLES, regexes)
             }
             (pack::KIND_GROUP, action::GROUP_ASSIGN_ROLE | action::GROUP_REMOVE_ROLE) => {
                 attr_matches(resource, attr::GROUP_ID, regexes)
                     && attr_matches(resource, attr::ROLE_ID, regexes)
-                    && resource.attr.get(attr::PRIVILEGED) == Some(&Value::Bool(false))
+                    && attr_is(resource, attr::PRIVILEGED, false)
             }
             (pack::KIND_MAPPING, action::MAPPING_CREATE | action::MAPPING_UPDATE | action::MAPPING_DELETE) => {
                 matches!(resource.attr.get(attr::OWNER_GROUP), Some(Value::String(s)) if !s.is_empty())
-                    && attr_matches(resource, attr::OWNER_GROUP, regexes)
+                    && attr_is(resource, attr::REGEX, false)
+                    && attr_is(resource, attr::DEFAULT_PRIORITY, true)
+                    && scope_covers(principal, resource)
             }
             _ => false,
         };
@@ -107,10 +152,14 @@ impl Pdp for BuiltinPdp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{GroupName, GroupPattern, RoleName, Subject};
+    use crate::mapping::PathPattern;
+    use crate::model::{GroupName, GroupPattern, PathScope, RoleName, Subject};
 
     fn caller(superadmin: bool, patterns: &[&str]) -> Principal {
-        let patterns: Vec<GroupPattern> = patterns.iter().map(|p| GroupPattern::parse(*p).unwrap()).collect();
+        let patterns: Vec<pack::ManagedRight> = patterns
+            .iter()
+            .map(|p| (GroupPattern::parse(*p).unwrap(), Some(PathScope::parse("/**").unwrap())))
+            .collect();
         pack::principal(&Subject::parse("alice").unwrap(), ["go:admin"], superadmin, &patterns)
     }
 
@@ -123,15 +172,15 @@ mod tests {
         let mgr = caller(false, &["go:%"]);
         let d = |p: &Principal, r: &Resource, a: &str| BuiltinPdp::decide(p, r, a);
         assert_eq!(
-            d(&mgr, &pack::group(&g("go:x"), false), action::GROUP_ADD_MEMBER),
+            d(&mgr, &pack::new_group(&g("go:x")), action::GROUP_ADD_MEMBER),
             Decision::Allow
         );
         assert_eq!(
-            d(&mgr, &pack::group(&g("rmi:x"), false), action::GROUP_ADD_MEMBER),
+            d(&mgr, &pack::new_group(&g("rmi:x")), action::GROUP_ADD_MEMBER),
             Decision::Deny
         );
         assert_eq!(
-            d(&mgr, &pack::group(&g("go:x"), false), action::GROUP_ASSIGN_ROLE),
+            d(&mgr, &pack::new_group(&g("go:x")), action::GROUP_ASSIGN_ROLE),
             Decision::Deny,
             "no roleId"
         );
@@ -153,11 +202,19 @@ mod tests {
             Decision::Deny
         );
         assert_eq!(
-            d(&mgr, &pack::mapping(None, None), action::MAPPING_CREATE),
+            d(
+                &mgr,
+                &pack::mapping(None, None, &PathPattern::parse("/x").unwrap(), 0),
+                action::MAPPING_CREATE
+            ),
             Decision::Deny
         );
         assert_eq!(
-            d(&mgr, &pack::mapping(None, Some(&g("go:x"))), action::MAPPING_CREATE),
+            d(
+                &mgr,
+                &pack::mapping(None, Some(&g("go:x")), &PathPattern::parse("/x").unwrap(), 0),
+                action::MAPPING_CREATE
+            ),
             Decision::Allow
         );
         assert_eq!(d(&mgr, &pack::system(), action::RECONCILE), Decision::Deny);
@@ -176,8 +233,8 @@ mod tests {
         fn decisions_follow_like_matching(pattern in "[ab:%_]{1,6}", name in "[ab]{1,3}(:[ab]{1,3}){0,2}") {
             let pat = GroupPattern::parse(pattern).unwrap();
             let group = g(&name);
-            let p = pack::principal(&Subject::parse("m").unwrap(), Vec::<String>::new(), false, std::slice::from_ref(&pat));
-            let got = BuiltinPdp::decide(&p, &pack::group(&group, false), action::GROUP_ADD_MEMBER);
+            let p = pack::principal(&Subject::parse("m").unwrap(), Vec::<String>::new(), false, &[(pat.clone(), None)]);
+            let got = BuiltinPdp::decide(&p, &pack::new_group(&group), action::GROUP_ADD_MEMBER);
             proptest::prop_assert_eq!(got == Decision::Allow, pat.matches(&group));
         }
     }
@@ -186,17 +243,17 @@ mod tests {
     fn bad_regexes_never_match() {
         let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, vec!["(", "^go:.*$"]);
         assert_eq!(
-            BuiltinPdp::decide(&p, &pack::group(&g("go:x"), false), action::GROUP_CREATE),
+            BuiltinPdp::decide(&p, &pack::new_group(&g("go:x")), action::GROUP_CREATE),
             Decision::Allow
         );
         let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, vec!["("]);
         assert_eq!(
-            BuiltinPdp::decide(&p, &pack::group(&g("go:x"), false), action::GROUP_CREATE),
+            BuiltinPdp::decide(&p, &pack::new_group(&g("go:x")), action::GROUP_CREATE),
             Decision::Deny
         );
         let p = Principal::new("x", ["user"]).with_attr(attr::MANAGED_GROUP_REGEXES, "^go:.*$");
         assert_eq!(
-            BuiltinPdp::decide(&p, &pack::group(&g("go:x"), false), action::GROUP_CREATE),
+            BuiltinPdp::decide(&p, &pack::new_group(&g("go:x")), action::GROUP_CREATE),
             Decision::Deny
         );
     }

@@ -16,7 +16,7 @@
 //! use heimdall_core::pdp::{BuiltinPdp, Decision, Pdp, Principal, pack};
 //!
 //! let caller = Principal::new("alice", ["user"]).with_attr(pack::attr::MANAGED_GROUP_REGEXES, vec!["^go:.*$"]);
-//! let group = pack::group(&heimdall_core::model::GroupName::parse("go:x").unwrap(), false);
+//! let group = pack::new_group(&heimdall_core::model::GroupName::parse("go:x").unwrap());
 //! let answer = BuiltinPdp.check(&caller, &group, &["group:add_member", "group:assign_role"]).await.unwrap();
 //! assert_eq!(answer, [Decision::Allow, Decision::Deny]);
 //! # });

@@ -9,11 +9,17 @@
 //!
 //! - The role [`SUPERADMIN_ROLE`] may do everything on every kind of the pack.
 //! - A caller with a regex in [`attr::MANAGED_GROUP_REGEXES`] that matches the resource's
-//!   [`attr::GROUP_ID`] may `group:create`, `group:delete`, `group:add_member` and `group:remove_member`;
-//!   `group:assign_role` and `group:remove_role` also need a regex matching [`attr::ROLE_ID`] and
-//!   [`attr::PRIVILEGED`] to be `false`.
-//! - Such a caller may `mapping:create`, `mapping:update` and `mapping:delete` when the mapping's
-//!   [`attr::OWNER_GROUP`] is not empty and matches one of the regexes.
+//!   [`attr::GROUP_ID`] may `group:create`, `group:delete`, `group:add_member` and `group:remove_member`,
+//!   when the group holds no management right ([`attr::MANAGES_GROUPS`] is `false`), not the superadmin
+//!   role ([`attr::PRIVILEGED`] is `false`), and only roles the caller could grant (each of
+//!   [`attr::GROUP_ROLES`] matches one of the regexes): no manager gains rights by joining a group.
+//! - `group:assign_role` and `group:remove_role` also need a regex matching [`attr::ROLE_ID`] and
+//!   [`attr::PRIVILEGED`] (the role is the superadmin role) to be `false`.
+//! - A caller may `mapping:create`, `mapping:update` and `mapping:delete` a route mapping of default
+//!   priority ([`attr::REGEX`] `false`, [`attr::DEFAULT_PRIORITY`] `true`) when one of their
+//!   [`attr::MAPPING_SCOPES`] has a group regex matching the mapping's non-empty [`attr::OWNER_GROUP`] and
+//!   a path prefix that the mapping's [`attr::PATH_BOUND`] starts with (see [`crate::model::PathScope`]):
+//!   a manager's mappings stay inside the path scope of the right that lets him manage the owner.
 //! - Everything else is denied.
 //!
 //! Conditions are fixed templates: the patterns travel as data in the principal's attributes (anchored
@@ -29,17 +35,18 @@
 //!     &Subject::parse("alice").unwrap(),
 //!     ["go:admin"],
 //!     false,
-//!     &[GroupPattern::parse("go:%").unwrap()],
+//!     &[(GroupPattern::parse("go:%").unwrap(), None)],
 //! );
 //! assert_eq!(caller.roles, ["go:admin", "user"]);
-//! let group = pack::group(&GroupName::parse("go:x").unwrap(), false);
+//! let group = pack::new_group(&GroupName::parse("go:x").unwrap());
 //! assert_eq!(group.id, "group:go:x");
 //! ```
 
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::model::{GroupName, GroupPattern, RoleName, Subject};
+use crate::mapping::PathPattern;
+use crate::model::{GroupName, GroupPattern, PathScope, RoleName, Subject, path_bound};
 use crate::pdp::cerbos::CerbosClient;
 use crate::pdp::principal::principal_id;
 use crate::pdp::{Principal, Resource};
@@ -82,12 +89,23 @@ pub mod attr {
     pub const GROUP_ID: &str = "groupId";
     /// Role, and group for role assignment: the role's name.
     pub const ROLE_ID: &str = "roleId";
-    /// Group for role assignment: whether the role is the configured superadmin role.
+    /// Group: whether it holds the configured superadmin role; group for role assignment: whether the role
+    /// is the configured superadmin role.
     pub const PRIVILEGED: &str = "privileged";
     /// Group: whether it holds group-management rights (a manager group).
     pub const MANAGES_GROUPS: &str = "managesGroups";
+    /// Group: the roles it holds (names).
+    pub const GROUP_ROLES: &str = "groupRoles";
+    /// Principal: `[{"groupRegex": ..., "pathPrefix": ...}]`, one per management right with a path scope.
+    pub const MAPPING_SCOPES: &str = "mappingScopes";
     /// Mapping: its owner group's name, or `""`.
     pub const OWNER_GROUP: &str = "ownerGroup";
+    /// Mapping: what every path its pattern matches starts with (`""` for a regular expression or the root).
+    pub const PATH_BOUND: &str = "pathBound";
+    /// Mapping: whether its pattern is a regular expression.
+    pub const REGEX: &str = "regex";
+    /// Mapping: whether its priority is the default (0).
+    pub const DEFAULT_PRIORITY: &str = "defaultPriority";
     /// Management right: the group whose members hold it.
     pub const MANAGER_GROUP: &str = "managerGroup";
     /// Management right: its target pattern, as written.
@@ -171,14 +189,19 @@ pub async fn install_admin_pack(client: &CerbosClient) -> Result<()> {
     client.put_policies(&admin_pack()?).await
 }
 
+/// One management right of a caller, as the pack sees it: the groups it covers, and where their mappings may
+/// lie (`None`: nowhere).
+pub type ManagedRight = (GroupPattern, Option<PathScope>);
+
 /// The principal for a caller: `roles` (their effective role names, as stored) plus [`USER_ROLE`], plus
-/// [`SUPERADMIN_ROLE`] when `superadmin` (and only then: a stored role of that name is dropped); the attributes carry the subject and the anchored regexes of
-/// `managed` (the target patterns of the caller's group-management rights).
+/// [`SUPERADMIN_ROLE`] when `superadmin` (and only then: a stored role of that name is dropped); the
+/// attributes carry the subject, the anchored regexes of the groups `rights` cover, and the rights' path
+/// scopes.
 pub fn principal<R: Into<String>>(
     subject: &Subject,
     roles: impl IntoIterator<Item = R>,
     superadmin: bool,
-    managed: &[GroupPattern],
+    rights: &[ManagedRight],
 ) -> Principal {
     let mut all: Vec<String> = roles.into_iter().map(Into::into).collect();
     // Only the superadmin flag grants the superadmin role, never a stored role of the same name.
@@ -189,21 +212,41 @@ pub fn principal<R: Into<String>>(
     }
     let mut seen = std::collections::HashSet::new();
     all.retain(|r| seen.insert(r.clone()));
-    let mut regexes: Vec<String> = managed.iter().map(GroupPattern::to_regex).collect();
+    let mut regexes: Vec<String> = rights.iter().map(|(p, _)| p.to_regex()).collect();
     regexes.sort();
     regexes.dedup();
+    let mut scopes: Vec<(String, String)> = rights
+        .iter()
+        .filter_map(|(p, scope)| Some((p.to_regex(), scope.as_ref()?.path_prefix().to_owned())))
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    let scopes: Vec<Value> = scopes
+        .into_iter()
+        .map(|(re, prefix)| json!({"groupRegex": re, "pathPrefix": prefix}))
+        .collect();
     Principal::new(principal_id(subject), all)
         .with_attr(attr::SUBJECT, subject.as_str())
         .with_attr(attr::MANAGED_GROUP_REGEXES, regexes)
+        .with_attr(attr::MAPPING_SCOPES, scopes)
 }
 
-/// A group, for `group:create`, `group:delete`, `group:add_member` and `group:remove_member`;
-/// `manages_groups` is whether the group holds group-management rights. Only superadmins may change the
-/// members of such a group or delete it: otherwise a manager could join a manager group with wider rights.
-pub fn group(name: &GroupName, manages_groups: bool) -> Resource {
+/// A group, for `group:create`, `group:delete`, `group:add_member` and `group:remove_member`:
+/// `manages_groups` is whether it holds group-management rights, `roles` the roles it holds and
+/// `privileged` whether one of them is the configured superadmin role. Only superadmins may change the
+/// members of a group that holds rights or roles the caller could not grant himself, or delete it.
+pub fn group(name: &GroupName, manages_groups: bool, roles: &[RoleName], privileged: bool) -> Resource {
+    let roles: Vec<&str> = roles.iter().map(RoleName::as_str).collect();
     Resource::new(KIND_GROUP, format!("group:{name}"))
         .with_attr(attr::GROUP_ID, name.as_str())
         .with_attr(attr::MANAGES_GROUPS, manages_groups)
+        .with_attr(attr::GROUP_ROLES, roles)
+        .with_attr(attr::PRIVILEGED, privileged)
+}
+
+/// A group about to be created: it holds no rights and no roles yet.
+pub fn new_group(name: &GroupName) -> Resource {
+    group(name, false, &[], false)
 }
 
 /// A group with the role being given or taken, for `group:assign_role` and `group:remove_role`;
@@ -225,10 +268,15 @@ pub fn user(subject: &Subject) -> Resource {
     Resource::new(KIND_USER, format!("user:{subject}")).with_attr(attr::SUBJECT, subject.as_str())
 }
 
-/// A mapping (`None`: one being created), for `mapping:create`, `mapping:update` and `mapping:delete`.
-pub fn mapping(id: Option<i64>, owner_group: Option<&GroupName>) -> Resource {
+/// A mapping (`id` `None`: one being created) with its owner group, pattern and priority, for
+/// `mapping:create`, `mapping:update` and `mapping:delete`.
+pub fn mapping(id: Option<i64>, owner_group: Option<&GroupName>, pattern: &PathPattern, priority: i32) -> Resource {
     let id = id.map_or_else(|| "mapping:new".to_owned(), |id| format!("mapping:{id}"));
-    Resource::new(KIND_MAPPING, id).with_attr(attr::OWNER_GROUP, owner_group.map_or("", GroupName::as_str))
+    Resource::new(KIND_MAPPING, id)
+        .with_attr(attr::OWNER_GROUP, owner_group.map_or("", GroupName::as_str))
+        .with_attr(attr::PATH_BOUND, path_bound(pattern).unwrap_or_default())
+        .with_attr(attr::REGEX, pattern.is_regex())
+        .with_attr(attr::DEFAULT_PRIORITY, priority == 0)
 }
 
 /// A management right, for `management_right:create` and `management_right:delete`.
@@ -278,13 +326,20 @@ mod tests {
             ["go:admin", "user"],
             true,
             &[
-                GroupPattern::parse("go:%").unwrap(),
-                GroupPattern::parse("go:%").unwrap(),
+                (GroupPattern::parse("go:%").unwrap(), None),
+                (
+                    GroupPattern::parse("go:%").unwrap(),
+                    Some(PathScope::parse("/go/**").unwrap()),
+                ),
             ],
         );
         assert_eq!(p.id, "_42ob");
         assert_eq!(p.roles, ["go:admin", "user", "heimdall_superadmin"]);
         assert_eq!(p.attr[attr::MANAGED_GROUP_REGEXES], json!(["^go:.*$"]));
+        assert_eq!(
+            p.attr[attr::MAPPING_SCOPES],
+            json!([{"groupRegex": "^go:.*$", "pathPrefix": "/go/"}])
+        );
         assert_eq!(p.attr[attr::SUBJECT], json!("Bob"));
         let impostor = principal(&Subject::parse("eve").unwrap(), [SUPERADMIN_ROLE], false, &[]);
         assert_eq!(impostor.roles, [USER_ROLE]);
@@ -293,8 +348,16 @@ mod tests {
     #[test]
     fn resources() {
         let g = GroupName::parse("go:x").unwrap();
-        assert_eq!(mapping(None, None).attr[attr::OWNER_GROUP], json!(""));
-        assert_eq!(mapping(Some(7), Some(&g)).id, "mapping:7");
+        let route = PathPattern::parse("/go/courses/:id").unwrap();
+        let m = mapping(None, None, &route, 0);
+        assert_eq!(m.attr[attr::OWNER_GROUP], json!(""));
+        assert_eq!(m.attr[attr::PATH_BOUND], json!("/go/courses/"));
+        assert_eq!(m.attr[attr::DEFAULT_PRIORITY], json!(true));
+        let re = mapping(Some(7), Some(&g), &PathPattern::parse("~/go/.*").unwrap(), 5);
+        assert_eq!(re.id, "mapping:7");
+        assert_eq!(re.attr[attr::PATH_BOUND], json!(""));
+        assert_eq!(re.attr[attr::REGEX], json!(true));
+        assert_eq!(re.attr[attr::DEFAULT_PRIORITY], json!(false));
         let r = group_role(&g, &RoleName::parse("go:r").unwrap(), false);
         assert_eq!(r.attr[attr::PRIVILEGED], json!(false));
         assert_eq!(r.attr[attr::GROUP_ID], json!("go:x"));

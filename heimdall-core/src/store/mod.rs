@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     ActionName, AuditQuery, AuditRecord, Caller, Claims, Effect, Group, GroupName, GroupPattern, ManagementRight,
-    MembershipChange, Role, RoleName, RolePermission, Subject, User, UserDetails,
+    MembershipChange, PathScope, Role, RoleName, RolePermission, Subject, User, UserDetails,
 };
 
 #[macro_use]
@@ -35,12 +35,52 @@ pub(crate) struct Audit {
 pub(crate) struct Write {
     pub(crate) now: DateTime<Utc>,
     pub(crate) audit: Audit,
+    /// The facts the authorization decision read; the write transaction reads them again under its lock
+    /// and refuses to change anything when they moved in between.
+    pub(crate) guard: Option<Guard>,
 }
 
 impl Write {
     pub(crate) fn actor_id(&self) -> Option<i64> {
-        self.audit.actor.as_ref().map(|c| c.user_id)
+        self.audit.actor.as_ref().and_then(Caller::user_id)
     }
+}
+
+/// What the PDP was told about a group: whether it exists, holds management rights, and its roles (sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct GroupFacts {
+    pub(crate) exists: bool,
+    pub(crate) holds_rights: bool,
+    pub(crate) roles: Vec<RoleName>,
+}
+
+/// What the PDP was told about an existing mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MappingFacts {
+    pub(crate) method: String,
+    pub(crate) path_pattern: String,
+    pub(crate) owner_group: Option<GroupName>,
+    pub(crate) priority: i32,
+}
+
+impl From<&MappingRow> for MappingFacts {
+    fn from(row: &MappingRow) -> Self {
+        MappingFacts {
+            method: row.method.clone(),
+            path_pattern: row.path_pattern.clone(),
+            owner_group: row.owner_group.clone(),
+            priority: row.priority,
+        }
+    }
+}
+
+/// Facts an authorization decision depended on, checked again inside the write transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// The group's facts.
+    Group(GroupName, GroupFacts),
+    /// The mapping's facts.
+    Mapping(i64, MappingFacts),
 }
 
 /// A mapping as stored.
@@ -127,7 +167,10 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn subjects(&self, after: Option<&str>, limit: i64) -> Result<Vec<Subject>>;
     async fn user_details(&self, subject: &Subject) -> Result<UserDetails>;
     async fn effective_roles(&self, user_id: i64) -> Result<Vec<RoleName>>;
-    async fn management_patterns(&self, user_id: i64) -> Result<Vec<GroupPattern>>;
+    /// The target patterns and path scopes of the management rights of the groups the user belongs to.
+    async fn management_rights_of(&self, user_id: i64) -> Result<Vec<(GroupPattern, Option<PathScope>)>>;
+    /// Whether any user holds `role`, directly or through a group.
+    async fn role_has_holders(&self, role: &RoleName) -> Result<bool>;
     async fn effective_permissions(&self, subject: &str) -> Result<Vec<EffectivePermission>>;
 
     // Groups.
@@ -138,8 +181,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_group(&self, w: &Write, name: &GroupName) -> Result<()>;
     async fn group_members(&self, name: &GroupName, after: Option<&str>, limit: i64) -> Result<Vec<Subject>>;
     async fn group_roles(&self, name: &GroupName) -> Result<Vec<RoleName>>;
-    /// Whether the group holds group-management rights (its members manage other groups).
-    async fn group_holds_rights(&self, name: &GroupName) -> Result<bool>;
+    /// What an authorization decision about the group reads (an unknown group has no rights and no roles).
+    async fn group_facts(&self, name: &GroupName) -> Result<GroupFacts>;
 
     // Memberships.
     async fn add_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<MembershipChange>;
@@ -165,7 +208,13 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn role_permissions(&self, role: &RoleName) -> Result<Vec<RolePermission>>;
 
     // Group-management rights.
-    async fn create_right(&self, w: &Write, manager: &GroupName, pattern: &GroupPattern) -> Result<ManagementRight>;
+    async fn create_right(
+        &self,
+        w: &Write,
+        manager: &GroupName,
+        pattern: &GroupPattern,
+        scope: Option<&PathScope>,
+    ) -> Result<ManagementRight>;
     async fn list_rights(&self, manager: Option<&GroupName>) -> Result<Vec<ManagementRight>>;
     async fn delete_right(&self, w: &Write, id: i64) -> Result<()>;
     async fn get_right(&self, id: i64) -> Result<ManagementRight>;

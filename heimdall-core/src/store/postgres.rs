@@ -20,6 +20,10 @@ impl PgStore {
         AND (locked_until IS NULL OR locked_until < $1) ORDER BY next_attempt_at LIMIT $3 \
         FOR UPDATE SKIP LOCKED) RETURNING subject, generation, attempts";
 
+    // Every write transaction takes this row lock first: writers run one at a time, and each reads who its
+    // change affects only after every earlier writer committed (READ COMMITTED sees them).
+    const LOCK_SQL: &'static str = "SELECT version FROM change_version WHERE id = 1 FOR UPDATE";
+
     /// Connects to the database `dsn` names.
     pub(crate) async fn connect(dsn: &str, max_connections: u32) -> crate::Result<Self> {
         let pool = PgPoolOptions::new()

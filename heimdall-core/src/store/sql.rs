@@ -15,11 +15,11 @@ macro_rules! sql_store {
         use crate::error::{Error, Result};
         use crate::model::{
             ActionName, AuditQuery, AuditRecord, Claims, Effect, Group, GroupName, GroupPattern,
-            ManagementRight, MembershipChange, Role, RoleName, RolePermission, Subject, User, UserDetails,
+            ManagementRight, MembershipChange, PathScope, Role, RoleName, RolePermission, Subject, User, UserDetails,
         };
         use crate::store::{
-            db_error, ChangeRecord, EffectivePermission, MappingRow, NewMapping, OutboxItem, OutboxStats, Store,
-            Write,
+            db_error, ChangeRecord, EffectivePermission, GroupFacts, Guard, MappingFacts, MappingRow, NewMapping,
+            OutboxItem, OutboxStats, Store, Write,
         };
 
         type Conn = $conn;
@@ -72,12 +72,15 @@ macro_rules! sql_store {
             }
         }
 
-        fn right_from(t: (i64, String, String, DateTime<Utc>)) -> Result<ManagementRight> {
+        type RightTuple = (i64, String, String, Option<String>, DateTime<Utc>);
+
+        fn right_from(t: RightTuple) -> Result<ManagementRight> {
             Ok(ManagementRight {
                 id: t.0,
                 manager_group: GroupName::from_db(t.1),
                 target_pattern: GroupPattern::parse(t.2)?,
-                created_at: t.3,
+                path_scope: t.3.map(PathScope::parse).transpose()?,
+                created_at: t.4,
             })
         }
 
@@ -89,7 +92,7 @@ macro_rules! sql_store {
                  request_payload, result, success, \"timestamp\") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(w.actor_id())
-            .bind(a.actor.as_ref().map(|c| c.subject.as_str()))
+            .bind(a.actor.as_ref().map(|c| c.subject().as_str()))
             .bind(a.operation)
             .bind(&a.target_type)
             .bind(&a.target_id)
@@ -100,6 +103,79 @@ macro_rules! sql_store {
             .execute(&mut *conn)
             .await?;
             Ok(())
+        }
+
+        /// The end of every write transaction: bumps the change version when something changed (`change`:
+        /// the entity and its key), writes the audit row, and commits. The transaction came from `begin`,
+        /// which took the change-version lock first.
+        async fn finish(
+            mut tx: sqlx::Transaction<'static, $db>,
+            w: &Write,
+            change: Option<(&str, &str)>,
+            result: &Value,
+        ) -> Result<()> {
+            if let Some((entity, key)) = change {
+                bump(&mut tx, w, entity, key).await?;
+            }
+            audit(&mut tx, w, result, true).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// Reads again, under the write lock, the facts an authorization decision depended on.
+        async fn check_guard(conn: &mut Conn, guard: &Guard) -> Result<()> {
+            let moved = match guard {
+                Guard::Group(name, facts) => {
+                    let now = group_facts(conn, name).await?;
+                    if facts.exists && !now.exists {
+                        return Err(Error::not_found(format!("group {name} does not exist")));
+                    }
+                    now != *facts
+                }
+                Guard::Mapping(id, facts) => MappingFacts::from(&mapping_by_id(conn, *id).await?) != *facts,
+            };
+            if moved {
+                return Err(Error::conflict(
+                    "the target changed while this request was being authorized; nothing was changed, try again",
+                ));
+            }
+            Ok(())
+        }
+
+        async fn group_facts(conn: &mut Conn, name: &GroupName) -> Result<GroupFacts> {
+            let (exists,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM groups WHERE name = $1)")
+                .bind(name.as_str())
+                .fetch_one(&mut *conn)
+                .await?;
+            let (holds_rights,): (bool,) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM group_management_rights r JOIN groups g ON g.id = r.manager_group_id \
+                 WHERE g.name = $1)",
+            )
+            .bind(name.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+            let roles: Vec<(String,)> = sqlx::query_as(
+                "SELECT r.name FROM roles r JOIN group_roles gr ON gr.role_id = r.id JOIN groups g ON g.id = gr.group_id \
+                 WHERE g.name = $1 ORDER BY r.name",
+            )
+            .bind(name.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(GroupFacts { exists, holds_rights, roles: roles.into_iter().map(|r| RoleName::from_db(r.0)).collect() })
+        }
+
+        impl $store {
+            /// Opens a write transaction. Every write goes through here: it takes the change-version row lock
+            /// before anything else (so writers are serialised, read who is affected only after every earlier
+            /// writer committed, and cannot deadlock on each other), then checks the write's guard.
+            async fn begin(&self, w: &Write) -> Result<sqlx::Transaction<'static, $db>> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(Self::LOCK_SQL).execute(&mut *tx).await?;
+                if let Some(guard) = &w.guard {
+                    check_guard(&mut tx, guard).await?;
+                }
+                Ok(tx)
+            }
         }
 
         /// Bumps the change version and logs what changed. The row lock orders bumps in commit order.
@@ -332,16 +408,30 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(|r| RoleName::from_db(r.0)).collect())
             }
 
-            async fn management_patterns(&self, user_id: i64) -> Result<Vec<GroupPattern>> {
-                let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT DISTINCT r.target_group_pattern FROM group_management_rights r \
+            async fn management_rights_of(&self, user_id: i64) -> Result<Vec<(GroupPattern, Option<PathScope>)>> {
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT DISTINCT r.target_group_pattern, r.path_scope FROM group_management_rights r \
                      JOIN memberships m ON m.group_id = r.manager_group_id WHERE m.user_id = $1 \
-                     ORDER BY r.target_group_pattern",
+                     ORDER BY r.target_group_pattern, r.path_scope",
                 )
                 .bind(user_id)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter().map(|r| GroupPattern::parse(r.0)).collect()
+                rows.into_iter()
+                    .map(|(p, scope)| Ok((GroupPattern::parse(p)?, scope.map(PathScope::parse).transpose()?)))
+                    .collect()
+            }
+
+            async fn role_has_holders(&self, role: &RoleName) -> Result<bool> {
+                let (held,): (bool,) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE r.name = $1) \
+                     OR EXISTS (SELECT 1 FROM memberships m JOIN group_roles gr ON gr.group_id = m.group_id \
+                     JOIN roles r ON r.id = gr.role_id WHERE r.name = $1)",
+                )
+                .bind(role.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(held)
             }
 
             async fn effective_permissions(&self, subject: &str) -> Result<Vec<EffectivePermission>> {
@@ -368,7 +458,7 @@ macro_rules! sql_store {
             }
 
             async fn create_group(&self, w: &Write, name: &GroupName, description: Option<&str>) -> Result<Group> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let row: GroupTuple = sqlx::query_as(
                     "INSERT INTO groups (name, description, created_by, created_at) VALUES ($1, $2, $3, $4) \
                      RETURNING id, name, description, created_at",
@@ -380,9 +470,7 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| db_error(e, Some(&|| format!("group {name} already exists")), None))?;
-                bump(&mut tx, w, "group", name.as_str()).await?;
-                audit(&mut tx, w, &json!({"id": row.0}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("group", name.as_str())), &json!({"id": row.0})).await?;
                 Ok(group_from(row))
             }
 
@@ -417,7 +505,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_group(&self, w: &Write, name: &GroupName) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let id = group_id(&mut tx, name).await?;
                 let owned: Vec<(i64,)> = sqlx::query_as("SELECT id FROM endpoints WHERE owner_group_id = $1 ORDER BY id")
                     .bind(id)
@@ -442,9 +530,7 @@ macro_rules! sql_store {
                 if deleted.rows_affected() == 0 {
                     return Err(Error::not_found(format!("group {name} does not exist")));
                 }
-                bump(&mut tx, w, "group", name.as_str()).await?;
-                audit(&mut tx, w, &json!({"deleted": name.as_str(), "members_removed": members.0}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("group", name.as_str())), &json!({"deleted": name.as_str(), "members_removed": members.0})).await?;
                 Ok(())
             }
 
@@ -475,19 +561,13 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(|r| RoleName::from_db(r.0)).collect())
             }
 
-            async fn group_holds_rights(&self, name: &GroupName) -> Result<bool> {
-                let (holds,): (bool,) = sqlx::query_as(
-                    "SELECT EXISTS (SELECT 1 FROM group_management_rights r JOIN groups g ON g.id = r.manager_group_id \
-                     WHERE g.name = $1)",
-                )
-                .bind(name.as_str())
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(holds)
+            async fn group_facts(&self, name: &GroupName) -> Result<GroupFacts> {
+                let mut conn = self.pool.acquire().await?;
+                group_facts(&mut conn, name).await
             }
 
             async fn add_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<MembershipChange> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let gid = group_id(&mut tx, group).await?;
                 let uid = ensure_user(&mut tx, w.now, subject).await?;
                 let inserted = sqlx::query(
@@ -502,24 +582,19 @@ macro_rules! sql_store {
                 .await
                 .map_err(|e| db_error(e, None, Some(&|| format!("group {group} does not exist"))))?
                 .rows_affected();
-                let change = if inserted == 1 {
+                let key = format!("{group}/{subject}");
+                if inserted == 1 {
                     enqueue_user(&mut tx, w.now, uid).await?;
-                    bump(&mut tx, w, "membership", &format!("{group}/{subject}")).await?;
-                    MembershipChange::Added
+                    finish(tx, w, Some(("membership", &key)), &json!({"status": "member_added"})).await?;
+                    Ok(MembershipChange::Added)
                 } else {
-                    MembershipChange::AlreadyMember
-                };
-                let status = match change {
-                    MembershipChange::Added => "member_added",
-                    MembershipChange::AlreadyMember => "already_member",
-                };
-                audit(&mut tx, w, &json!({"status": status}), true).await?;
-                tx.commit().await?;
-                Ok(change)
+                    finish(tx, w, None, &json!({"status": "already_member"})).await?;
+                    Ok(MembershipChange::AlreadyMember)
+                }
             }
 
             async fn remove_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let gid = group_id(&mut tx, group).await?;
                 let removed: Option<(i64,)> = sqlx::query_as(
                     "DELETE FROM memberships WHERE group_id = $1 AND user_id = (SELECT id FROM users WHERE subject = $2) \
@@ -533,14 +608,12 @@ macro_rules! sql_store {
                     return Err(Error::not_found(format!("{subject} is not a member of {group}")));
                 };
                 enqueue_user(&mut tx, w.now, uid).await?;
-                bump(&mut tx, w, "membership", &format!("{group}/{subject}")).await?;
-                audit(&mut tx, w, &json!({"status": "member_removed"}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("membership", &format!("{group}/{subject}"))), &json!({"status": "member_removed"})).await?;
                 Ok(())
             }
 
             async fn create_role(&self, w: &Write, name: &RoleName, description: Option<&str>) -> Result<Role> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let (id,): (i64,) = sqlx::query_as(
                     "INSERT INTO roles (name, description, created_at) VALUES ($1, $2, $3) RETURNING id",
                 )
@@ -550,9 +623,7 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| db_error(e, Some(&|| format!("role {name} already exists")), None))?;
-                bump(&mut tx, w, "role", name.as_str()).await?;
-                audit(&mut tx, w, &json!({"id": id}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("role", name.as_str())), &json!({"id": id})).await?;
                 Ok(Role { id, name: name.clone(), description: description.map(str::to_owned) })
             }
 
@@ -571,21 +642,19 @@ macro_rules! sql_store {
             }
 
             async fn delete_role(&self, w: &Write, name: &RoleName) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let id = role_id(&mut tx, name).await?;
                 enqueue_role_holders(&mut tx, w.now, id).await?;
                 let deleted = sqlx::query("DELETE FROM roles WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 if deleted.rows_affected() == 0 {
                     return Err(Error::not_found(format!("role {name} does not exist")));
                 }
-                bump(&mut tx, w, "role", name.as_str()).await?;
-                audit(&mut tx, w, &json!({"deleted": name.as_str()}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("role", name.as_str())), &json!({"deleted": name.as_str()})).await?;
                 Ok(())
             }
 
             async fn assign_group_role(&self, w: &Write, group: &GroupName, role: &RoleName) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let gid = group_id(&mut tx, group).await?;
                 let rid = role_id(&mut tx, role).await?;
                 let added = sqlx::query(
@@ -599,16 +668,15 @@ macro_rules! sql_store {
                     == 1;
                 if added {
                     enqueue_group_members(&mut tx, w.now, gid).await?;
-                    bump(&mut tx, w, "group_role", &format!("{group}/{role}")).await?;
                 }
-                audit(&mut tx, w, &json!({"status": if added { "role_assigned" } else { "already_assigned" }}), true)
-                    .await?;
-                tx.commit().await?;
+                let key = format!("{group}/{role}");
+                let status = json!({"status": if added { "role_assigned" } else { "already_assigned" }});
+                finish(tx, w, added.then_some(("group_role", key.as_str())), &status).await?;
                 Ok(added)
             }
 
             async fn remove_group_role(&self, w: &Write, group: &GroupName, role: &RoleName) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let gid = group_id(&mut tx, group).await?;
                 let rid = role_id(&mut tx, role).await?;
                 let removed = sqlx::query("DELETE FROM group_roles WHERE group_id = $1 AND role_id = $2")
@@ -621,14 +689,12 @@ macro_rules! sql_store {
                     return Err(Error::not_found(format!("group {group} does not have role {role}")));
                 }
                 enqueue_group_members(&mut tx, w.now, gid).await?;
-                bump(&mut tx, w, "group_role", &format!("{group}/{role}")).await?;
-                audit(&mut tx, w, &json!({"status": "role_removed"}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("group_role", &format!("{group}/{role}"))), &json!({"status": "role_removed"})).await?;
                 Ok(())
             }
 
             async fn assign_user_role(&self, w: &Write, subject: &Subject, role: &RoleName) -> Result<bool> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let rid = role_id(&mut tx, role).await?;
                 let uid = ensure_user(&mut tx, w.now, subject).await?;
                 let added = sqlx::query(
@@ -645,16 +711,15 @@ macro_rules! sql_store {
                     == 1;
                 if added {
                     enqueue_user(&mut tx, w.now, uid).await?;
-                    bump(&mut tx, w, "user_role", &format!("{subject}/{role}")).await?;
                 }
-                audit(&mut tx, w, &json!({"status": if added { "role_assigned" } else { "already_assigned" }}), true)
-                    .await?;
-                tx.commit().await?;
+                let key = format!("{subject}/{role}");
+                let status = json!({"status": if added { "role_assigned" } else { "already_assigned" }});
+                finish(tx, w, added.then_some(("user_role", key.as_str())), &status).await?;
                 Ok(added)
             }
 
             async fn remove_user_role(&self, w: &Write, subject: &Subject, role: &RoleName) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let rid = role_id(&mut tx, role).await?;
                 let removed: Option<(i64,)> = sqlx::query_as(
                     "DELETE FROM user_roles WHERE role_id = $1 AND user_id = (SELECT id FROM users WHERE subject = $2) \
@@ -668,9 +733,7 @@ macro_rules! sql_store {
                     return Err(Error::not_found(format!("{subject} does not have role {role} directly")));
                 };
                 enqueue_user(&mut tx, w.now, uid).await?;
-                bump(&mut tx, w, "user_role", &format!("{subject}/{role}")).await?;
-                audit(&mut tx, w, &json!({"status": "role_removed"}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("user_role", &format!("{subject}/{role}"))), &json!({"status": "role_removed"})).await?;
                 Ok(())
             }
 
@@ -682,7 +745,7 @@ macro_rules! sql_store {
                 resource_kind: &str,
                 effect: Effect,
             ) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let rid = role_id(&mut tx, role).await?;
                 let aid = ensure_action(&mut tx, action, resource_kind).await?;
                 let changed = sqlx::query(
@@ -699,15 +762,15 @@ macro_rules! sql_store {
                     == 1;
                 if changed {
                     enqueue_role_holders(&mut tx, w.now, rid).await?;
-                    bump(&mut tx, w, "role_permission", &format!("{role}/{action}")).await?;
                 }
-                audit(&mut tx, w, &json!({"status": if changed { "granted" } else { "unchanged" }}), true).await?;
-                tx.commit().await?;
+                let key = format!("{role}/{action}");
+                let status = json!({"status": if changed { "granted" } else { "unchanged" }});
+                finish(tx, w, changed.then_some(("role_permission", key.as_str())), &status).await?;
                 Ok(())
             }
 
             async fn revoke_permission(&self, w: &Write, role: &RoleName, action: &ActionName) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let rid = role_id(&mut tx, role).await?;
                 let removed = sqlx::query(
                     "DELETE FROM role_permissions WHERE role_id = $1 AND action_id = (SELECT id FROM actions WHERE name = $2)",
@@ -721,9 +784,7 @@ macro_rules! sql_store {
                     return Err(Error::not_found(format!("role {role} has no permission for {action}")));
                 }
                 enqueue_role_holders(&mut tx, w.now, rid).await?;
-                bump(&mut tx, w, "role_permission", &format!("{role}/{action}")).await?;
-                audit(&mut tx, w, &json!({"status": "revoked"}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("role_permission", &format!("{role}/{action}"))), &json!({"status": "revoked"})).await?;
                 Ok(())
             }
 
@@ -744,15 +805,22 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn create_right(&self, w: &Write, manager: &GroupName, pattern: &GroupPattern) -> Result<ManagementRight> {
-                let mut tx = self.begin_write().await?;
+            async fn create_right(
+                &self,
+                w: &Write,
+                manager: &GroupName,
+                pattern: &GroupPattern,
+                scope: Option<&PathScope>,
+            ) -> Result<ManagementRight> {
+                let mut tx = self.begin(w).await?;
                 let gid = group_id(&mut tx, manager).await?;
                 let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO group_management_rights (manager_group_id, target_group_pattern, created_by, created_at) \
-                     VALUES ($1, $2, $3, $4) RETURNING id",
+                    "INSERT INTO group_management_rights (manager_group_id, target_group_pattern, path_scope, created_by, \
+                     created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 )
                 .bind(gid)
                 .bind(pattern.as_str())
+                .bind(scope.map(PathScope::as_str))
                 .bind(w.actor_id())
                 .bind(w.now)
                 .fetch_one(&mut *tx)
@@ -760,15 +828,19 @@ macro_rules! sql_store {
                 .map_err(|e| {
                     db_error(e, Some(&|| format!("group {manager} already has the right to manage {pattern}")), None)
                 })?;
-                bump(&mut tx, w, "management_right", &id.to_string()).await?;
-                audit(&mut tx, w, &json!({"id": id}), true).await?;
-                tx.commit().await?;
-                Ok(ManagementRight { id, manager_group: manager.clone(), target_pattern: pattern.clone(), created_at: w.now })
+                finish(tx, w, Some(("management_right", &id.to_string())), &json!({"id": id})).await?;
+                Ok(ManagementRight {
+                    id,
+                    manager_group: manager.clone(),
+                    target_pattern: pattern.clone(),
+                    path_scope: scope.cloned(),
+                    created_at: w.now,
+                })
             }
 
             async fn list_rights(&self, manager: Option<&GroupName>) -> Result<Vec<ManagementRight>> {
-                let rows: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
-                    "SELECT r.id, g.name, r.target_group_pattern, r.created_at FROM group_management_rights r \
+                let rows: Vec<RightTuple> = sqlx::query_as(
+                    "SELECT r.id, g.name, r.target_group_pattern, r.path_scope, r.created_at FROM group_management_rights r \
                      JOIN groups g ON g.id = r.manager_group_id WHERE ($1 IS NULL OR g.name = $1) ORDER BY r.id",
                 )
                 .bind(manager.map(GroupName::as_str))
@@ -778,8 +850,8 @@ macro_rules! sql_store {
             }
 
             async fn get_right(&self, id: i64) -> Result<ManagementRight> {
-                let row: Option<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
-                    "SELECT r.id, g.name, r.target_group_pattern, r.created_at FROM group_management_rights r \
+                let row: Option<RightTuple> = sqlx::query_as(
+                    "SELECT r.id, g.name, r.target_group_pattern, r.path_scope, r.created_at FROM group_management_rights r \
                      JOIN groups g ON g.id = r.manager_group_id WHERE r.id = $1",
                 )
                 .bind(id)
@@ -790,7 +862,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_right(&self, w: &Write, id: i64) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let removed = sqlx::query("DELETE FROM group_management_rights WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
@@ -799,14 +871,12 @@ macro_rules! sql_store {
                 if removed == 0 {
                     return Err(Error::not_found(format!("management right {id} does not exist")));
                 }
-                bump(&mut tx, w, "management_right", &id.to_string()).await?;
-                audit(&mut tx, w, &json!({"deleted": id}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("management_right", &id.to_string())), &json!({"deleted": id})).await?;
                 Ok(())
             }
 
             async fn create_mapping(&self, w: &Write, m: &NewMapping) -> Result<MappingRow> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let aid = ensure_action(&mut tx, &m.action, &m.resource_kind).await?;
                 let owner = match &m.owner_group {
                     Some(g) => Some(group_id(&mut tx, g).await?),
@@ -836,18 +906,16 @@ macro_rules! sql_store {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                bump(&mut tx, w, "mapping", &id.to_string()).await?;
+                let row = mapping_by_id(&mut tx, id).await?;
                 // The new mapping's id is known only now: the audit row names it.
                 let mut named = w.clone();
                 named.audit.target_id = format!("mapping:{id}");
-                audit(&mut tx, &named, &json!({"id": id}), true).await?;
-                let row = mapping_by_id(&mut tx, id).await?;
-                tx.commit().await?;
+                finish(tx, &named, Some(("mapping", &id.to_string())), &json!({"id": id})).await?;
                 Ok(row)
             }
 
             async fn update_mapping(&self, w: &Write, id: i64, m: &NewMapping) -> Result<MappingRow> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let aid = ensure_action(&mut tx, &m.action, &m.resource_kind).await?;
                 let owner = match &m.owner_group {
                     Some(g) => Some(group_id(&mut tx, g).await?),
@@ -879,15 +947,13 @@ macro_rules! sql_store {
                     }
                     Err(e) => return Err(e.into()),
                 }
-                bump(&mut tx, w, "mapping", &id.to_string()).await?;
-                audit(&mut tx, w, &json!({"id": id}), true).await?;
                 let row = mapping_by_id(&mut tx, id).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("mapping", &id.to_string())), &json!({"id": id})).await?;
                 Ok(row)
             }
 
             async fn delete_mapping(&self, w: &Write, id: i64) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin(w).await?;
                 let removed = sqlx::query("DELETE FROM endpoints WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
@@ -896,9 +962,7 @@ macro_rules! sql_store {
                 if removed == 0 {
                     return Err(Error::not_found(format!("mapping {id} does not exist")));
                 }
-                bump(&mut tx, w, "mapping", &id.to_string()).await?;
-                audit(&mut tx, w, &json!({"deleted": id}), true).await?;
-                tx.commit().await?;
+                finish(tx, w, Some(("mapping", &id.to_string())), &json!({"deleted": id})).await?;
                 Ok(())
             }
 

@@ -20,6 +20,9 @@ impl SqliteStore {
         AND (locked_until IS NULL OR locked_until < $1) ORDER BY next_attempt_at LIMIT $3) \
         RETURNING subject, generation, attempts";
 
+    // BEGIN IMMEDIATE already holds the database's one write lock; the statement keeps both stores alike.
+    const LOCK_SQL: &'static str = "SELECT version FROM change_version WHERE id = 1";
+
     /// Opens (creating if needed) the database file `dsn` names, in WAL mode with foreign keys on.
     pub(crate) async fn connect(dsn: &str, max_connections: u32) -> crate::Result<Self> {
         let options = SqliteConnectOptions::from_str(dsn)

@@ -67,7 +67,8 @@ async fn hundred_concurrent_provisions_make_one_user() {
                 t.await
                     .unwrap()
                     .unwrap_or_else(|e| panic!("{}: {e}", db.backend))
-                    .user_id,
+                    .user_id()
+                    .unwrap(),
             );
         }
         assert_eq!(ids.len(), 1, "{}: one subject is one user", db.backend);

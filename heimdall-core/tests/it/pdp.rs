@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use heimdall_core::ErrorKind;
-use heimdall_core::model::{ActionName, Effect, GroupName, GroupPattern, RoleName, Subject};
+use heimdall_core::mapping::PathPattern;
+use heimdall_core::model::{ActionName, Effect, GroupName, GroupPattern, PathScope, RoleName, Subject};
 use heimdall_core::pdp::cerbos::PolicyFilter;
 use heimdall_core::pdp::pack::{self, action};
 use heimdall_core::pdp::principal::{HEIMDALL_ANNOTATION, PRINCIPAL_POLICY_MARK};
@@ -94,19 +95,24 @@ fn cerbos_compile_accepts_the_pack_and_rejects_a_broken_policy() {
 // ---------------------------------------------------------------------------------------------------
 // One decision table, three answers: the expected one, the built-in PDP's and Cerbos' with the pack.
 
-/// A caller: `(name, superadmin, stored roles, management patterns)`.
-type Caller = (&'static str, bool, &'static [&'static str], &'static [&'static str]);
+/// A caller: `(name, superadmin, stored roles, management rights: (pattern, path scope))`.
+type Caller = (
+    &'static str,
+    bool,
+    &'static [&'static str],
+    &'static [(&'static str, Option<&'static str>)],
+);
 
 #[rustfmt::skip]
 const CALLERS: &[Caller] = &[
     ("root", true, &["go:admin"], &[]),
-    ("go_manager", false, &["go:admin"], &["go:%"]),
-    ("course_manager", false, &[], &["go:course:_"]),
-    ("exact_manager", false, &[], &["rmi:public"]),
-    ("multi_manager", false, &["rmi:editor"], &["go:course:_", "rmi:%"]),
-    ("escaped_manager", false, &[], &["go:my\\_g"]),
-    ("punct_manager", false, &[], &["go:v1.x", "go:my-team"]),
-    ("everything_manager", false, &[], &["%"]),
+    ("go_manager", false, &["go:admin"], &[("go:%", Some("/go/**"))]),
+    ("course_manager", false, &[], &[("go:course:_", Some("/go/courses/**"))]),
+    ("exact_manager", false, &[], &[("rmi:public", Some("/rmi/**"))]),
+    ("multi_manager", false, &["rmi:editor"], &[("go:course:_", None), ("rmi:%", Some("/rmi/**"))]),
+    ("escaped_manager", false, &[], &[("go:my\\_g", None)]),
+    ("punct_manager", false, &[], &[("go:v1.x", None), ("go:my-team", None)]),
+    ("everything_manager", false, &[], &[("%", Some("/**"))]),
     ("plain_user", false, &["go:admin"], &[]),
     ("impostor", false, &["heimdall_superadmin"], &[]),
 ];
@@ -116,10 +122,13 @@ enum Target {
     Group(&'static str),
     /// A group that holds management rights itself.
     ManagerGroup(&'static str),
+    /// A group holding roles; whether one of them is the superadmin role.
+    GroupWithRoles(&'static str, &'static [&'static str], bool),
     GroupRole(&'static str, &'static str, bool),
     Role(&'static str),
     User(&'static str),
-    Mapping(Option<&'static str>),
+    /// A mapping: owner group, pattern, priority.
+    Mapping(Option<&'static str>, &'static str, i32),
     Right(&'static str, &'static str),
     System,
     Other(&'static str),
@@ -133,12 +142,21 @@ fn gname(s: &str) -> GroupName {
 impl Target {
     fn resource(self) -> Resource {
         match self {
-            Group(g) => pack::group(&gname(g), false),
-            ManagerGroup(g) => pack::group(&gname(g), true),
+            Group(g) => pack::group(&gname(g), false, &[], false),
+            ManagerGroup(g) => pack::group(&gname(g), true, &[], false),
+            GroupWithRoles(g, roles, privileged) => {
+                let roles: Vec<RoleName> = roles.iter().map(|r| RoleName::parse(*r).unwrap()).collect();
+                pack::group(&gname(g), false, &roles, privileged)
+            }
             GroupRole(g, r, privileged) => pack::group_role(&gname(g), &RoleName::parse(r).unwrap(), privileged),
             Role(r) => pack::role(&RoleName::parse(r).unwrap()),
             User(s) => pack::user(&Subject::parse(s).unwrap()),
-            Mapping(owner) => pack::mapping(None, owner.map(gname).as_ref()),
+            Mapping(owner, pattern, priority) => pack::mapping(
+                None,
+                owner.map(gname).as_ref(),
+                &PathPattern::parse(pattern).unwrap(),
+                priority,
+            ),
             Right(m, p) => pack::management_right(&gname(m), &GroupPattern::parse(p).unwrap()),
             System => pack::system(),
             Other(kind) => Resource::new(kind, "x1"),
@@ -158,7 +176,8 @@ const TABLE: &[(&str, Target, &str, Decision)] = &[
     ("root", Role("go:r"), action::ROLE_DELETE, A),
     ("root", Role("go:r"), action::ROLE_GRANT_PERMISSION, A),
     ("root", User("bob@example.com"), action::USER_ASSIGN_ROLE, A),
-    ("root", Mapping(None), action::MAPPING_CREATE, A),
+    ("root", Mapping(None, "/**", 0), action::MAPPING_CREATE, A),
+    ("root", Mapping(Some("go:x"), "~/.*", -100), action::MAPPING_CREATE, A),
     ("root", Right("go:admins", "go:%"), action::MANAGEMENT_RIGHT_CREATE, A),
     ("root", Right("go:admins", "go:%"), action::MANAGEMENT_RIGHT_DELETE, A),
     ("root", System, action::RECONCILE, A),
@@ -188,11 +207,11 @@ const TABLE: &[(&str, Target, &str, Decision)] = &[
     ("go_manager", GroupRole("go:x", "go:superadmin", true), action::GROUP_ASSIGN_ROLE, D),
     ("go_manager", GroupRole("go:x", "go:superadmin", true), action::GROUP_REMOVE_ROLE, D),
     ("go_manager", GroupRole("rmi:x", "go:editor", false), action::GROUP_ASSIGN_ROLE, D),
-    ("go_manager", Mapping(Some("go:x")), action::MAPPING_CREATE, A),
-    ("go_manager", Mapping(Some("go:x")), action::MAPPING_UPDATE, A),
-    ("go_manager", Mapping(Some("go:x")), action::MAPPING_DELETE, A),
-    ("go_manager", Mapping(None), action::MAPPING_CREATE, D),
-    ("go_manager", Mapping(Some("rmi:x")), action::MAPPING_UPDATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/go/x", 0), action::MAPPING_CREATE, A),
+    ("go_manager", Mapping(Some("go:x"), "/go/:id/**", 0), action::MAPPING_UPDATE, A),
+    ("go_manager", Mapping(Some("go:x"), "/go/**", 0), action::MAPPING_DELETE, A),
+    ("go_manager", Mapping(None, "/go/x", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("rmi:x"), "/go/x", 0), action::MAPPING_UPDATE, D),
     ("go_manager", Role("go:r"), action::ROLE_CREATE, D),
     ("go_manager", User("bob"), action::USER_ASSIGN_ROLE, D),
     ("go_manager", Right("go:admins", "go:%"), action::MANAGEMENT_RIGHT_CREATE, D),
@@ -207,14 +226,15 @@ const TABLE: &[(&str, Target, &str, Decision)] = &[
     ("course_manager", Group("go:x"), action::GROUP_CREATE, D),
     ("course_manager", GroupRole("go:course:a", "go:course:e", false), action::GROUP_ASSIGN_ROLE, A),
     ("course_manager", GroupRole("go:course:a", "go:course:editor", false), action::GROUP_ASSIGN_ROLE, D),
-    ("course_manager", Mapping(Some("go:course:a")), action::MAPPING_CREATE, A),
-    ("course_manager", Mapping(Some("go:course:ab")), action::MAPPING_CREATE, D),
+    ("course_manager", Mapping(Some("go:course:a"), "/go/courses/a", 0), action::MAPPING_CREATE, A),
+    ("course_manager", Mapping(Some("go:course:ab"), "/go/courses/a", 0), action::MAPPING_CREATE, D),
+    ("course_manager", Mapping(Some("go:course:a"), "/go/x", 0), action::MAPPING_CREATE, D),
     // An exact name.
     ("exact_manager", Group("rmi:public"), action::GROUP_ADD_MEMBER, A),
     ("exact_manager", Group("rmi:public"), action::GROUP_REMOVE_MEMBER, A),
     ("exact_manager", Group("rmi:publicx"), action::GROUP_ADD_MEMBER, D),
     ("exact_manager", Group("rmi:pub"), action::GROUP_ADD_MEMBER, D),
-    ("exact_manager", Mapping(Some("rmi:public")), action::MAPPING_DELETE, A),
+    ("exact_manager", Mapping(Some("rmi:public"), "/rmi/public/:id", 0), action::MAPPING_DELETE, A),
     ("exact_manager", GroupRole("rmi:public", "rmi:public", false), action::GROUP_ASSIGN_ROLE, A),
     ("exact_manager", GroupRole("rmi:public", "rmi:viewer", false), action::GROUP_ASSIGN_ROLE, D),
     // Several rights: group and role may match different ones.
@@ -223,7 +243,10 @@ const TABLE: &[(&str, Target, &str, Decision)] = &[
     ("multi_manager", Group("go:x"), action::GROUP_CREATE, D),
     ("multi_manager", GroupRole("rmi:x", "go:course:e", false), action::GROUP_ASSIGN_ROLE, A),
     ("multi_manager", GroupRole("go:course:z", "rmi:r", true), action::GROUP_REMOVE_ROLE, D),
-    ("multi_manager", Mapping(Some("rmi:x")), action::MAPPING_UPDATE, A),
+    ("multi_manager", Mapping(Some("rmi:x"), "/rmi/x", 0), action::MAPPING_UPDATE, A),
+    // The right that covers the owner must also cover the path: no borrowing another right's scope.
+    ("multi_manager", Mapping(Some("go:course:a"), "/rmi/x", 0), action::MAPPING_CREATE, D),
+    ("multi_manager", Mapping(Some("go:course:a"), "/go/x", 0), action::MAPPING_CREATE, D),
     ("multi_manager", Role("rmi:editor"), action::ROLE_DELETE, D),
     // Escaped '_' and literal punctuation.
     ("escaped_manager", Group("go:my_g"), action::GROUP_ADD_MEMBER, A),
@@ -237,8 +260,10 @@ const TABLE: &[(&str, Target, &str, Decision)] = &[
     ("everything_manager", Group("a"), action::GROUP_CREATE, A),
     ("everything_manager", GroupRole("a", "b", false), action::GROUP_ASSIGN_ROLE, A),
     ("everything_manager", GroupRole("a", "heimdall:root", true), action::GROUP_ASSIGN_ROLE, D),
-    ("everything_manager", Mapping(None), action::MAPPING_CREATE, D),
-    ("everything_manager", Mapping(Some("x")), action::MAPPING_CREATE, A),
+    ("everything_manager", Mapping(None, "/x", 0), action::MAPPING_CREATE, D),
+    ("everything_manager", Mapping(Some("x"), "/x", 0), action::MAPPING_CREATE, A),
+    ("everything_manager", Mapping(Some("x"), "/", 0), action::MAPPING_CREATE, D),
+    ("everything_manager", Mapping(Some("x"), "~/x", 0), action::MAPPING_CREATE, D),
     ("everything_manager", Role("x"), action::ROLE_DELETE, D),
     ("everything_manager", User("bob"), action::USER_ASSIGN_ROLE, D),
     ("everything_manager", System, action::AUDIT_READ, D),
@@ -246,10 +271,36 @@ const TABLE: &[(&str, Target, &str, Decision)] = &[
     // Roles alone give no admin rights; a stored role named like the superadmin role is dropped.
     ("plain_user", Group("go:x"), action::GROUP_ADD_MEMBER, D),
     ("plain_user", Group("go:x"), action::GROUP_CREATE, D),
-    ("plain_user", Mapping(Some("go:x")), action::MAPPING_CREATE, D),
+    ("plain_user", Mapping(Some("go:x"), "/go/x", 0), action::MAPPING_CREATE, D),
     ("plain_user", System, action::RECONCILE, D),
     ("impostor", System, action::RECONCILE, D),
     ("impostor", Group("go:x"), action::GROUP_DELETE, D),
+    // A manager's mappings stay inside the path scope of his right; regexes and priorities are superadmin's.
+    ("go_manager", Mapping(Some("go:x"), "/**", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/admin/**", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/go", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/gold/x", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/:team/x", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/*/go/x", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "~/go/.*", 0), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/go/x", -5), action::MAPPING_CREATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/go/x", 1000), action::MAPPING_UPDATE, D),
+    ("go_manager", Mapping(Some("go:x"), "/go/a/b/:c/**", 0), action::MAPPING_CREATE, A),
+    // Joining a group gives its roles: a manager may change only the members of a group whose every role he
+    // could grant, and never one holding the superadmin role.
+    ("root", GroupWithRoles("go:x", &["superadmin"], true), action::GROUP_ADD_MEMBER, A),
+    ("go_manager", GroupWithRoles("go:x", &["go:editor", "go:viewer"], false), action::GROUP_ADD_MEMBER, A),
+    ("go_manager", GroupWithRoles("go:x", &["go:editor", "rmi:editor"], false), action::GROUP_ADD_MEMBER, D),
+    ("go_manager", GroupWithRoles("go:x", &["go:root"], true), action::GROUP_ADD_MEMBER, D),
+    ("go_manager", GroupWithRoles("go:x", &["go:root"], true), action::GROUP_REMOVE_MEMBER, D),
+    ("go_manager", GroupWithRoles("go:x", &["go:root"], true), action::GROUP_DELETE, D),
+    ("go_manager", GroupWithRoles("go:x", &["superadmin"], true), action::GROUP_ADD_MEMBER, D),
+    ("go_manager", GroupWithRoles("go:x", &["rmi:editor"], false), action::GROUP_DELETE, D),
+    ("multi_manager", GroupWithRoles("rmi:x", &["go:course:e", "rmi:r"], false), action::GROUP_ADD_MEMBER, A),
+    ("multi_manager", GroupWithRoles("rmi:x", &["go:course:ee"], false), action::GROUP_ADD_MEMBER, D),
+    ("everything_manager", GroupWithRoles("a", &["b", "c:d"], false), action::GROUP_ADD_MEMBER, A),
+    ("everything_manager", GroupWithRoles("a", &["root"], true), action::GROUP_ADD_MEMBER, D),
 ];
 
 fn caller(name: &str) -> Principal {
@@ -257,7 +308,15 @@ fn caller(name: &str) -> Principal {
         .iter()
         .find(|c| c.0 == name)
         .unwrap_or_else(|| panic!("no caller {name}"));
-    let patterns: Vec<GroupPattern> = patterns.iter().map(|p| GroupPattern::parse(*p).unwrap()).collect();
+    let patterns: Vec<pack::ManagedRight> = patterns
+        .iter()
+        .map(|(p, scope)| {
+            (
+                GroupPattern::parse(*p).unwrap(),
+                scope.map(|s| PathScope::parse(s).unwrap()),
+            )
+        })
+        .collect();
     pack::principal(
         &Subject::parse(format!("{name}@example.com")).unwrap(),
         roles.iter().copied(),

@@ -293,7 +293,7 @@ async fn mutations_fail_closed_when_the_cerbos_pdp_is_unreachable() {
     refused!(h.remove_user_role(&root, "root", "superadmin"));
     refused!(h.grant_permission(&root, "go:course:editor", "course:read", "allow"));
     refused!(h.revoke_permission(&root, "go:course:editor", "course:create"));
-    refused!(h.create_management_right(&root, "go:course:editor", "go:%"));
+    refused!(h.create_management_right(&root, "go:course:editor", "go:%", None));
     refused!(h.create_mapping(
         &root,
         &heimdall_core::model::MappingInput {

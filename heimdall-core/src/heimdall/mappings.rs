@@ -1,0 +1,220 @@
+//! Endpoint → action mappings: writing them, and resolving requests against the compiled snapshot.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+
+use super::{Heimdall, action_kind, description, raw_target};
+use crate::authz::Operation;
+use crate::error::{Error, Result};
+use crate::mapping::{MappingRule, Method, PathPattern, Resolution, Snapshot};
+use crate::model::{ActionName, Caller, GroupName, Mapping, MappingInput, Page, ResolvedEndpoint, page_size};
+use crate::pdp::Resource;
+use crate::pdp::pack::{self, action};
+use crate::store::{Guard, MappingFacts, MappingRow, NewMapping};
+
+impl Heimdall {
+    /// Validates a mapping's input: the mapping to write, and its pattern (for the PDP's resource).
+    fn new_mapping(input: &MappingInput) -> Result<(NewMapping, PathPattern)> {
+        let method = Method::parse(&input.method)?;
+        let pattern = PathPattern::parse(&input.path_pattern)?;
+        let action = ActionName::parse(input.action.clone())?;
+        let owner_group = input.owner_group.as_deref().map(GroupName::parse).transpose()?;
+        let desc = description(input.description.as_deref())?;
+        let new = NewMapping {
+            method: method.as_str().to_owned(),
+            path_pattern: pattern.as_str().to_owned(),
+            match_key: pattern.match_key(),
+            resource_kind: action_kind(&action)?,
+            action,
+            owner_group,
+            priority: input.priority,
+            description: desc.map(str::to_owned),
+        };
+        Ok((new, pattern))
+    }
+
+    /// A mapping's input as the audit log records it.
+    fn mapping_request(input: &MappingInput) -> Value {
+        json!({
+            "method": input.method, "path_pattern": input.path_pattern, "action": input.action,
+            "owner_group": input.owner_group, "priority": input.priority, "description": input.description,
+        })
+    }
+
+    /// An existing mapping as the PDP sees it, and the guard that makes the write transaction check it again.
+    fn stored_mapping(row: &MappingRow) -> Result<(Resource, Guard)> {
+        let pattern = PathPattern::parse(&row.path_pattern)?;
+        let resource = pack::mapping(Some(row.id), row.owner_group.as_ref(), &pattern, row.priority);
+        Ok((resource, Guard::Mapping(row.id, MappingFacts::from(row))))
+    }
+
+    fn mapping_from_row(row: MappingRow) -> Result<Mapping> {
+        Ok(Mapping {
+            id: row.id,
+            method: Method::parse(&row.method)?,
+            path_pattern: PathPattern::parse(&row.path_pattern)?,
+            action: row.action,
+            owner_group: row.owner_group,
+            priority: row.priority,
+            description: row.description,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// Creates a mapping. A mapping that would match exactly the same requests as an existing one is a
+    /// conflict naming the other. A manager may create only route mappings of default priority, owned by a
+    /// group he manages and inside the path scope of that right.
+    pub async fn create_mapping(&self, caller: &Caller, input: &MappingInput) -> Result<Mapping> {
+        let target = raw_target("mapping", "new");
+        let row = self
+            .mutate(
+                caller,
+                "create_mapping",
+                Self::mapping_request(input),
+                &target,
+                async |attempt| {
+                    let (new, pattern) = Self::new_mapping(input)?;
+                    let resource = pack::mapping(None, new.owner_group.as_ref(), &pattern, new.priority);
+                    let w = attempt
+                        .authorize(vec![Operation::new(action::MAPPING_CREATE, resource)], None)
+                        .await?;
+                    self.store().create_mapping(&w, &new).await
+                },
+            )
+            .await?;
+        self.mappings_changed().await;
+        Self::mapping_from_row(row)
+    }
+
+    /// Replaces a mapping. The caller must be allowed `mapping:update` on the mapping as it is and as it will
+    /// be.
+    pub async fn update_mapping(&self, caller: &Caller, id: i64, input: &MappingInput) -> Result<Mapping> {
+        let target = raw_target("mapping", id);
+        let row = self
+            .mutate(
+                caller,
+                "update_mapping",
+                Self::mapping_request(input),
+                &target,
+                async |attempt| {
+                    let (new, pattern) = Self::new_mapping(input)?;
+                    let old = self.store().get_mapping(id).await?;
+                    let (as_is, guard) = Self::stored_mapping(&old)?;
+                    let to_be = pack::mapping(Some(id), new.owner_group.as_ref(), &pattern, new.priority);
+                    let ops = vec![
+                        Operation::new(action::MAPPING_UPDATE, as_is),
+                        Operation::new(action::MAPPING_UPDATE, to_be),
+                    ];
+                    let w = attempt.authorize(ops, Some(guard)).await?;
+                    self.store().update_mapping(&w, id, &new).await
+                },
+            )
+            .await?;
+        self.mappings_changed().await;
+        Self::mapping_from_row(row)
+    }
+
+    /// Deletes a mapping.
+    pub async fn delete_mapping(&self, caller: &Caller, id: i64) -> Result<()> {
+        let target = raw_target("mapping", id);
+        self.mutate(caller, "delete_mapping", json!({"id": id}), &target, async |attempt| {
+            let old = self.store().get_mapping(id).await?;
+            let (resource, guard) = Self::stored_mapping(&old)?;
+            let w = attempt
+                .authorize(vec![Operation::new(action::MAPPING_DELETE, resource)], Some(guard))
+                .await?;
+            self.store().delete_mapping(&w, id).await
+        })
+        .await?;
+        self.mappings_changed().await;
+        Ok(())
+    }
+
+    /// One mapping.
+    pub async fn get_mapping(&self, id: i64) -> Result<Mapping> {
+        Self::mapping_from_row(self.store().get_mapping(id).await?)
+    }
+
+    /// Mappings in id order; `after` is the last id of the previous page.
+    pub async fn list_mappings(&self, after: Option<i64>, limit: Option<u32>) -> Result<Page<Mapping>> {
+        let limit = page_size(limit)?;
+        let rows = self.store().list_mappings(after, limit).await?;
+        let items = rows
+            .into_iter()
+            .map(Self::mapping_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::new(items, limit, |m| m.id.to_string()))
+    }
+
+    /// The compiled mapping snapshot, rebuilt from the database when a mapping changed (checked at most every
+    /// [`Config::mapping_refresh_interval`]; at once after this process changes a mapping).
+    pub async fn mapping_snapshot(&self) -> Result<Arc<Snapshot>> {
+        let checked = self.inner.mappings_checked.load(Ordering::Acquire);
+        let due = checked == u64::MAX
+            || self.millis_since_start().saturating_sub(checked)
+                >= u64::try_from(self.inner.config.mapping_refresh_interval.as_millis()).unwrap_or(u64::MAX);
+        if due {
+            self.refresh_mappings().await
+        } else {
+            Ok(self.inner.mappings.snapshot())
+        }
+    }
+
+    /// Rebuilds the mapping snapshot if the database holds a newer mapping version than the current one.
+    pub async fn refresh_mappings(&self) -> Result<Arc<Snapshot>> {
+        let _one_at_a_time = self.inner.mappings_refresh.lock().await;
+        let version = self.store().mapping_version().await?;
+        if self.inner.mappings.snapshot().version() < version {
+            let rows = self.store().all_mappings().await?;
+            let rules = rows
+                .into_iter()
+                .map(|row| {
+                    Ok(MappingRule {
+                        id: row.id,
+                        method: Method::parse(&row.method)?,
+                        pattern: PathPattern::parse(&row.path_pattern)?,
+                        action: row.action,
+                        owner_group: row.owner_group,
+                        priority: row.priority,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.inner.mappings.store_if_newer(Snapshot::build(rules, version)?);
+        }
+        self.inner
+            .mappings_checked
+            .store(self.millis_since_start(), Ordering::Release);
+        Ok(self.inner.mappings.snapshot())
+    }
+
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    async fn mappings_changed(&self) {
+        if let Err(e) = self.refresh_mappings().await {
+            tracing::warn!(error = %e, "could not rebuild the mapping snapshot; the next lookup tries again");
+            self.inner.mappings_checked.store(u64::MAX, Ordering::Release);
+        }
+    }
+
+    /// The mapping a request (method and raw path, query string allowed) resolves to, or `None` when no mapping
+    /// applies. A path the normaliser refuses (see [`crate::mapping`]) is invalid input.
+    pub async fn resolve(&self, method: &str, path: &str) -> Result<Option<ResolvedEndpoint>> {
+        let snapshot = self.mapping_snapshot().await?;
+        match snapshot.resolve(method, path) {
+            Resolution::Matched(m) => Ok(Some(ResolvedEndpoint {
+                mapping_id: m.id(),
+                action: m.action().clone(),
+                path_pattern: m.pattern().as_str().to_owned(),
+                owner_group: m.owner_group().cloned(),
+                params: m.params().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            })),
+            Resolution::NoMatch => Ok(None),
+            Resolution::Rejected(why) => Err(Error::invalid(format!("path rejected: {}", why.as_str()))),
+        }
+    }
+}
