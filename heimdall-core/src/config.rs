@@ -58,18 +58,55 @@ impl fmt::Debug for Config {
     }
 }
 
-/// A DSN with any password replaced by `***`, safe to log.
+/// A DSN (or any URL) with every credential it can hold replaced by `***`, safe to log: the password of
+/// `user:password@` (also when it holds a raw or percent-encoded `@`), and the value of any query or
+/// key-value parameter whose name contains `password` (`?password=`, `sslpassword=`, libpq's
+/// `host=... password=...`).
+///
+/// ```
+/// use heimdall_core::config::redact_dsn;
+/// assert_eq!(redact_dsn("postgres://app:p@ss@db/h"), "postgres://app:***@db/h");
+/// assert_eq!(redact_dsn("postgres://db/h?user=app&password=pw"), "postgres://db/h?user=app&password=***");
+/// ```
 pub fn redact_dsn(dsn: &str) -> String {
-    let Some((scheme, rest)) = dsn.split_once("://") else {
-        return dsn.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
+    let mut out = match dsn.split_once("://") {
+        Some((scheme, rest)) => {
+            // The userinfo is what the authority (up to the first '/', '?' or '#') holds before its last '@':
+            // a mistyped password may hold a raw '@'.
+            let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            match authority.rfind('@') {
+                Some(at) => {
+                    let user = authority[..at].split(':').next().unwrap_or_default();
+                    format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+                }
+                None => dsn.to_owned(),
+            }
         }
         None => dsn.to_owned(),
+    };
+    redact_password_params(&mut out);
+    out
+}
+
+/// Replaces the value of every `key=value` parameter (separated by `?`, `&`, `;` or white space) whose key
+/// contains `password`, case-insensitively.
+fn redact_password_params(s: &mut String) {
+    let mut result = String::with_capacity(s.len());
+    let mut rest = s.as_str();
+    while let Some(eq) = rest.find('=') {
+        let key_start = rest[..eq].rfind(['?', '&', ';', ' ', '\t']).map_or(0, |i| i + 1);
+        let key = &rest[key_start..eq];
+        let value_end = rest[eq + 1..].find(['&', ';', ' ', '\t', '#']).map_or(rest.len(), |i| eq + 1 + i);
+        result.push_str(&rest[..=eq]);
+        if key.to_ascii_lowercase().contains("password") {
+            result.push_str("***");
+        } else {
+            result.push_str(&rest[eq + 1..value_end]);
+        }
+        rest = &rest[value_end..];
     }
+    result.push_str(rest);
+    *s = result;
 }
 
 #[cfg(test)]
@@ -83,6 +120,21 @@ mod tests {
             "postgres://app:***@db:5432/h"
         );
         assert_eq!(redact_dsn("sqlite://heimdall.db"), "sqlite://heimdall.db");
+        // The three forms a credential takes in a DSN, and their mixes.
+        for (dsn, want) in [
+            ("postgres://app:s3cret@db:5432/h", "postgres://app:***@db:5432/h"),
+            ("postgres://app:s3c@ret@db/h", "postgres://app:***@db/h"),
+            ("postgres://app:s3c%40ret@db/h", "postgres://app:***@db/h"),
+            ("postgres://db/h?user=app&password=s3cret", "postgres://db/h?user=app&password=***"),
+            ("postgres://db/h?sslpassword=s3cret&sslmode=require", "postgres://db/h?sslpassword=***&sslmode=require"),
+            ("postgres://app:s3cret@db/h?PASSWORD=s3cret", "postgres://app:***@db/h?PASSWORD=***"),
+            ("host=db user=app password=s3cret dbname=h", "host=db user=app password=*** dbname=h"),
+            ("postgres://app@db/h", "postgres://app:***@db/h"),
+        ] {
+            let got = redact_dsn(dsn);
+            assert_eq!(got, want, "{dsn}");
+            assert!(!got.contains("s3c"), "{got}");
+        }
         let shown = format!(
             "{:?}",
             Config {

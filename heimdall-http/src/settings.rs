@@ -32,13 +32,37 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// A DSN from the command line or the environment: `Debug` shows it with every credential redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dsn(String);
+
+impl Dsn {
+    /// The DSN itself, for the one place that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_dsn(&self.0))
+    }
+}
+
+impl std::str::FromStr for Dsn {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Dsn(s.to_owned()))
+    }
+}
+
 /// Settings shared by every `heimdall` command. Each flag can also be given by the environment variable
 /// named after it.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Database DSN: postgres://… (production) or sqlite:… (the embedded default).
     #[arg(long, env = "DB_DSN", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    pub db_dsn: String,
+    pub db_dsn: Dsn,
     /// Largest number of database connections.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
@@ -82,7 +106,7 @@ impl Settings {
     /// heimdall-core's configuration.
     pub fn core_config(&self) -> Config {
         Config {
-            database_url: self.db_dsn.clone(),
+            database_url: self.db_dsn.expose().to_owned(),
             max_connections: self.db_max_connections,
             superadmin_role: self.superadmin_role.clone(),
             bootstrap_superadmins: self
@@ -140,15 +164,15 @@ impl Settings {
         match &self.cerbos_check_url {
             Some(url) => {
                 let client: Arc<dyn Pdp> = Arc::new(CerbosClient::new(self.cerbos_config(url))?);
-                tracing::info!(check_url = %url, "admin operations are decided by Cerbos");
+                tracing::info!(check_url = %redact_dsn(url), "admin operations are decided by Cerbos");
                 builder = builder.pdp(client);
             }
             None => tracing::warn!("CERBOS_CHECK_URL is not set: admin operations are decided by the built-in PDP"),
         }
-        if self.db_dsn == DEFAULT_DATABASE_URL {
-            tracing::warn!(dsn = %self.db_dsn, "DB_DSN is not set: using the embedded SQLite default");
+        if self.db_dsn.expose() == DEFAULT_DATABASE_URL {
+            tracing::warn!(dsn = DEFAULT_DATABASE_URL, "DB_DSN is not set: using the embedded SQLite default");
         } else {
-            tracing::info!(dsn = %redact_dsn(&self.db_dsn), "database");
+            tracing::info!(dsn = %redact_dsn(self.db_dsn.expose()), "database");
         }
         builder.build().await
     }
@@ -207,5 +231,21 @@ mod tests {
         let client = s.cerbos_admin().unwrap().expect("an Admin API client");
         assert_eq!(client.admin_endpoint(), "http://127.0.0.1:3592/admin/policy");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn dsn_credentials_never_show() {
+        for dsn in [
+            "postgres://app:s3cret@db:5432/h",
+            "postgres://app:s3c%40ret@db/h",
+            "postgres://db/h?user=app&password=s3cret",
+        ] {
+            let s = parse(&["--db-dsn", dsn]);
+            let shown = format!("{s:?}");
+            assert!(!shown.contains("s3c"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+            assert_eq!(s.core_config().database_url, dsn, "the real DSN still reaches core");
+            assert!(!format!("{:?}", s.core_config()).contains("s3c"));
+        }
     }
 }

@@ -554,3 +554,29 @@ async fn only_core_makes_callers() {
     let row = last_audit(&h, &root, "create_group", "system:cli").await;
     assert!(row.success);
 }
+
+#[tokio::test]
+async fn connection_errors_never_show_a_password() {
+    // The three forms a DSN holds a credential in: userinfo (with raw and encoded '@'), and a parameter.
+    for dsn in [
+        // (Each PostgreSQL case waits out the pool's connect timeout: two cover the three forms.)
+        "postgres://app:s3c@ret%40x@127.0.0.1:1/h",
+        "postgres://app@127.0.0.1:1/h?password=s3cret",
+        "sqlite:///nonexistent-dir/x/y.db?password=s3cret",
+    ] {
+        let e = Heimdall::builder(Config {
+            database_url: dsn.into(),
+            ..Config::default()
+        })
+        .build()
+        .await
+        .expect_err("nothing listens there");
+        let mut shown = format!("{e} {e:?}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            shown.push_str(&format!(" {s} {s:?}"));
+            source = s.source();
+        }
+        assert!(!shown.contains("s3c"), "{dsn}: {shown}");
+    }
+}
