@@ -96,7 +96,9 @@ fn redact_password_params(s: &mut String) {
     while let Some(eq) = rest.find('=') {
         let key_start = rest[..eq].rfind(['?', '&', ';', ' ', '\t']).map_or(0, |i| i + 1);
         let key = &rest[key_start..eq];
-        let value_end = rest[eq + 1..].find(['&', ';', ' ', '\t', '#']).map_or(rest.len(), |i| eq + 1 + i);
+        let value_end = rest[eq + 1..]
+            .find(['&', ';', ' ', '\t', '#'])
+            .map_or(rest.len(), |i| eq + 1 + i);
         result.push_str(&rest[..=eq]);
         if key.to_ascii_lowercase().contains("password") {
             result.push_str("***");
@@ -125,10 +127,22 @@ mod tests {
             ("postgres://app:s3cret@db:5432/h", "postgres://app:***@db:5432/h"),
             ("postgres://app:s3c@ret@db/h", "postgres://app:***@db/h"),
             ("postgres://app:s3c%40ret@db/h", "postgres://app:***@db/h"),
-            ("postgres://db/h?user=app&password=s3cret", "postgres://db/h?user=app&password=***"),
-            ("postgres://db/h?sslpassword=s3cret&sslmode=require", "postgres://db/h?sslpassword=***&sslmode=require"),
-            ("postgres://app:s3cret@db/h?PASSWORD=s3cret", "postgres://app:***@db/h?PASSWORD=***"),
-            ("host=db user=app password=s3cret dbname=h", "host=db user=app password=*** dbname=h"),
+            (
+                "postgres://db/h?user=app&password=s3cret",
+                "postgres://db/h?user=app&password=***",
+            ),
+            (
+                "postgres://db/h?sslpassword=s3cret&sslmode=require",
+                "postgres://db/h?sslpassword=***&sslmode=require",
+            ),
+            (
+                "postgres://app:s3cret@db/h?PASSWORD=s3cret",
+                "postgres://app:***@db/h?PASSWORD=***",
+            ),
+            (
+                "host=db user=app password=s3cret dbname=h",
+                "host=db user=app password=*** dbname=h",
+            ),
             ("postgres://app@db/h", "postgres://app:***@db/h"),
         ] {
             let got = redact_dsn(dsn);

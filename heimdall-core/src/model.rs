@@ -15,7 +15,13 @@
 //! `%` matches any run of characters (also none), `_` matches exactly one character, and `\` makes the
 //! next character literal (`go:my\_group` matches only `go:my_group`). Any other character must be one
 //! a name may contain. Matching is done by Heimdall itself, case-sensitively, so PostgreSQL and SQLite
-//! agree.
+//! agree, in time linear in the name (see [`GroupPattern::matches_str`]).
+//!
+//! # Limits
+//!
+//! Names: [`MAX_NAME_LEN`] bytes; subjects: [`MAX_SUBJECT_LEN`]; management patterns: [`MAX_PATTERN_LEN`];
+//! path scopes: [`MAX_SCOPE_LEN`]; descriptions: [`MAX_DESCRIPTION_LEN`]. Longer input is refused as
+//! invalid. The built-in PDP and Cerbos are tested to agree at these limits.
 //!
 //! ```
 //! use heimdall_core::model::{GroupName, GroupPattern};
@@ -284,8 +290,10 @@ impl GroupPattern {
     }
 
     /// Whether the text `s` matches the pattern (case-sensitive, whole string).
+    ///
+    /// Costs at most `len(pattern) × len(s)` steps, never exponential: iterative matching that only ever
+    /// backtracks to the last `%`. With the pattern bounded by [`MAX_PATTERN_LEN`], that is linear in `s`.
     pub fn matches_str(&self, s: &str) -> bool {
-        // Iterative wildcard matching with backtracking to the last '%': linear in practice, never exponential.
         let s: Vec<char> = s.chars().collect();
         let (mut si, mut pi) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;

@@ -170,7 +170,10 @@ impl Settings {
             None => tracing::warn!("CERBOS_CHECK_URL is not set: admin operations are decided by the built-in PDP"),
         }
         if self.db_dsn.expose() == DEFAULT_DATABASE_URL {
-            tracing::warn!(dsn = DEFAULT_DATABASE_URL, "DB_DSN is not set: using the embedded SQLite default");
+            tracing::warn!(
+                dsn = DEFAULT_DATABASE_URL,
+                "DB_DSN is not set: using the embedded SQLite default"
+            );
         } else {
             tracing::info!(dsn = %redact_dsn(self.db_dsn.expose()), "database");
         }

@@ -26,8 +26,11 @@ use crate::error::{Error, Result};
 use crate::pdp::pack::{self, action, attr};
 use crate::pdp::{Decision, Pdp, Principal, Resource};
 
-/// Largest compiled regex the built-in PDP accepts from a principal's attributes, in bytes.
-const REGEX_SIZE_LIMIT: usize = 1 << 16;
+/// Largest compiled regex the built-in PDP accepts from a principal's attributes, in bytes. It must hold the
+/// regex of the longest management pattern Heimdall accepts (`%a%a…`, [`crate::model::MAX_PATTERN_LEN`]
+/// bytes, about 200 KiB compiled), or the built-in PDP would deny what Cerbos allows: the decision table's
+/// test at the limits checks it.
+const REGEX_SIZE_LIMIT: usize = 1 << 22;
 
 /// The built-in PDP (see the module docs).
 #[derive(Debug, Default, Clone, Copy)]

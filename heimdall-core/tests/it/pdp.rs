@@ -388,6 +388,79 @@ async fn cerbos_with_the_pack_agrees_with_the_builtin_pdp() {
     }
 }
 
+/// Both PDPs agree at the longest names and patterns Heimdall accepts (the documented limits), where a
+/// regex engine difference or a size limit would show first.
+#[tokio::test]
+async fn the_pdps_agree_at_the_longest_allowed_inputs() {
+    use heimdall_core::model::{MAX_NAME_LEN, MAX_PATTERN_LEN};
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let client = cerbos.client();
+    pack::install_admin_pack(&client).await.unwrap();
+    eventually(
+        "pack live",
+        &client,
+        &caller("root"),
+        &pack::system(),
+        &[action::RECONCILE],
+        &[A],
+    )
+    .await;
+
+    let patterns = [
+        "%a".repeat(MAX_PATTERN_LEN / 2),
+        "_".repeat(MAX_PATTERN_LEN),
+        format!("{}%", "a".repeat(MAX_PATTERN_LEN - 1)),
+        format!("%%{}", "a:".repeat(MAX_PATTERN_LEN / 2 - 1)),
+        "%".repeat(MAX_PATTERN_LEN),
+    ];
+    let names = [
+        "a".repeat(MAX_NAME_LEN),
+        "b".repeat(MAX_NAME_LEN),
+        format!("{}b", "a".repeat(MAX_NAME_LEN - 1)),
+        format!("{}:a", "a".repeat(MAX_NAME_LEN - 2)),
+        format!("b{}", "a".repeat(MAX_NAME_LEN - 1)),
+        "a:".repeat(MAX_NAME_LEN / 2 - 1) + "aa",
+    ];
+    for p in &patterns {
+        assert_eq!(p.len(), MAX_PATTERN_LEN);
+        assert!(
+            GroupPattern::parse(format!("{p}a")).is_err(),
+            "one byte over the limit is refused"
+        );
+    }
+    let scope = format!("/{}/**", "s".repeat(heimdall_core::mapping::MAX_PATH_PATTERN_LEN - 4));
+    let mut checked = 0;
+    for p in &patterns {
+        let pattern = GroupPattern::parse(p.as_str()).unwrap();
+        let rights = [(pattern.clone(), Some(PathScope::parse(&scope).unwrap()))];
+        let principal = pack::principal(&Subject::parse("limit@example.com").unwrap(), ["r"], false, &rights);
+        for n in &names {
+            let name = gname(n);
+            let roles = [RoleName::parse(n.as_str()).unwrap()];
+            // The longest scope, and a mapping just inside it.
+            let mapping_pattern = PathPattern::parse(&format!("{}x", &scope[..scope.len() - 2])).unwrap();
+            let cases = [
+                (pack::group(&name, false, &roles, false), action::GROUP_ADD_MEMBER),
+                (pack::group_role(&name, &roles[0], false), action::GROUP_ASSIGN_ROLE),
+                (
+                    pack::mapping(None, Some(&name), &mapping_pattern, 0),
+                    action::MAPPING_CREATE,
+                ),
+            ];
+            let want = if pattern.matches(&name) { A } else { D };
+            for (resource, act) in cases {
+                let by_builtin = BuiltinPdp.check(&principal, &resource, &[act]).await.unwrap()[0];
+                let by_cerbos = client.check(&principal, &resource, &[act]).await.unwrap()[0];
+                assert_eq!((by_builtin, by_cerbos), (want, want), "{act}: pattern {p} on {n}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, patterns.len() * names.len() * 3);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Principal policies.
 
