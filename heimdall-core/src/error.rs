@@ -51,6 +51,8 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// A lost race with a concurrent writer: the whole operation may be tried again at once.
+    race: bool,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -64,6 +66,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            race: false,
             source: None,
         }
     }
@@ -114,5 +117,19 @@ impl Error {
 
     pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Conflict, message)
+    }
+
+    /// A conflict with a concurrent writer that trying the whole operation again may resolve: the database
+    /// asked for a retry (deadlock, serialization failure), or what a decision read moved before its write.
+    pub(crate) fn race(message: impl Into<String>) -> Self {
+        Error {
+            race: true,
+            ..Error::conflict(message)
+        }
+    }
+
+    /// Whether this is a lost race (see [`Error::race`]).
+    pub(crate) fn is_race(&self) -> bool {
+        self.race
     }
 }

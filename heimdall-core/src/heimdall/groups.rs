@@ -19,7 +19,7 @@ impl Heimdall {
             "create_group",
             request,
             &raw_target("group", name),
-            async |attempt| {
+            move |attempt| async move {
                 let name = GroupName::parse(name)?;
                 let desc = description(description_)?;
                 let op = Operation::new(action::GROUP_CREATE, pack::new_group(&name));
@@ -57,7 +57,7 @@ impl Heimdall {
             "delete_group",
             request,
             &raw_target("group", name),
-            async |attempt| {
+            move |attempt| async move {
                 let name = GroupName::parse(name)?;
                 let (resource, guard) = self.group_as_decided(&name).await?;
                 let w = attempt
@@ -96,7 +96,7 @@ impl Heimdall {
             "add_member",
             request,
             &raw_target("group", group),
-            async |attempt| {
+            move |attempt| async move {
                 let group = GroupName::parse(group)?;
                 let subject = Subject::parse(subject)?;
                 let (resource, guard) = self.group_as_decided(&group).await?;
@@ -118,7 +118,7 @@ impl Heimdall {
             "remove_member",
             request,
             &raw_target("group", group),
-            async |attempt| {
+            move |attempt| async move {
                 let group = GroupName::parse(group)?;
                 let subject = Subject::parse(subject)?;
                 let (resource, guard) = self.group_as_decided(&group).await?;

@@ -75,7 +75,7 @@ impl Heimdall {
                 "create_mapping",
                 Self::mapping_request(input),
                 &target,
-                async |attempt| {
+                move |attempt| async move {
                     let (new, pattern) = Self::new_mapping(input)?;
                     let resource = pack::mapping(None, new.owner_group.as_ref(), &pattern, new.priority);
                     let w = attempt
@@ -99,7 +99,7 @@ impl Heimdall {
                 "update_mapping",
                 Self::mapping_request(input),
                 &target,
-                async |attempt| {
+                move |attempt| async move {
                     let (new, pattern) = Self::new_mapping(input)?;
                     let old = self.store().get_mapping(id).await?;
                     let (as_is, guard) = Self::stored_mapping(&old)?;
@@ -120,14 +120,20 @@ impl Heimdall {
     /// Deletes a mapping.
     pub async fn delete_mapping(&self, caller: &Caller, id: i64) -> Result<()> {
         let target = raw_target("mapping", id);
-        self.mutate(caller, "delete_mapping", json!({"id": id}), &target, async |attempt| {
-            let old = self.store().get_mapping(id).await?;
-            let (resource, guard) = Self::stored_mapping(&old)?;
-            let w = attempt
-                .authorize(vec![Operation::new(action::MAPPING_DELETE, resource)], Some(guard))
-                .await?;
-            self.store().delete_mapping(&w, id).await
-        })
+        self.mutate(
+            caller,
+            "delete_mapping",
+            json!({"id": id}),
+            &target,
+            move |attempt| async move {
+                let old = self.store().get_mapping(id).await?;
+                let (resource, guard) = Self::stored_mapping(&old)?;
+                let w = attempt
+                    .authorize(vec![Operation::new(action::MAPPING_DELETE, resource)], Some(guard))
+                    .await?;
+                self.store().delete_mapping(&w, id).await
+            },
+        )
         .await?;
         self.mappings_changed().await;
         Ok(())

@@ -263,22 +263,33 @@ impl Heimdall {
         caller: &Caller,
         action: &'static str,
         operation: &'static str,
-        work: impl Future<Output = Result<T>>,
+        work: impl Future<Output = Result<T>> + Send,
     ) -> Result<T> {
-        self.mutate(caller, operation, json!({}), &pack::system(), async |attempt| {
-            let w = attempt
-                .authorize(vec![Operation::new(action, pack::system())], None)
-                .await?;
-            let value = work.await?;
-            if let Err(e) = self
-                .store()
-                .write_audit(&w, &json!({"result": format!("{value:?}")}), true)
-                .await
-            {
-                tracing::warn!(operation, error = %e, "could not audit an operation");
-            }
-            Ok(value)
-        })
+        // `work` runs once: system operations take no guard and write no rows, so they never lose a race.
+        let work = &std::sync::Mutex::new(Some(work));
+        self.mutate(
+            caller,
+            operation,
+            json!({}),
+            &pack::system(),
+            move |attempt| async move {
+                let w = attempt
+                    .authorize(vec![Operation::new(action, pack::system())], None)
+                    .await?;
+                let work = work.lock().map_err(|_| Error::unexpected("poisoned lock"))?.take();
+                let value = work
+                    .ok_or_else(|| Error::unexpected("a system operation ran twice"))?
+                    .await?;
+                if let Err(e) = self
+                    .store()
+                    .write_audit(&w, &json!({"result": format!("{value:?}")}), true)
+                    .await
+                {
+                    tracing::warn!(operation, error = %e, "could not audit an operation");
+                }
+                Ok(value)
+            },
+        )
         .await
     }
 
@@ -322,62 +333,98 @@ impl Heimdall {
     /// (before any validation) and `target` what it names; `body` validates the input, reads the facts the
     /// decision needs, asks the PDP through [`Attempt::authorize`] and makes the change, one store
     /// transaction that also audits its success. Every failure — invalid input, an unknown target, a
-    /// refusal, a conflict, an error — is audited here with its outcome, and changes nothing.
-    async fn mutate<T>(
+    /// refusal, a conflict, an error — is audited here with its outcome, and changes nothing. A lost race
+    /// (the database asked for a retry, or the facts moved before the write) runs `body` again, up to
+    /// [`MAX_TRIES`] times in all.
+    async fn mutate<T, Fut>(
         &self,
         caller: &Caller,
         operation: &'static str,
         request: Value,
         target: &Resource,
-        body: impl AsyncFnOnce(&mut Attempt<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let mut attempt = Attempt {
-            heimdall: self,
-            caller,
-            write: self.write(caller, operation, target, request),
-        };
-        let outcome = body(&mut attempt).await;
-        match &outcome {
-            Ok(_) => self.inner.outbox_signal.notify_one(),
-            Err(e) => {
-                let result = json!({
-                    "outcome": outcome_of(e.kind()),
-                    "error": e.kind().as_str(),
-                    "message": bounded_str(e.message()),
-                });
-                if let Err(audit_error) = self.store().write_audit(&attempt.write, &result, false).await {
-                    tracing::warn!(operation, error = %audit_error, "could not audit a failed operation");
+        body: impl Fn(Attempt) -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>>,
+    {
+        let request = bounded(request);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let write = Arc::new(std::sync::Mutex::new(self.write(
+                caller,
+                operation,
+                target,
+                request.clone(),
+            )));
+            let attempt = Attempt {
+                heimdall: self.clone(),
+                write: write.clone(),
+            };
+            let outcome = body(attempt).await;
+            match &outcome {
+                Ok(_) => self.inner.outbox_signal.notify_one(),
+                // A lost race is decided again from the start: facts, authorization and write.
+                Err(e) if e.is_race() && tries < MAX_TRIES => {
+                    tracing::debug!(operation, tries, error = %e, "lost a race with a concurrent writer; trying again");
+                    continue;
+                }
+                Err(e) => {
+                    let result = json!({
+                        "outcome": outcome_of(e.kind()),
+                        "error": e.kind().as_str(),
+                        "message": bounded_str(e.message()),
+                    });
+                    let w = write.lock().ok().map(|w| w.clone());
+                    let audited = match &w {
+                        Some(w) => self.store().write_audit(w, &result, false).await,
+                        None => Err(Error::unexpected("poisoned lock")),
+                    };
+                    if let Err(audit_error) = audited {
+                        tracing::warn!(operation, error = %audit_error, "could not audit a failed operation");
+                    }
                 }
             }
+            return outcome;
         }
-        outcome
     }
 }
 
 /// Where a mutation attempt stands: what the audit log will say about it.
-pub(crate) struct Attempt<'a> {
-    heimdall: &'a Heimdall,
-    caller: &'a Caller,
-    write: Write,
+pub(crate) struct Attempt {
+    heimdall: Heimdall,
+    /// Shared with [`Heimdall::mutate`], which audits a failure with what it holds when `body` gives up.
+    write: Arc<std::sync::Mutex<Write>>,
 }
 
-impl Attempt<'_> {
+impl Attempt {
     /// Asks the PDP whether the caller may do every one of `ops` (the first names the audit target from
     /// now on); when it may, returns the write context for the store, carrying `guard`: the facts the
     /// decision read, which the write transaction checks again under its lock.
-    async fn authorize(&mut self, ops: Vec<Operation>, guard: Option<Guard>) -> Result<Write> {
-        if let Some(first) = ops.first() {
-            let target = &first.resource;
-            self.write.audit.target_type = target.kind.strip_prefix("heimdall_").unwrap_or(&target.kind).to_owned();
-            self.write.audit.target_id = bounded_str(&target.id);
-        }
+    async fn authorize(&self, ops: Vec<Operation>, guard: Option<Guard>) -> Result<Write> {
+        let mut write = {
+            let mut shared = self.write.lock().map_err(|_| Error::unexpected("poisoned lock"))?;
+            if let Some(first) = ops.first() {
+                let target = &first.resource;
+                shared.audit.target_type = target.kind.strip_prefix("heimdall_").unwrap_or(&target.kind).to_owned();
+                shared.audit.target_id = bounded_str(&target.id);
+            }
+            shared.clone()
+        };
+        let caller = write
+            .audit
+            .actor
+            .as_ref()
+            .ok_or_else(|| Error::unexpected("a mutation without a caller"))?;
         let h = &self.heimdall.inner;
-        authz::authorize(h.store.as_ref(), h.pdp.as_ref(), &h.config, self.caller, &ops).await?;
-        self.write.guard = guard;
-        Ok(self.write.clone())
+        authz::authorize(h.store.as_ref(), h.pdp.as_ref(), &h.config, caller, &ops).await?;
+        write.guard = guard;
+        Ok(write)
     }
 }
 
+/// How often a mutation that lost a race with a concurrent writer is tried in all.
+const MAX_TRIES: u32 = 3;
 /// Subjects of system callers start with this.
 const SYSTEM_PREFIX: &str = "system:";
 /// Longest string the audit log keeps of a request field, an id or an error message, in bytes.

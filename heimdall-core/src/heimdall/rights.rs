@@ -23,17 +23,23 @@ impl Heimdall {
         let request =
             json!({"manager_group": manager_group, "target_pattern": target_pattern, "path_scope": path_scope});
         let target = raw_target("management_right", format_args!("{manager_group}:{target_pattern}"));
-        self.mutate(caller, "create_management_right", request, &target, async |attempt| {
-            let manager = GroupName::parse(manager_group)?;
-            let pattern = GroupPattern::parse(target_pattern)?;
-            let scope = path_scope.map(PathScope::parse).transpose()?;
-            let op = Operation::new(
-                action::MANAGEMENT_RIGHT_CREATE,
-                pack::management_right(&manager, &pattern),
-            );
-            let w = attempt.authorize(vec![op], None).await?;
-            self.store().create_right(&w, &manager, &pattern, scope.as_ref()).await
-        })
+        self.mutate(
+            caller,
+            "create_management_right",
+            request,
+            &target,
+            move |attempt| async move {
+                let manager = GroupName::parse(manager_group)?;
+                let pattern = GroupPattern::parse(target_pattern)?;
+                let scope = path_scope.map(PathScope::parse).transpose()?;
+                let op = Operation::new(
+                    action::MANAGEMENT_RIGHT_CREATE,
+                    pack::management_right(&manager, &pattern),
+                );
+                let w = attempt.authorize(vec![op], None).await?;
+                self.store().create_right(&w, &manager, &pattern, scope.as_ref()).await
+            },
+        )
         .await
     }
 
@@ -51,7 +57,7 @@ impl Heimdall {
             "delete_management_right",
             json!({"id": id}),
             &target,
-            async |attempt| {
+            move |attempt| async move {
                 let right = self.store().get_right(id).await?;
                 let op = Operation::new(
                     action::MANAGEMENT_RIGHT_DELETE,

@@ -17,7 +17,7 @@ impl Heimdall {
             "create_role",
             request,
             &raw_target("role", name),
-            async |attempt| {
+            move |attempt| async move {
                 let name = RoleName::parse(name)?;
                 if name.as_str() == pack::SUPERADMIN_ROLE {
                     return Err(Error::invalid(format!("role name {name} is reserved for Heimdall")));
@@ -47,7 +47,7 @@ impl Heimdall {
             "delete_role",
             request,
             &raw_target("role", name),
-            async |attempt| {
+            move |attempt| async move {
                 let name = RoleName::parse(name)?;
                 let w = attempt
                     .authorize(vec![Operation::new(action::ROLE_DELETE, pack::role(&name))], None)
@@ -66,7 +66,7 @@ impl Heimdall {
             "assign_group_role",
             request,
             &raw_target("group", group),
-            async |attempt| {
+            move |attempt| async move {
                 let group = GroupName::parse(group)?;
                 let role = RoleName::parse(role)?;
                 let resource = pack::group_role(&group, &role, self.is_superadmin_role(&role));
@@ -87,7 +87,7 @@ impl Heimdall {
             "remove_group_role",
             request,
             &raw_target("group", group),
-            async |attempt| {
+            move |attempt| async move {
                 let group = GroupName::parse(group)?;
                 let role = RoleName::parse(role)?;
                 let resource = pack::group_role(&group, &role, self.is_superadmin_role(&role));
@@ -109,7 +109,7 @@ impl Heimdall {
             "assign_user_role",
             request,
             &raw_target("user", subject),
-            async |attempt| {
+            move |attempt| async move {
                 let subject = Subject::parse(subject)?;
                 let role = RoleName::parse(role)?;
                 let w = attempt
@@ -132,7 +132,7 @@ impl Heimdall {
             "remove_user_role",
             request,
             &raw_target("user", subject),
-            async |attempt| {
+            move |attempt| async move {
                 let subject = Subject::parse(subject)?;
                 let role = RoleName::parse(role)?;
                 let w = attempt
@@ -156,7 +156,7 @@ impl Heimdall {
             "grant_permission",
             request,
             &raw_target("role", role),
-            async |attempt| {
+            move |attempt| async move {
                 let role = RoleName::parse(role)?;
                 let action = ActionName::parse(action)?;
                 let effect = Effect::parse(effect)?;
@@ -177,7 +177,7 @@ impl Heimdall {
             "revoke_permission",
             request,
             &raw_target("role", role),
-            async |attempt| {
+            move |attempt| async move {
                 let role = RoleName::parse(role)?;
                 let action = ActionName::parse(action)?;
                 let op = Operation::new(action::ROLE_GRANT_PERMISSION, pack::role(&role));

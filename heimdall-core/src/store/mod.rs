@@ -272,8 +272,17 @@ pub(crate) fn db_error(
     storage_error(e)
 }
 
+/// SQLSTATEs with which PostgreSQL asks for a transaction to be tried again: serialization failure, deadlock.
+const RETRY_SQLSTATES: [&str; 2] = ["40001", "40P01"];
+
 /// Classifies a database error that no operation expects.
 pub(crate) fn storage_error(e: sqlx::Error) -> Error {
+    if let Some(db) = e.as_database_error()
+        && db.code().is_some_and(|c| RETRY_SQLSTATES.contains(&c.as_ref()))
+    {
+        tracing::info!(error = %e, "the database asked to retry a transaction");
+        return Error::race("a concurrent change got in the way; nothing was changed, try again").with_source(e);
+    }
     let kind = match &e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
             ErrorKind::Unavailable

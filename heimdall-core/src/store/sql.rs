@@ -135,7 +135,7 @@ macro_rules! sql_store {
                 Guard::Mapping(id, facts) => MappingFacts::from(&mapping_by_id(conn, *id).await?) != *facts,
             };
             if moved {
-                return Err(Error::conflict(
+                return Err(Error::race(
                     "the target changed while this request was being authorized; nothing was changed, try again",
                 ));
             }
