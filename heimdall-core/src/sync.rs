@@ -6,7 +6,13 @@
 //! such as the Cerbos Admin API. Failures are retried with exponential backoff and jitter; a rejection (HTTP
 //! 400) is permanent and recorded on the row until the user changes again or a reconciliation repairs it.
 //! [`Heimdall::reconcile`] compares everything Cerbos holds as Heimdall's with what the database implies and
-//! repairs the difference.
+//! hands the users that differ to the worker: the worker is the only writer of principal policies, so an
+//! older state can never be written over a newer one.
+//!
+//! Only Heimdall's own policies are ever overwritten or deleted: every policy Heimdall writes carries the
+//! annotation [`crate::pdp::principal::HEIMDALL_ANNOTATION`], and a policy with the same id but without it is
+//! reported as a conflict and left alone. A policy Cerbos rejects fails closed: the user's previous policy is
+//! deleted (no grants until fixed), and the error stays on the outbox row.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,7 +26,8 @@ use crate::error::{ErrorKind, Result};
 use crate::heimdall::Heimdall;
 use crate::model::Subject;
 use crate::pdp;
-use crate::store::OutboxItem;
+use crate::pdp::principal::{PRINCIPAL_POLICY_MARK, has_heimdall_mark};
+use crate::store::{Completion, OutboxItem};
 
 /// Largest number of policies one write carries (the Cerbos Admin API's limit).
 pub const MAX_PUT_BATCH: usize = 100;
@@ -71,6 +78,27 @@ fn is_permanent(e: &crate::Error) -> bool {
     e.kind() == ErrorKind::InvalidInput
 }
 
+/// Why a push failed, as the outbox row records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Try again later, with backoff.
+    Transient,
+    /// Cerbos rejected the policy: failed for good (until the user changes or a reconciliation).
+    Rejected,
+    /// The id holds a policy Heimdall did not write: failed for good, left alone.
+    Foreign,
+}
+
+impl Failure {
+    fn of(e: &crate::Error) -> Failure {
+        if is_permanent(e) {
+            Failure::Rejected
+        } else {
+            Failure::Transient
+        }
+    }
+}
+
 /// How the push worker behaves.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -109,29 +137,36 @@ pub struct PushReport {
     pub deleted: usize,
     /// Users whose push failed and will be retried.
     pub retrying: usize,
-    /// Users whose push was rejected for good.
+    /// Users whose push was rejected for good (their previous policy is deleted: fail closed).
     pub rejected: usize,
+    /// Users whose policy id holds a policy Heimdall did not write: left alone, recorded as failed.
+    pub foreign: usize,
+    /// Pushes that outlived their lease: the user was made due again, so the current state lands last.
+    pub lease_lost: usize,
     /// The last failure's message, if any failed.
     pub last_error: Option<String>,
 }
 
-/// What a reconciliation found and did.
+/// What a reconciliation found. It writes nothing to Cerbos itself: the users whose policy differs are handed
+/// to the push worker through the outbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
     /// Users whose policy was compared.
     pub users_checked: usize,
-    /// Policies written because they were missing or different.
-    pub pushed: usize,
-    /// Policies deleted because nothing in the database implies them.
-    pub deleted: usize,
-    /// Policies that could not be repaired.
+    /// Users whose policy was missing or different, queued for a push.
+    pub to_push: usize,
+    /// Heimdall policies that nothing in the database implies any more, queued for deletion.
+    pub to_delete: usize,
+    /// Policy ids held by a policy Heimdall did not write: conflicts, left alone.
+    pub foreign: usize,
+    /// Heimdall policies whose id names no valid subject (left alone).
     pub failed: usize,
 }
 
 impl ReconcileReport {
-    /// Whether Cerbos already held exactly what the database implies.
+    /// Whether Cerbos already held exactly what the database implies (foreign policies aside).
     pub fn in_sync(&self) -> bool {
-        self.pushed == 0 && self.deleted == 0 && self.failed == 0
+        self.to_push == 0 && self.to_delete == 0 && self.failed == 0
     }
 }
 
@@ -209,16 +244,24 @@ impl PushWorker {
         self.heimdall.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60))
     }
 
-    async fn retry(&self, item: &OutboxItem, error: &crate::Error, permanent: bool, report: &mut PushReport) {
+    async fn retry(&self, item: &OutboxItem, error: &crate::Error, failure: Failure, report: &mut PushReport) {
         let next = self.retry_at(item.attempts);
         let message = format!("{}: {}", error.kind(), error.message());
         report.last_error = Some(message.clone());
-        if permanent {
-            report.rejected += 1;
-            tracing::error!(subject = %item.subject, error = %message, "Cerbos rejected a principal policy; not retrying");
-        } else {
-            report.retrying += 1;
-            tracing::warn!(subject = %item.subject, attempts = item.attempts + 1, error = %message, "principal policy push failed; will retry");
+        let permanent = failure != Failure::Transient;
+        match failure {
+            Failure::Transient => {
+                report.retrying += 1;
+                tracing::warn!(subject = %item.subject, attempts = item.attempts + 1, error = %message, "principal policy push failed; will retry");
+            }
+            Failure::Rejected => {
+                report.rejected += 1;
+                tracing::error!(subject = %item.subject, error = %message, "Cerbos rejected a principal policy; not retrying");
+            }
+            Failure::Foreign => {
+                report.foreign += 1;
+                tracing::error!(subject = %item.subject, "a policy Heimdall did not write holds this user's id: not touching it");
+            }
         }
         if let Err(e) = self
             .heimdall
@@ -230,9 +273,46 @@ impl PushWorker {
         }
     }
 
-    async fn complete(&self, item: &OutboxItem) {
-        if let Err(e) = self.heimdall.store().outbox_complete(item).await {
-            tracing::warn!(subject = %item.subject, error = %e, "could not mark a push done; it will be pushed again");
+    async fn complete(&self, item: &OutboxItem, report: &mut PushReport) {
+        match self.heimdall.store().outbox_complete(item, self.heimdall.now()).await {
+            Ok(Completion::Done) => {}
+            Ok(Completion::LeaseLost) => {
+                report.lease_lost += 1;
+                tracing::warn!(subject = %item.subject, "a push outlived its lease; the user is pushed again");
+            }
+            Err(e) => {
+                tracing::warn!(subject = %item.subject, error = %e, "could not mark a push done; it will be pushed again");
+            }
+        }
+    }
+
+    /// The ids among `ids` that hold a policy Heimdall did not write.
+    async fn foreign_ids(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        let mut foreign = std::collections::HashSet::new();
+        for chunk in ids.chunks(MAX_PUT_BATCH) {
+            for policy in self.admin.get_policies(chunk).await? {
+                if !has_heimdall_mark(&policy, PRINCIPAL_POLICY_MARK)
+                    && let Some(id) = policy_id_of(&policy)
+                {
+                    foreign.insert(id);
+                }
+            }
+        }
+        Ok(foreign)
+    }
+
+    /// Fails a rejected push closed: the user's previous (possibly more permissive) policy is deleted.
+    async fn fail_closed(&self, item: &OutboxItem) {
+        let Ok(subject) = Subject::parse(item.subject.clone()) else {
+            return;
+        };
+        match self.admin.delete_policies(&[pdp::policy_id(&subject)]).await {
+            Ok(()) => {
+                tracing::warn!(subject = %item.subject, "deleted the previous policy of a user whose new one was rejected")
+            }
+            Err(e) => {
+                tracing::error!(subject = %item.subject, error = %e, "could not delete the previous policy of a user whose new one was rejected")
+            }
         }
     }
 
@@ -243,7 +323,7 @@ impl PushWorker {
         match self.admin.put_policies(&policies).await {
             Ok(()) => {
                 for (item, _) in &batch {
-                    self.complete(item).await;
+                    self.complete(item, report).await;
                 }
                 report.pushed += batch.len();
             }
@@ -253,9 +333,12 @@ impl PushWorker {
                 }
             }
             Err(e) => {
-                let permanent = is_permanent(&e);
+                let failure = Failure::of(&e);
                 for (item, _) in &batch {
-                    self.retry(item, &e, permanent, report).await;
+                    if failure == Failure::Rejected {
+                        self.fail_closed(item).await;
+                    }
+                    self.retry(item, &e, failure, report).await;
                 }
             }
         }
@@ -266,14 +349,13 @@ impl PushWorker {
         match self.admin.delete_policies(&ids).await {
             Ok(()) => {
                 for (item, _) in &batch {
-                    self.complete(item).await;
+                    self.complete(item, report).await;
                 }
                 report.deleted += batch.len();
             }
             Err(e) => {
-                let permanent = is_permanent(&e);
                 for (item, _) in &batch {
-                    self.retry(item, &e, permanent, report).await;
+                    self.retry(item, &e, Failure::of(&e), report).await;
                 }
             }
         }
@@ -295,14 +377,45 @@ impl PushWorker {
             let subject = match Subject::parse(item.subject.clone()) {
                 Ok(s) => s,
                 Err(e) => {
-                    self.retry(&item, &e, true, &mut report).await;
+                    self.retry(&item, &e, Failure::Rejected, &mut report).await;
                     continue;
                 }
             };
             match desired_policy(&self.heimdall, &subject).await {
                 Ok(Some(policy)) => puts.push((item, policy)),
                 Ok(None) => deletes.push((item, pdp::policy_id(&subject))),
-                Err(e) => self.retry(&item, &e, false, &mut report).await,
+                Err(e) => self.retry(&item, &e, Failure::Transient, &mut report).await,
+            }
+        }
+        // Never overwrite or delete a policy Heimdall did not write.
+        let ids: Vec<String> = puts
+            .iter()
+            .filter_map(|(_, p)| policy_id_of(p))
+            .chain(deletes.iter().map(|(_, id)| id.clone()))
+            .collect();
+        if !ids.is_empty() {
+            let foreign = match self.foreign_ids(&ids).await {
+                Ok(foreign) => foreign,
+                Err(e) => {
+                    for item in puts.iter().map(|(i, _)| i).chain(deletes.iter().map(|(i, _)| i)) {
+                        self.retry(item, &e, Failure::Transient, &mut report).await;
+                    }
+                    return Ok(report);
+                }
+            };
+            if !foreign.is_empty() {
+                let conflict = crate::Error::conflict(
+                    "a principal policy Heimdall did not write holds this user's policy id; left alone",
+                );
+                let is_foreign = |id: Option<String>| id.is_some_and(|id| foreign.contains(&id));
+                let (bad, good): (Vec<_>, Vec<_>) = puts.into_iter().partition(|(_, p)| is_foreign(policy_id_of(p)));
+                puts = good;
+                let (bad_deletes, good_deletes): (Vec<_>, Vec<_>) =
+                    deletes.into_iter().partition(|(_, id)| foreign.contains(id));
+                deletes = good_deletes;
+                for item in bad.iter().map(|(i, _)| i).chain(bad_deletes.iter().map(|(i, _)| i)) {
+                    self.retry(item, &conflict, Failure::Foreign, &mut report).await;
+                }
             }
         }
         if !puts.is_empty() {
@@ -317,6 +430,27 @@ impl PushWorker {
             self.reload_pdps().await;
         }
         Ok(report)
+    }
+
+    /// Pushes until no user is due (users waiting for a retry stay queued), at most 1000 rounds; returns the
+    /// rounds' sum. What `heimdall reconcile` runs after a reconciliation.
+    pub async fn push_due(&self) -> Result<PushReport> {
+        let mut total = PushReport::default();
+        for _ in 0..1000 {
+            let r = self.run_once().await?;
+            if r.claimed == 0 {
+                break;
+            }
+            total.claimed += r.claimed;
+            total.pushed += r.pushed;
+            total.deleted += r.deleted;
+            total.retrying += r.retrying;
+            total.rejected += r.rejected;
+            total.foreign += r.foreign;
+            total.lease_lost += r.lease_lost;
+            total.last_error = r.last_error.or(total.last_error);
+        }
+        Ok(total)
     }
 
     /// Pushes until `shutdown` completes: at once when this process changes something, otherwise every
@@ -357,10 +491,11 @@ impl Heimdall {
         .await
     }
 
-    /// Compares the principal policies `admin` holds as Heimdall's with what the database implies, pushes what
-    /// is missing or different and deletes what should not exist. Users still waiting in the outbox are
-    /// repaired too, so a reconciliation after an outage leaves nothing behind; users whose push Cerbos had
-    /// rejected for good are handed back to the push worker.
+    /// Compares the principal policies `admin` holds as Heimdall's with what the database implies, and queues
+    /// every user whose policy is missing, different or no longer implied for the push worker, which recomputes
+    /// it from the database when it pushes. Reconciliation itself never writes to Cerbos, so it can never put
+    /// back an older state than the worker wrote. Users whose push Cerbos had rejected for good are handed back
+    /// to the worker too. A policy id held by a policy Heimdall did not write is reported, not touched.
     pub async fn reconcile(&self, admin: &dyn PolicyAdmin) -> Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         // Pushes Cerbos rejected for good get another chance through the worker (their users may have
@@ -368,10 +503,9 @@ impl Heimdall {
         let revived = self.store().outbox_revive_failed(self.now()).await?;
         if revived > 0 {
             tracing::info!(revived, "retrying pushes that had failed for good");
-            self.outbox_signal().notify_one();
         }
         let held: BTreeSet<String> = admin.list_heimdall_policy_ids().await?.into_iter().collect();
-        let mut desired: Vec<(String, Value)> = Vec::new();
+        let mut desired: Vec<(String, String, Value)> = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let page = self.store().subjects(after.as_deref(), 1000).await?;
@@ -380,49 +514,51 @@ impl Heimdall {
             for subject in &page {
                 report.users_checked += 1;
                 if let Some(policy) = desired_policy(self, subject).await? {
-                    desired.push((pdp::policy_id(subject), policy));
+                    desired.push((subject.as_str().to_owned(), pdp::policy_id(subject), policy));
                 }
             }
         }
-        let wanted: BTreeSet<String> = desired.iter().map(|(id, _)| id.clone()).collect();
+        let wanted: BTreeSet<String> = desired.iter().map(|(_, id, _)| id.clone()).collect();
 
-        // What differs: missing policies, and present ones whose rules differ.
+        // What Cerbos holds for the users who should have a policy: Heimdall's (to compare), or a foreign one.
+        let ids: Vec<String> = desired.iter().map(|(_, id, _)| id.clone()).collect();
         let mut current: HashMap<String, BTreeSet<(String, String, String)>> = HashMap::new();
-        let present: Vec<String> = desired
-            .iter()
-            .filter(|(id, _)| held.contains(id))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for chunk in present.chunks(MAX_PUT_BATCH) {
+        let mut foreign: BTreeSet<String> = BTreeSet::new();
+        for chunk in ids.chunks(MAX_PUT_BATCH) {
             for policy in admin.get_policies(chunk).await? {
-                if let Some(id) = policy_id_of(&policy) {
+                let Some(id) = policy_id_of(&policy) else { continue };
+                if has_heimdall_mark(&policy, PRINCIPAL_POLICY_MARK) {
                     current.insert(id, rules_of(&policy));
+                } else {
+                    foreign.insert(id);
                 }
             }
         }
-        let to_push: Vec<Value> = desired
-            .into_iter()
-            .filter(|(id, policy)| current.get(id) != Some(&rules_of(policy)))
-            .map(|(_, policy)| policy)
-            .collect();
-        for chunk in to_push.chunks(MAX_PUT_BATCH) {
-            match admin.put_policies(chunk).await {
-                Ok(()) => report.pushed += chunk.len(),
+        let mut due: Vec<String> = Vec::new();
+        for (subject, id, policy) in &desired {
+            if foreign.contains(id) {
+                report.foreign += 1;
+                tracing::error!(policy = %id, "a policy Heimdall did not write holds a user's policy id: not touching it");
+            } else if current.get(id) != Some(&rules_of(policy)) {
+                report.to_push += 1;
+                due.push(subject.clone());
+            }
+        }
+        for id in held.difference(&wanted) {
+            match pdp::subject_from_policy_id(id) {
+                Ok(subject) => {
+                    report.to_delete += 1;
+                    due.push(subject.as_str().to_owned());
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "reconciliation could not push policies");
-                    report.failed += chunk.len();
+                    report.failed += 1;
+                    tracing::warn!(policy = %id, error = %e, "a Heimdall policy names no valid subject");
                 }
             }
         }
-        let to_delete: Vec<String> = held.difference(&wanted).cloned().collect();
-        for chunk in to_delete.chunks(MAX_DELETE_BATCH) {
-            match admin.delete_policies(chunk).await {
-                Ok(()) => report.deleted += chunk.len(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reconciliation could not delete policies");
-                    report.failed += chunk.len();
-                }
-            }
+        self.store().outbox_enqueue(&due, self.now()).await?;
+        if revived > 0 || !due.is_empty() {
+            self.outbox_signal().notify_one();
         }
         tracing::info!(?report, "reconciliation done");
         Ok(report)
@@ -516,7 +652,10 @@ mod tests {
             );
 
             // A finishes its (older) push: the newer generation stays and is due at once.
-            h.store().outbox_complete(&first[0]).await.unwrap();
+            assert_eq!(
+                h.store().outbox_complete(&first[0], later).await.unwrap(),
+                Completion::Done
+            );
             let third = h
                 .store()
                 .outbox_claim(later, later + chrono::Duration::seconds(30), 100)
@@ -524,13 +663,75 @@ mod tests {
                 .unwrap();
             assert_eq!(third.len(), 1, "{}", db.backend);
             assert!(third[0].generation > first[0].generation, "{}", db.backend);
-            h.store().outbox_complete(&third[0]).await.unwrap();
+            h.store().outbox_complete(&third[0], later).await.unwrap();
             assert_eq!(
                 h.outbox_stats().await.unwrap(),
                 OutboxStats::default(),
                 "{}",
                 db.backend
             );
+            drop(h);
+            db.drop_database().await;
+        }
+    }
+
+    /// A push that outlives its lease may land after the push of the worker that took the user over: the
+    /// late completion makes the user due again, so that the current state is pushed last.
+    #[tokio::test]
+    async fn a_push_that_outlived_its_lease_is_pushed_again() {
+        for db in TestDatabase::all().await {
+            let h = Heimdall::builder(Config {
+                database_url: db.url.clone(),
+                bootstrap_superadmins: vec!["root".into()],
+                ..Config::default()
+            })
+            .build()
+            .await
+            .unwrap();
+            let t0 = h.now();
+            let secs = chrono::Duration::seconds;
+            // Worker A claims root for one second, and is slow.
+            let a = h.store().outbox_claim(t0, t0 + secs(1), 10).await.unwrap();
+            assert_eq!(a.len(), 1, "{}", db.backend);
+            // Its lease expires; worker B takes root over and finishes first.
+            let b = h.store().outbox_claim(t0 + secs(2), t0 + secs(32), 10).await.unwrap();
+            assert_eq!(b.len(), 1, "{}: the expired lease is taken over", db.backend);
+            assert_eq!(
+                h.store().outbox_complete(&b[0], t0 + secs(3)).await.unwrap(),
+                Completion::Done
+            );
+            assert_eq!(h.outbox_stats().await.unwrap().pending, 0);
+            // A's push lands last: root is due again.
+            let late = h.store().outbox_complete(&a[0], t0 + secs(4)).await.unwrap();
+            assert_eq!(late, Completion::LeaseLost, "{}", db.backend);
+            let again = h.store().outbox_claim(t0 + secs(4), t0 + secs(34), 10).await.unwrap();
+            assert_eq!(
+                again.len(),
+                1,
+                "{}: pushed once more, with the current state",
+                db.backend
+            );
+
+            // The same while the worker that took over is still pushing: the late completion keeps that
+            // worker's lease and leaves a newer generation, so its completion leaves root due once more.
+            let d = h.store().outbox_claim(t0 + secs(35), t0 + secs(65), 10).await.unwrap();
+            assert_eq!(d.len(), 1, "{}: `again`'s lease expired and is taken over", db.backend);
+            let late = h.store().outbox_complete(&again[0], t0 + secs(36)).await.unwrap();
+            assert_eq!(late, Completion::LeaseLost, "{}", db.backend);
+            assert!(
+                h.store()
+                    .outbox_claim(t0 + secs(36), t0 + secs(66), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(
+                h.store().outbox_complete(&d[0], t0 + secs(37)).await.unwrap(),
+                Completion::Done
+            );
+            let last = h.store().outbox_claim(t0 + secs(37), t0 + secs(67), 10).await.unwrap();
+            assert_eq!(last.len(), 1, "{}", db.backend);
+            assert!(last[0].generation > d[0].generation, "{}", db.backend);
             drop(h);
             db.drop_database().await;
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use heimdall_core::Heimdall;
 use heimdall_core::sync::{PolicyAdmin, PushWorker, SyncConfig};
 use heimdall_http::settings::Settings;
 
@@ -35,6 +36,20 @@ async fn shutdown() {
     }
 }
 
+/// The push worker as configured: backoff, and the PDPs to reload after each push.
+fn worker(h: &Heimdall, s: &Settings, admin: Arc<dyn PolicyAdmin>) -> heimdall_core::Result<PushWorker> {
+    let config = SyncConfig {
+        max_backoff: s.max_backoff(),
+        ..SyncConfig::default()
+    };
+    let reload: Vec<Arc<dyn PolicyAdmin>> = s
+        .cerbos_reload()?
+        .into_iter()
+        .map(|c| Arc::new(c) as Arc<dyn PolicyAdmin>)
+        .collect();
+    Ok(PushWorker::new(h.clone(), admin, config).reload_after_push(reload))
+}
+
 async fn run(cli: Cli) -> heimdall_core::Result<()> {
     let s = &cli.settings;
     match cli.command {
@@ -56,9 +71,15 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
                 heimdall_core::Error::new(heimdall_core::ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
             })?;
             let r = h.reconcile(&admin).await?;
+            // Reconciliation only queues what differs; the worker's code pushes it, as the only writer.
+            let p = worker(&h, s, Arc::new(admin))?.push_due().await?;
             println!(
                 "{}",
-                serde_json::json!({"users_checked": r.users_checked, "pushed": r.pushed, "deleted": r.deleted, "failed": r.failed})
+                serde_json::json!({
+                    "users_checked": r.users_checked, "to_push": r.to_push, "to_delete": r.to_delete,
+                    "foreign": r.foreign, "failed": r.failed, "pushed": p.pushed, "deleted": p.deleted,
+                    "retrying": p.retrying, "rejected": p.rejected,
+                })
             );
         }
         Command::Worker => {
@@ -66,16 +87,7 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
             let admin: Arc<dyn PolicyAdmin> = Arc::new(s.cerbos_admin()?.ok_or_else(|| {
                 heimdall_core::Error::new(heimdall_core::ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
             })?);
-            let config = SyncConfig {
-                max_backoff: s.max_backoff(),
-                ..SyncConfig::default()
-            };
-            let reload: Vec<Arc<dyn PolicyAdmin>> = s
-                .cerbos_reload()?
-                .into_iter()
-                .map(|c| Arc::new(c) as Arc<dyn PolicyAdmin>)
-                .collect();
-            let worker = PushWorker::new(h.clone(), admin.clone(), config).reload_after_push(reload);
+            let worker = worker(&h, s, admin.clone())?;
             let interval = Duration::from_secs(s.reconcile_interval_seconds.max(1));
             tracing::info!(?interval, "worker started");
             tokio::join!(

@@ -308,6 +308,12 @@ impl Heimdall {
         self.store().outbox_stats().await
     }
 
+    /// The users whose push failed for good (Cerbos rejected the policy, or a foreign policy holds its id), with
+    /// the error recorded on their outbox row; at most 1000, by subject.
+    pub async fn outbox_failures(&self) -> Result<Vec<(String, String)>> {
+        self.store().outbox_failures().await
+    }
+
     // ---- Plumbing ----------------------------------------------------------------------------------------
 
     fn is_superadmin_role(&self, role: &RoleName) -> bool {

@@ -129,6 +129,19 @@ pub(crate) struct OutboxItem {
     pub(crate) subject: String,
     pub(crate) generation: i64,
     pub(crate) attempts: i32,
+    /// The claim's lease, as stored: the worker's fencing token. A completion whose lease is no longer on the
+    /// row lost the user to another worker and makes it due again (see [`Store::outbox_complete`]).
+    pub(crate) lease_until: DateTime<Utc>,
+}
+
+/// What completing a push found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Completion {
+    /// Done: the row is gone, or (when the user changed again meanwhile) due for the newer state.
+    Done,
+    /// The lease had expired and another worker took the user over: this push may have landed after theirs,
+    /// so the user is due again, to push the current state last.
+    LeaseLost,
 }
 
 /// How the outbox stands.
@@ -237,7 +250,10 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     // The principal-policy outbox.
     async fn outbox_claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64)
     -> Result<Vec<OutboxItem>>;
-    async fn outbox_complete(&self, item: &OutboxItem) -> Result<()>;
+    /// Marks a push done, under the claim's lease (see [`Completion`]).
+    async fn outbox_complete(&self, item: &OutboxItem, now: DateTime<Utc>) -> Result<Completion>;
+    /// Puts `subjects` into the outbox, due at `now` (reconciliation's repairs).
+    async fn outbox_enqueue(&self, subjects: &[String], now: DateTime<Utc>) -> Result<()>;
     async fn outbox_retry(
         &self,
         item: &OutboxItem,
@@ -246,6 +262,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
         permanent: bool,
     ) -> Result<()>;
     async fn outbox_stats(&self) -> Result<OutboxStats>;
+    /// Users whose push failed for good, with the recorded error.
+    async fn outbox_failures(&self) -> Result<Vec<(String, String)>>;
     /// Makes the users whose push failed for good due again; returns how many.
     async fn outbox_revive_failed(&self, now: DateTime<Utc>) -> Result<u64>;
 }

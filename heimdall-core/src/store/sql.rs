@@ -19,7 +19,7 @@ macro_rules! sql_store {
         };
         use crate::store::{
             db_error, ChangeRecord, EffectivePermission, GroupFacts, Guard, MappingFacts, MappingRow, NewMapping,
-            OutboxItem, OutboxStats, Store, Write,
+            Completion, OutboxItem, OutboxStats, Store, Write,
         };
 
         type Conn = $conn;
@@ -1064,6 +1064,9 @@ macro_rules! sql_store {
                 lease_until: DateTime<Utc>,
                 limit: i64,
             ) -> Result<Vec<OutboxItem>> {
+                // The lease is the claim's fencing token, compared for equality later: keep it to the microsecond
+                // that both databases store exactly.
+                let lease_until = chrono::SubsecRound::trunc_subsecs(lease_until, 6);
                 let rows: Vec<(String, i64, i32)> = sqlx::query_as(Self::OUTBOX_CLAIM_SQL)
                     .bind(now)
                     .bind(lease_until)
@@ -1072,21 +1075,58 @@ macro_rules! sql_store {
                     .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(subject, generation, attempts)| OutboxItem { subject, generation, attempts })
+                    .map(|(subject, generation, attempts)| OutboxItem { subject, generation, attempts, lease_until })
                     .collect())
             }
 
-            async fn outbox_complete(&self, item: &OutboxItem) -> Result<()> {
-                // A newer generation means the user changed again while we pushed: keep the row for that.
-                sqlx::query("DELETE FROM policy_outbox WHERE subject = $1 AND generation = $2")
+            async fn outbox_complete(&self, item: &OutboxItem, now: DateTime<Utc>) -> Result<Completion> {
+                // Still ours and unchanged: done.
+                let done = sqlx::query(
+                    "DELETE FROM policy_outbox WHERE subject = $1 AND generation = $2 AND locked_until = $3",
+                )
+                .bind(&item.subject)
+                .bind(item.generation)
+                .bind(item.lease_until)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if done == 1 {
+                    return Ok(Completion::Done);
+                }
+                // Still ours, but the user changed again while we pushed: due for the newer state.
+                let released = sqlx::query("UPDATE policy_outbox SET locked_until = NULL WHERE subject = $1 AND locked_until = $2")
                     .bind(&item.subject)
-                    .bind(item.generation)
+                    .bind(item.lease_until)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                if released == 1 {
+                    return Ok(Completion::Done);
+                }
+                // The lease expired and another worker took over (and may be done already): our push may have
+                // landed after theirs, so the user is due again — whoever pushes next pushes the current state.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
+                     VALUES ($1, 1, $2, 0, $2){ENQUEUE_TAIL}"
+                )))
+                .bind(&item.subject)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(Completion::LeaseLost)
+            }
+
+            async fn outbox_enqueue(&self, subjects: &[String], now: DateTime<Utc>) -> Result<()> {
+                for subject in subjects {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
+                         VALUES ($1, 1, $2, 0, $2){ENQUEUE_TAIL}"
+                    )))
+                    .bind(subject)
+                    .bind(now)
                     .execute(&self.pool)
                     .await?;
-                sqlx::query("UPDATE policy_outbox SET locked_until = NULL WHERE subject = $1")
-                    .bind(&item.subject)
-                    .execute(&self.pool)
-                    .await?;
+                }
                 Ok(())
             }
 
@@ -1097,19 +1137,22 @@ macro_rules! sql_store {
                 error: &str,
                 permanent: bool,
             ) -> Result<()> {
+                // Only under our lease: a worker that took the user over decides for itself.
                 sqlx::query(
                     "UPDATE policy_outbox SET attempts = attempts + 1, next_attempt_at = $3, last_error = $4, \
-                     failed = $5, locked_until = NULL WHERE subject = $1 AND generation = $2",
+                     failed = $5, locked_until = NULL WHERE subject = $1 AND generation = $2 AND locked_until = $6",
                 )
                 .bind(&item.subject)
                 .bind(item.generation)
                 .bind(next_attempt_at)
                 .bind(error)
                 .bind(permanent)
+                .bind(item.lease_until)
                 .execute(&self.pool)
                 .await?;
-                sqlx::query("UPDATE policy_outbox SET locked_until = NULL WHERE subject = $1")
+                sqlx::query("UPDATE policy_outbox SET locked_until = NULL WHERE subject = $1 AND locked_until = $2")
                     .bind(&item.subject)
+                    .bind(item.lease_until)
                     .execute(&self.pool)
                     .await?;
                 Ok(())
@@ -1124,6 +1167,15 @@ macro_rules! sql_store {
                 .await?
                 .rows_affected();
                 Ok(n)
+            }
+
+            async fn outbox_failures(&self) -> Result<Vec<(String, String)>> {
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT subject, last_error FROM policy_outbox WHERE failed ORDER BY subject LIMIT 1000",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(s, e)| (s, e.unwrap_or_default())).collect())
             }
 
             async fn outbox_stats(&self) -> Result<OutboxStats> {

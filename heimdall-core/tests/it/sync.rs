@@ -239,8 +239,10 @@ async fn reconciliation_repairs_drift() {
     eventually(&client, "bob", "course:create", Decision::Deny).await;
 
     let r = h.reconcile(&client).await.unwrap();
-    assert_eq!((r.pushed, r.deleted, r.failed), (1, 1, 0), "{r:?}");
+    assert_eq!((r.to_push, r.to_delete, r.failed), (1, 1, 0), "{r:?}");
     assert!(r.users_checked >= 3, "{r:?}");
+    // Reconciliation writes nothing itself: the worker repairs what it queued.
+    drain(&h, &PushWorker::new(h.clone(), Arc::new(cerbos.client()), fast())).await;
     eventually(&client, "bob", "course:create", Decision::Allow).await;
     eventually(&client, "ghost", "course:create", Decision::Deny).await;
     assert!(h.reconcile(&client).await.unwrap().in_sync());
@@ -398,6 +400,18 @@ async fn a_rejected_push_is_recorded_and_not_retried() {
     let worker = PushWorker::new(h.clone(), admin.clone(), fast());
     let r = worker.run_once().await.unwrap();
     assert_eq!((r.claimed, r.rejected), (1, 1), "{r:?} {:?}", fake.requests());
+    // Fail closed: bob's previous (possibly more permissive) policy is deleted right after the rejection.
+    let requests = fake.requests();
+    let rejected_at = requests.iter().position(|r| r == "PUT /admin/policy").unwrap();
+    assert_eq!(
+        requests.get(rejected_at + 1).map(String::as_str),
+        Some("POST /admin/policy/delete"),
+        "{requests:?}"
+    );
+    let last_error = h.outbox_failures().await.unwrap();
+    assert_eq!(last_error.len(), 1);
+    assert_eq!(last_error[0].0, "bob");
+    assert!(last_error[0].1.contains("injected rejection"), "{last_error:?}");
     let stats = h.outbox_stats().await.unwrap();
     assert_eq!((stats.pending, stats.failed), (0, 1), "{stats:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -545,7 +559,8 @@ async fn on_demand_reconciliation_is_for_superadmins_and_audited() {
         "a refused reconciliation pushes nothing"
     );
     let r = h.reconcile_as(&root, &client).await.unwrap();
-    assert_eq!((r.pushed, r.deleted, r.failed), (1, 0, 0), "{r:?}");
+    assert_eq!((r.to_push, r.to_delete, r.failed), (1, 0, 0), "{r:?}");
+    drain(&h, &PushWorker::new(h.clone(), Arc::new(cerbos.client()), fast())).await;
     eventually(&client, "bob", "course:create", Decision::Allow).await;
     let audit = h
         .audit_log(

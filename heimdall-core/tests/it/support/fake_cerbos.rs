@@ -23,8 +23,9 @@ pub(crate) enum Fault {
     Hang(Duration),
 }
 
-/// The fake server: the `n`th request gets the `n`th fault, later ones a normal answer (every action of
-/// a check is allowed; admin writes succeed).
+/// The fake server: the `n`th request other than a policy read (`GET /admin/policy`, which the push worker
+/// makes before every write to leave foreign policies alone) gets the `n`th fault, later ones a normal answer
+/// (every action of a check is allowed; admin writes succeed; reads find no policy).
 pub(crate) struct FakeFailingCerbos {
     addr: std::net::SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
@@ -116,7 +117,13 @@ async fn serve(
     let path = target.split('?').next().unwrap_or_default().to_owned();
     log.lock().unwrap().push(format!("{method} {path}"));
 
-    let (status, answer) = match faults.get(counter.fetch_add(1, Ordering::SeqCst)) {
+    let read = method == "GET" && path == "/admin/policy";
+    let fault = if read {
+        None
+    } else {
+        faults.get(counter.fetch_add(1, Ordering::SeqCst))
+    };
+    let (status, answer) = match fault {
         Some(Fault::Hang(d)) => {
             tokio::time::sleep(*d).await;
             return Ok(());
