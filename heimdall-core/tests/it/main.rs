@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod concurrency;
+mod convergence;
 mod escalation;
 mod pdp;
 mod store_suite;

@@ -14,7 +14,7 @@ use crate::support::fake_cerbos::{FakeFailingCerbos, Fault};
 use crate::support::{caller, heimdall, root};
 
 /// Short backoffs, so that tests don't wait for production delays.
-fn fast() -> SyncConfig {
+pub(crate) fn fast() -> SyncConfig {
     SyncConfig {
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
@@ -24,14 +24,14 @@ fn fast() -> SyncConfig {
 
 /// What Cerbos says when `subject` asks for `action` on a course with only the base role `user`: only a
 /// pushed principal policy can allow it.
-async fn decide(client: &CerbosClient, subject: &str, action: &str) -> Decision {
+pub(crate) async fn decide(client: &CerbosClient, subject: &str, action: &str) -> Decision {
     let principal = Principal::new(principal_id(&Subject::parse(subject).unwrap()), ["user"]);
     let resource = Resource::new("course", "course:1");
     client.check(&principal, &resource, &[action]).await.unwrap()[0]
 }
 
 /// Waits (bounded) until Cerbos gives `want`: its writes become visible within milliseconds, not at once.
-async fn eventually(client: &CerbosClient, subject: &str, action: &str, want: Decision) {
+pub(crate) async fn eventually(client: &CerbosClient, subject: &str, action: &str, want: Decision) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = decide(client, subject, action).await;
@@ -65,7 +65,7 @@ async fn settle(h: &Heimdall) {
 }
 
 /// Runs the worker until the outbox is empty (bounded).
-async fn drain(h: &Heimdall, worker: &PushWorker) {
+pub(crate) async fn drain(h: &Heimdall, worker: &PushWorker) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         worker.run_once().await.unwrap();
