@@ -340,8 +340,8 @@ impl Heimdall {
     /// decision needs, asks the PDP through [`Attempt::authorize`] and makes the change, one store
     /// transaction that also audits its success. Every failure — invalid input, an unknown target, a
     /// refusal, a conflict, an error — is audited here with its outcome, and changes nothing. A lost race
-    /// (the database asked for a retry, or the facts moved before the write) runs `body` again, up to
-    /// [`MAX_TRIES`] times in all.
+    /// (the database asked for a retry, or the facts moved before the write) runs `body` again after a short
+    /// jittered pause, up to [`MAX_TRIES`] times in all.
     async fn mutate<T, Fut>(
         &self,
         caller: &Caller,
@@ -354,6 +354,14 @@ impl Heimdall {
         Fut: Future<Output = Result<T>>,
     {
         let request = bounded(request);
+        // Between lost races, a short jittered pause lets the winner's burst pass.
+        let mut pauses = backon::BackoffBuilder::build(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_millis(1))
+                .with_max_delay(std::time::Duration::from_millis(50))
+                .with_jitter()
+                .with_max_times(MAX_TRIES as usize - 1),
+        );
         let mut tries = 0;
         loop {
             tries += 1;
@@ -373,6 +381,9 @@ impl Heimdall {
                 // A lost race is decided again from the start: facts, authorization and write.
                 Err(e) if e.is_race() && tries < MAX_TRIES => {
                     tracing::debug!(operation, tries, error = %e, "lost a race with a concurrent writer; trying again");
+                    if let Some(pause) = pauses.next() {
+                        tokio::time::sleep(pause).await;
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -430,7 +441,7 @@ impl Attempt {
 }
 
 /// How often a mutation that lost a race with a concurrent writer is tried in all.
-const MAX_TRIES: u32 = 3;
+const MAX_TRIES: u32 = 10;
 /// Subjects of system callers start with this.
 const SYSTEM_PREFIX: &str = "system:";
 /// Longest string the audit log keeps of a request field, an id or an error message, in bytes.
