@@ -769,6 +769,15 @@ pub struct MappingInput {
     pub description: Option<String>,
 }
 
+/// How fresh the mapping snapshot that answers lookups is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotStatus {
+    /// The mapping version the snapshot was built from.
+    pub version: i64,
+    /// How long ago it was last confirmed against the database (it grows while the database is unreachable).
+    pub age: std::time::Duration,
+}
+
 /// What a request resolves to: the mapping, its action, and the parameters the pattern captured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedEndpoint {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -9,7 +10,9 @@ use super::{Heimdall, action_kind, description, raw_target};
 use crate::authz::Operation;
 use crate::error::{Error, Result};
 use crate::mapping::{MappingRule, Method, PathPattern, Resolution, Snapshot};
-use crate::model::{ActionName, Caller, GroupName, Mapping, MappingInput, Page, ResolvedEndpoint, page_size};
+use crate::model::{
+    ActionName, Caller, GroupName, Mapping, MappingInput, Page, ResolvedEndpoint, SnapshotStatus, page_size,
+};
 use crate::pdp::Resource;
 use crate::pdp::pack::{self, action};
 use crate::store::{Guard, MappingFacts, MappingRow, NewMapping};
@@ -155,25 +158,51 @@ impl Heimdall {
         Ok(Page::new(items, limit, |m| m.id.to_string()))
     }
 
-    /// The compiled mapping snapshot, rebuilt from the database when a mapping changed (checked at most every
-    /// [`Config::mapping_refresh_interval`]; at once after this process changes a mapping).
-    pub async fn mapping_snapshot(&self) -> Result<Arc<Snapshot>> {
+    /// The compiled mapping snapshot. Never waits for the database: when the snapshot is due for a check
+    /// ([`Config::mapping_refresh_interval`](crate::Config::mapping_refresh_interval)), one background task
+    /// compares it with the database and swaps in a rebuilt one if a mapping changed; until then, and while
+    /// the database is unreachable, lookups are answered from the last good snapshot (see
+    /// [`Heimdall::mapping_snapshot_status`] for its age). Changes made through this process are seen at once.
+    pub fn mapping_snapshot(&self) -> Arc<Snapshot> {
+        let now = self.millis_since_start();
+        let interval = u64::try_from(self.inner.config.mapping_refresh_interval.as_millis()).unwrap_or(u64::MAX);
+        let tried = self.inner.mappings_tried.load(Ordering::Acquire);
+        if now.saturating_sub(tried) >= interval
+            && self
+                .inner
+                .mappings_refreshing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let h = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = h.refresh_mappings().await {
+                    tracing::warn!(error = %e, "could not refresh the mapping snapshot; serving the last good one");
+                }
+                h.inner.mappings_refreshing.store(false, Ordering::Release);
+            });
+        }
+        self.inner.mappings.snapshot()
+    }
+
+    /// The current snapshot's mapping version, and how long ago it was last confirmed against the database:
+    /// what a frontend reports as staleness.
+    pub fn mapping_snapshot_status(&self) -> SnapshotStatus {
         let checked = self.inner.mappings_checked.load(Ordering::Acquire);
-        let due = checked == u64::MAX
-            || self.millis_since_start().saturating_sub(checked)
-                >= u64::try_from(self.inner.config.mapping_refresh_interval.as_millis()).unwrap_or(u64::MAX);
-        if due {
-            self.refresh_mappings().await
-        } else {
-            Ok(self.inner.mappings.snapshot())
+        SnapshotStatus {
+            version: self.inner.mappings.load().version(),
+            age: Duration::from_millis(self.millis_since_start().saturating_sub(checked)),
         }
     }
 
-    /// Rebuilds the mapping snapshot if the database holds a newer mapping version than the current one.
+    /// Compares the snapshot with the database now, and rebuilds it if the database holds a newer mapping
+    /// version. On error the current snapshot stays.
     pub async fn refresh_mappings(&self) -> Result<Arc<Snapshot>> {
         let _one_at_a_time = self.inner.mappings_refresh.lock().await;
+        let started = self.millis_since_start();
+        self.inner.mappings_tried.store(started, Ordering::Release);
         let version = self.store().mapping_version().await?;
-        if self.inner.mappings.snapshot().version() < version {
+        if self.inner.mappings.load().version() < version {
             let rows = self.store().all_mappings().await?;
             let rules = rows
                 .into_iter()
@@ -190,27 +219,26 @@ impl Heimdall {
                 .collect::<Result<Vec<_>>>()?;
             self.inner.mappings.store_if_newer(Snapshot::build(rules, version)?);
         }
-        self.inner
-            .mappings_checked
-            .store(self.millis_since_start(), Ordering::Release);
+        self.inner.mappings_checked.store(started, Ordering::Release);
         Ok(self.inner.mappings.snapshot())
     }
 
     fn millis_since_start(&self) -> u64 {
-        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// After a local change: rebuild at once, so this process reads its own writes.
     async fn mappings_changed(&self) {
         if let Err(e) = self.refresh_mappings().await {
-            tracing::warn!(error = %e, "could not rebuild the mapping snapshot; the next lookup tries again");
-            self.inner.mappings_checked.store(u64::MAX, Ordering::Release);
+            tracing::warn!(error = %e, "could not rebuild the mapping snapshot; the background refresh tries again");
+            self.inner.mappings_tried.store(0, Ordering::Release);
         }
     }
 
     /// The mapping a request (method and raw path, query string allowed) resolves to, or `None` when no mapping
     /// applies. A path the normaliser refuses (see [`crate::mapping`]) is invalid input.
     pub async fn resolve(&self, method: &str, path: &str) -> Result<Option<ResolvedEndpoint>> {
-        let snapshot = self.mapping_snapshot().await?;
+        let snapshot = self.mapping_snapshot();
         match snapshot.resolve(method, path) {
             Resolution::Matched(m) => Ok(Some(ResolvedEndpoint {
                 mapping_id: m.id(),

@@ -11,7 +11,7 @@ mod roles;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -42,11 +42,14 @@ struct Inner {
     config: Config,
     outbox_signal: tokio::sync::Notify,
     mappings: SharedResolver,
-    /// When the mapping snapshot was last compared with the database, in milliseconds after `started`
-    /// (`u64::MAX`: never, or a refresh failed). An atomic, so that lookups take no lock.
+    /// When the mapping snapshot was last compared with the database successfully, and when a refresh was
+    /// last tried, in milliseconds after `started`. Atomics, so that lookups take no lock.
     mappings_checked: AtomicU64,
+    mappings_tried: AtomicU64,
     started: Instant,
-    /// One rebuild of the snapshot at a time.
+    /// Set while a background refresh runs: one at a time (single flight).
+    mappings_refreshing: AtomicBool,
+    /// One rebuild of the snapshot at a time (background or after a local change).
     mappings_refresh: tokio::sync::Mutex<()>,
 }
 
@@ -91,11 +94,15 @@ impl HeimdallBuilder {
                 config: self.config,
                 outbox_signal: tokio::sync::Notify::new(),
                 mappings: SharedResolver::default(),
-                mappings_checked: AtomicU64::new(u64::MAX),
+                mappings_checked: AtomicU64::new(0),
+                mappings_tried: AtomicU64::new(0),
                 started: Instant::now(),
+                mappings_refreshing: AtomicBool::new(false),
                 mappings_refresh: tokio::sync::Mutex::new(()),
             }),
         };
+        // The first snapshot is loaded before anyone may resolve: there is no moment without one.
+        heimdall.refresh_mappings().await?;
         let bootstrap = heimdall.inner.config.bootstrap_superadmins.clone();
         if !bootstrap.is_empty() {
             let subjects: Vec<&str> = bootstrap.iter().map(String::as_str).collect();

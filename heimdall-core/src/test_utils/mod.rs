@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cerbos;
+pub mod cluster;
 
 use crate::Heimdall;
 use crate::model::{Caller, Claims, Subject};

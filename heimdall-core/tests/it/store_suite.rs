@@ -581,10 +581,108 @@ async fn another_replica_sees_mapping_changes_within_the_refresh_interval() {
         "the snapshot is not re-read at once"
     );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let hit = reader
-        .resolve("GET", "/courses/1")
+    // The first lookup after the interval starts one background refresh (and is answered at once, from the
+    // snapshot it has); a lookup after that refresh sees the new mapping.
+    let hit = resolve_within(&reader, "GET", "/courses/1", std::time::Duration::from_millis(500))
         .await
-        .unwrap()
         .expect("the other replica's mapping");
     assert_eq!(hit.action.as_str(), "course:read");
+}
+
+/// Resolves until a mapping answers, for at most `within`.
+async fn resolve_within(
+    h: &heimdall_core::Heimdall,
+    method: &str,
+    path: &str,
+    within: std::time::Duration,
+) -> Option<heimdall_core::model::ResolvedEndpoint> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(hit) = h.resolve(method, path).await.unwrap() {
+            return Some(hit);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Lookups outlive the database: with PostgreSQL stopped, every lookup is still answered from the last good
+/// snapshot (whose age grows), and once it is back, the next change is picked up without restarting Heimdall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_outlive_the_database() {
+    use heimdall_core::test_utils::cluster::PrivateCluster;
+    let Some(mut cluster) = PrivateCluster::start() else {
+        return;
+    };
+    let config = heimdall_core::Config {
+        database_url: cluster.url(),
+        mapping_refresh_interval: std::time::Duration::from_millis(100),
+        ..heimdall_core::Config::default()
+    };
+    let h = heimdall_core::Heimdall::builder(config.clone()).build().await.unwrap();
+    let root = root(&h).await;
+    let mapping = |path: &str, action: &str| MappingInput {
+        method: "GET".into(),
+        path_pattern: path.into(),
+        action: action.into(),
+        ..MappingInput::default()
+    };
+    h.create_mapping(&root, &mapping("/courses/:id", "course:read"))
+        .await
+        .unwrap();
+    let version = h.mapping_snapshot_status().version;
+
+    // Lookups run throughout; the database goes away under them.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let lookups = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let (mut answered, mut failed) = (0u32, Vec::new());
+            while !*stopped.borrow_and_update() {
+                match h.resolve("GET", "/courses/7").await {
+                    Ok(Some(hit)) if hit.action.as_str() == "course:read" => answered += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (answered, failed)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    cluster.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let status = h.mapping_snapshot_status();
+    assert_eq!(status.version, version, "the last good snapshot still answers");
+    assert!(
+        status.age >= std::time::Duration::from_millis(500),
+        "its age shows the outage: {status:?}"
+    );
+    cluster.restart();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.send(true).unwrap();
+    let (answered, failed) = lookups.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} lookups failed during the outage: {failed:?}",
+        failed.len()
+    );
+    assert!(answered > 50, "only {answered} lookups ran");
+
+    // Back: a change made by another replica reaches this one without a restart.
+    let other = heimdall_core::Heimdall::builder(config).build().await.unwrap();
+    let root = other.provision(crate::support::claims("root"), &[]).await.unwrap();
+    other
+        .create_mapping(&root, &mapping("/rooms/:id", "room:read"))
+        .await
+        .unwrap();
+    let hit = resolve_within(&h, "GET", "/rooms/1", std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        hit.map(|m| m.action.to_string()).as_deref(),
+        Some("room:read"),
+        "the change after the outage was not picked up; server log:\n{}",
+        cluster.log()
+    );
+    assert!(h.mapping_snapshot_status().version > version, "the status reports the new version");
 }
