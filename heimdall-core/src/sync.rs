@@ -453,10 +453,19 @@ impl PushWorker {
         Ok(total)
     }
 
-    /// Pushes until `shutdown` completes: at once when this process changes something, otherwise every
-    /// `poll_interval`. Errors are logged and the loop goes on.
+    /// Pushes until `shutdown` completes: at once when this process changes something or (on PostgreSQL)
+    /// another process commits a change that put users into the outbox (`LISTEN heimdall_outbox`), and
+    /// otherwise every `poll_interval`, which also covers a lost notification. Errors are logged and the loop
+    /// goes on.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut wakeups = match self.heimdall.store().outbox_wakeups().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for outbox notifications; polling only");
+                None
+            }
+        };
         loop {
             let busy = match self.run_once().await {
                 Ok(r) => r.claimed > 0,
@@ -468,9 +477,21 @@ impl PushWorker {
             if busy {
                 continue;
             }
+            let notified = async {
+                match wakeups.as_mut() {
+                    Some(w) => w.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = self.heimdall.outbox_signal().notified() => {}
+                woke = notified => {
+                    if let Err(e) = woke {
+                        tracing::warn!(error = %e, "lost the outbox notification channel; polling only");
+                        wakeups = None;
+                    }
+                }
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }

@@ -164,6 +164,14 @@ pub(crate) struct EffectivePermission {
     pub(crate) effect: Effect,
 }
 
+/// Wake-ups for a push worker in another process: PostgreSQL delivers a notification when a transaction that
+/// put users into the outbox commits.
+#[async_trait]
+pub(crate) trait OutboxWakeups: Send {
+    /// Waits for the next wake-up. An error means the channel is gone (the worker falls back to polling).
+    async fn next(&mut self) -> Result<()>;
+}
+
 /// Everything Heimdall persists.
 #[async_trait]
 pub(crate) trait Store: Send + Sync + std::fmt::Debug {
@@ -264,6 +272,9 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn outbox_stats(&self) -> Result<OutboxStats>;
     /// Users whose push failed for good, with the recorded error.
     async fn outbox_failures(&self) -> Result<Vec<(String, String)>>;
+    /// Listens for outbox wake-ups from other processes; `None` where the database has no such channel
+    /// (SQLite: one process, woken in-process).
+    async fn outbox_wakeups(&self) -> Result<Option<Box<dyn OutboxWakeups>>>;
     /// Makes the users whose push failed for good due again; returns how many.
     async fn outbox_revive_failed(&self, now: DateTime<Utc>) -> Result<u64>;
 }

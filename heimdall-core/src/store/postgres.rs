@@ -24,6 +24,16 @@ impl PgStore {
     // change affects only after every earlier writer committed (READ COMMITTED sees them).
     const LOCK_SQL: &'static str = "SELECT version FROM change_version WHERE id = 1 FOR UPDATE";
 
+    /// Wakes push workers in other processes (see [`PgStore::wakeups`]); delivered when the transaction commits.
+    const NOTIFY_SQL: Option<&'static str> = Some("SELECT pg_notify('heimdall_outbox', '')");
+
+    /// A listener on the outbox channel, on a connection of its own.
+    async fn wakeups(&self) -> crate::Result<Option<Box<dyn crate::store::OutboxWakeups>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen("heimdall_outbox").await?;
+        Ok(Some(Box::new(PgWakeups(listener))))
+    }
+
     /// Connects to the database `dsn` names.
     pub(crate) async fn connect(dsn: &str, max_connections: u32) -> crate::Result<Self> {
         let pool = PgPoolOptions::new()
@@ -43,3 +53,15 @@ impl PgStore {
 }
 
 sql_store!(PgStore, sqlx::Postgres, sqlx::PgConnection);
+
+/// Outbox notifications from PostgreSQL. The listener reconnects by itself; notifications sent while it was
+/// away are lost, which the worker's polling covers.
+struct PgWakeups(sqlx::postgres::PgListener);
+
+#[async_trait::async_trait]
+impl crate::store::OutboxWakeups for PgWakeups {
+    async fn next(&mut self) -> crate::Result<()> {
+        self.0.recv().await?;
+        Ok(())
+    }
+}

@@ -202,6 +202,14 @@ macro_rules! sql_store {
             enqueued_at = excluded.enqueued_at, attempts = 0, next_attempt_at = excluded.next_attempt_at, \
             last_error = NULL, failed = FALSE";
 
+        /// Tells push workers in other processes that the outbox has work, at commit (where the database can).
+        async fn notify_outbox(conn: &mut Conn) -> Result<()> {
+            if let Some(sql) = <$store>::NOTIFY_SQL {
+                sqlx::query(sql).execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
         async fn enqueue_user(conn: &mut Conn, now: DateTime<Utc>, user_id: i64) -> Result<()> {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
@@ -211,6 +219,7 @@ macro_rules! sql_store {
             .bind(user_id)
             .execute(&mut *conn)
             .await?;
+            notify_outbox(conn).await?;
             Ok(())
         }
 
@@ -224,6 +233,7 @@ macro_rules! sql_store {
             .bind(group_id)
             .execute(&mut *conn)
             .await?;
+            notify_outbox(conn).await?;
             Ok(())
         }
 
@@ -238,6 +248,7 @@ macro_rules! sql_store {
             .bind(role_id)
             .execute(&mut *conn)
             .await?;
+            notify_outbox(conn).await?;
             Ok(())
         }
 
@@ -1113,6 +1124,7 @@ macro_rules! sql_store {
                 .bind(now)
                 .execute(&self.pool)
                 .await?;
+                notify_outbox(&mut *self.pool.acquire().await?).await?;
                 Ok(Completion::LeaseLost)
             }
 
@@ -1126,6 +1138,9 @@ macro_rules! sql_store {
                     .bind(now)
                     .execute(&self.pool)
                     .await?;
+                }
+                if !subjects.is_empty() {
+                    notify_outbox(&mut *self.pool.acquire().await?).await?;
                 }
                 Ok(())
             }
@@ -1156,6 +1171,10 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn outbox_wakeups(&self) -> Result<Option<Box<dyn crate::store::OutboxWakeups>>> {
+                self.wakeups().await
             }
 
             async fn outbox_revive_failed(&self, now: DateTime<Utc>) -> Result<u64> {

@@ -23,6 +23,13 @@ impl SqliteStore {
     // BEGIN IMMEDIATE already holds the database's one write lock; the statement keeps both stores alike.
     const LOCK_SQL: &'static str = "SELECT version FROM change_version WHERE id = 1";
 
+    /// SQLite has no notification channel: its one process wakes its worker in-process.
+    const NOTIFY_SQL: Option<&'static str> = None;
+
+    async fn wakeups(&self) -> crate::Result<Option<Box<dyn crate::store::OutboxWakeups>>> {
+        Ok(None)
+    }
+
     /// Opens (creating if needed) the database file `dsn` names, in WAL mode with foreign keys on.
     pub(crate) async fn connect(dsn: &str, max_connections: u32) -> crate::Result<Self> {
         let options = SqliteConnectOptions::from_str(dsn)

@@ -684,5 +684,8 @@ async fn lookups_outlive_the_database() {
         "the change after the outage was not picked up; server log:\n{}",
         cluster.log()
     );
-    assert!(h.mapping_snapshot_status().version > version, "the status reports the new version");
+    assert!(
+        h.mapping_snapshot_status().version > version,
+        "the status reports the new version"
+    );
 }

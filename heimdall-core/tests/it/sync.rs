@@ -608,3 +608,52 @@ async fn pdps_sharing_a_store_reload_after_a_push() {
     assert_eq!(decide(&client_b, "bob", "course:create").await, Decision::Allow);
     assert_eq!(decide(&client_b, "alice", "course:create").await, Decision::Allow);
 }
+
+/// The API and the worker as separate processes (two Heimdalls, two pools, nothing shared in memory): on
+/// PostgreSQL the worker is woken by the commit's notification, not by its poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_in_another_process_is_woken_by_postgres() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let api = heimdall(&db).await;
+    course_editors(&api).await;
+    let root = caller(&api, "root").await;
+    let other_process = heimdall(&db).await;
+    // A poll far longer than the test: only a notification can wake this worker in time.
+    let worker = PushWorker::new(
+        other_process.clone(),
+        Arc::new(cerbos.client()),
+        SyncConfig {
+            poll_interval: Duration::from_secs(3600),
+            ..fast()
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // the worker's first round and LISTEN
+    let client = cerbos.client();
+    for who in ["nina", "omar", "pia"] {
+        let committed = Instant::now();
+        api.add_member(&root, "go:course:editor", who).await.unwrap();
+        eventually(&client, who, "course:create", Decision::Allow).await;
+        assert!(
+            committed.elapsed() < Duration::from_secs(5),
+            "{who}: {:?} (the worker was not woken)",
+            committed.elapsed()
+        );
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+    drop((api, other_process));
+    db.drop_database().await;
+}
