@@ -170,14 +170,22 @@ impl ReconcileReport {
     }
 }
 
-/// The policy a subject should have in Cerbos, or `None` when they have no permissions.
-async fn desired_policy(h: &Heimdall, subject: &Subject) -> Result<Option<Value>> {
-    let permissions = h.store().effective_permissions(subject.as_str()).await?;
-    let triples: Vec<(String, crate::model::ActionName, crate::model::Effect)> = permissions
-        .into_iter()
-        .map(|p| (p.resource_kind, p.action, p.effect))
-        .collect();
-    Ok(pdp::principal_policy(subject, &triples))
+/// The policy each of `subjects` should have in Cerbos (`None`: no permissions), read in one query.
+async fn desired_policies(h: &Heimdall, subjects: &[Subject]) -> Result<Vec<Option<Value>>> {
+    let names: Vec<String> = subjects.iter().map(|s| s.as_str().to_owned()).collect();
+    let mut permissions = h.store().effective_permissions(&names).await?;
+    Ok(subjects
+        .iter()
+        .map(|subject| {
+            let triples: Vec<(String, crate::model::ActionName, crate::model::Effect)> = permissions
+                .remove(subject.as_str())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.resource_kind, p.action, p.effect))
+                .collect();
+            pdp::principal_policy(subject, &triples)
+        })
+        .collect())
 }
 
 /// The (resource, action, effect) rules of a principal policy, for comparing what Cerbos holds with what it
@@ -373,18 +381,28 @@ impl PushWorker {
         };
         let mut puts = Vec::new();
         let mut deletes = Vec::new();
+        let mut valid = Vec::with_capacity(items.len());
         for item in items {
-            let subject = match Subject::parse(item.subject.clone()) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.retry(&item, &e, Failure::Rejected, &mut report).await;
-                    continue;
+            match Subject::parse(item.subject.clone()) {
+                Ok(subject) => valid.push((item, subject)),
+                Err(e) => self.retry(&item, &e, Failure::Rejected, &mut report).await,
+            }
+        }
+        let subjects: Vec<Subject> = valid.iter().map(|(_, s)| s.clone()).collect();
+        match desired_policies(&self.heimdall, &subjects).await {
+            Ok(policies) => {
+                for ((item, subject), policy) in valid.into_iter().zip(policies) {
+                    match policy {
+                        Some(policy) => puts.push((item, policy)),
+                        None => deletes.push((item, pdp::policy_id(&subject))),
+                    }
                 }
-            };
-            match desired_policy(&self.heimdall, &subject).await {
-                Ok(Some(policy)) => puts.push((item, policy)),
-                Ok(None) => deletes.push((item, pdp::policy_id(&subject))),
-                Err(e) => self.retry(&item, &e, Failure::Transient, &mut report).await,
+            }
+            Err(e) => {
+                for (item, _) in &valid {
+                    self.retry(item, &e, Failure::Transient, &mut report).await;
+                }
+                return Ok(report);
             }
         }
         // Never overwrite or delete a policy Heimdall did not write.
@@ -532,9 +550,9 @@ impl Heimdall {
             let page = self.store().subjects(after.as_deref(), 1000).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.as_str().to_owned());
-            for subject in &page {
-                report.users_checked += 1;
-                if let Some(policy) = desired_policy(self, subject).await? {
+            report.users_checked += page.len();
+            for (subject, policy) in page.iter().zip(desired_policies(self, &page).await?) {
+                if let Some(policy) = policy {
                     desired.push((subject.as_str().to_owned(), pdp::policy_id(subject), policy));
                 }
             }

@@ -192,7 +192,11 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn management_rights_of(&self, user_id: i64) -> Result<Vec<(GroupPattern, Option<PathScope>)>>;
     /// Whether any user holds `role`, directly or through a group.
     async fn role_has_holders(&self, role: &RoleName) -> Result<bool>;
-    async fn effective_permissions(&self, subject: &str) -> Result<Vec<EffectivePermission>>;
+    /// What each of `subjects` may do, in one query (every subject is a key; no permissions: empty).
+    async fn effective_permissions(
+        &self,
+        subjects: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<EffectivePermission>>>;
 
     // Groups.
     async fn create_group(&self, w: &Write, name: &GroupName, description: Option<&str>) -> Result<Group>;

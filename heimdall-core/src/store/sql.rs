@@ -445,27 +445,36 @@ macro_rules! sql_store {
                 Ok(held)
             }
 
-            async fn effective_permissions(&self, subject: &str) -> Result<Vec<EffectivePermission>> {
-                let rows: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT DISTINCT a.resource_kind, a.name, rp.effect FROM role_permissions rp \
-                     JOIN actions a ON a.id = rp.action_id WHERE rp.role_id IN (\
-                       SELECT gr.role_id FROM group_roles gr JOIN memberships m ON m.group_id = gr.group_id \
-                       JOIN users u ON u.id = m.user_id WHERE u.subject = $1 \
-                       UNION SELECT ur.role_id FROM user_roles ur JOIN users u ON u.id = ur.user_id \
-                       WHERE u.subject = $1) ORDER BY a.resource_kind, a.name, rp.effect",
-                )
-                .bind(subject)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter()
-                    .map(|(kind, action, effect)| {
-                        Ok(EffectivePermission {
-                            resource_kind: kind,
-                            action: ActionName::from_db(action),
-                            effect: Effect::parse(&effect)?,
-                        })
-                    })
-                    .collect()
+            async fn effective_permissions(
+                &self,
+                subjects: &[String],
+            ) -> Result<std::collections::HashMap<String, Vec<EffectivePermission>>> {
+                let mut out: std::collections::HashMap<String, Vec<EffectivePermission>> =
+                    subjects.iter().map(|s| (s.clone(), Vec::new())).collect();
+                if subjects.is_empty() {
+                    return Ok(out);
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT DISTINCT u.subject, a.resource_kind, a.name, rp.effect FROM users u \
+                     JOIN (SELECT m.user_id, gr.role_id FROM memberships m JOIN group_roles gr ON gr.group_id = m.group_id \
+                           UNION SELECT ur.user_id, ur.role_id FROM user_roles ur) held ON held.user_id = u.id \
+                     JOIN role_permissions rp ON rp.role_id = held.role_id JOIN actions a ON a.id = rp.action_id \
+                     WHERE u.subject IN (",
+                );
+                let mut list = q.separated(", ");
+                for subject in subjects {
+                    list.push_bind(subject);
+                }
+                q.push(") ORDER BY u.subject, a.resource_kind, a.name, rp.effect");
+                let rows: Vec<(String, String, String, String)> = q.build_query_as().fetch_all(&self.pool).await?;
+                for (subject, kind, action, effect) in rows {
+                    out.entry(subject).or_default().push(EffectivePermission {
+                        resource_kind: kind,
+                        action: ActionName::from_db(action),
+                        effect: Effect::parse(&effect)?,
+                    });
+                }
+                Ok(out)
             }
 
             async fn create_group(&self, w: &Write, name: &GroupName, description: Option<&str>) -> Result<Group> {
