@@ -281,15 +281,19 @@ impl PushWorker {
         }
     }
 
-    async fn complete(&self, item: &OutboxItem, report: &mut PushReport) {
-        match self.heimdall.store().outbox_complete(item, self.heimdall.now()).await {
-            Ok(Completion::Done) => {}
-            Ok(Completion::LeaseLost) => {
-                report.lease_lost += 1;
-                tracing::warn!(subject = %item.subject, "a push outlived its lease; the user is pushed again");
+    async fn complete(&self, items: &[&OutboxItem], report: &mut PushReport) {
+        let items: Vec<OutboxItem> = items.iter().map(|i| (*i).clone()).collect();
+        match self.heimdall.store().outbox_complete(&items, self.heimdall.now()).await {
+            Ok(completions) => {
+                for (item, completion) in items.iter().zip(completions) {
+                    if completion == Completion::LeaseLost {
+                        report.lease_lost += 1;
+                        tracing::warn!(subject = %item.subject, "a push outlived its lease; the user is pushed again");
+                    }
+                }
             }
             Err(e) => {
-                tracing::warn!(subject = %item.subject, error = %e, "could not mark a push done; it will be pushed again");
+                tracing::warn!(error = %e, "could not mark pushes done; they will be pushed again");
             }
         }
     }
@@ -330,9 +334,8 @@ impl PushWorker {
         let policies: Vec<Value> = batch.iter().map(|(_, p)| p.clone()).collect();
         match self.admin.put_policies(&policies).await {
             Ok(()) => {
-                for (item, _) in &batch {
-                    self.complete(item, report).await;
-                }
+                let items: Vec<&OutboxItem> = batch.iter().map(|(i, _)| i).collect();
+                self.complete(&items, report).await;
                 report.pushed += batch.len();
             }
             Err(e) if is_permanent(&e) && batch.len() > 1 => {
@@ -356,9 +359,8 @@ impl PushWorker {
         let ids: Vec<String> = batch.iter().map(|(_, id)| id.clone()).collect();
         match self.admin.delete_policies(&ids).await {
             Ok(()) => {
-                for (item, _) in &batch {
-                    self.complete(item, report).await;
-                }
+                let items: Vec<&OutboxItem> = batch.iter().map(|(i, _)| i).collect();
+                self.complete(&items, report).await;
                 report.deleted += batch.len();
             }
             Err(e) => {
@@ -692,7 +694,10 @@ mod tests {
 
             // A finishes its (older) push: the newer generation stays and is due at once.
             assert_eq!(
-                h.store().outbox_complete(&first[0], later).await.unwrap(),
+                h.store()
+                    .outbox_complete(std::slice::from_ref(&first[0]), later)
+                    .await
+                    .unwrap()[0],
                 Completion::Done
             );
             let third = h
@@ -702,7 +707,10 @@ mod tests {
                 .unwrap();
             assert_eq!(third.len(), 1, "{}", db.backend);
             assert!(third[0].generation > first[0].generation, "{}", db.backend);
-            h.store().outbox_complete(&third[0], later).await.unwrap();
+            h.store()
+                .outbox_complete(std::slice::from_ref(&third[0]), later)
+                .await
+                .unwrap()[0];
             assert_eq!(
                 h.outbox_stats().await.unwrap(),
                 OutboxStats::default(),
@@ -736,12 +744,19 @@ mod tests {
             let b = h.store().outbox_claim(t0 + secs(2), t0 + secs(32), 10).await.unwrap();
             assert_eq!(b.len(), 1, "{}: the expired lease is taken over", db.backend);
             assert_eq!(
-                h.store().outbox_complete(&b[0], t0 + secs(3)).await.unwrap(),
+                h.store()
+                    .outbox_complete(std::slice::from_ref(&b[0]), t0 + secs(3))
+                    .await
+                    .unwrap()[0],
                 Completion::Done
             );
             assert_eq!(h.outbox_stats().await.unwrap().pending, 0);
             // A's push lands last: root is due again.
-            let late = h.store().outbox_complete(&a[0], t0 + secs(4)).await.unwrap();
+            let late = h
+                .store()
+                .outbox_complete(std::slice::from_ref(&a[0]), t0 + secs(4))
+                .await
+                .unwrap()[0];
             assert_eq!(late, Completion::LeaseLost, "{}", db.backend);
             let again = h.store().outbox_claim(t0 + secs(4), t0 + secs(34), 10).await.unwrap();
             assert_eq!(
@@ -755,7 +770,11 @@ mod tests {
             // worker's lease and leaves a newer generation, so its completion leaves root due once more.
             let d = h.store().outbox_claim(t0 + secs(35), t0 + secs(65), 10).await.unwrap();
             assert_eq!(d.len(), 1, "{}: `again`'s lease expired and is taken over", db.backend);
-            let late = h.store().outbox_complete(&again[0], t0 + secs(36)).await.unwrap();
+            let late = h
+                .store()
+                .outbox_complete(std::slice::from_ref(&again[0]), t0 + secs(36))
+                .await
+                .unwrap()[0];
             assert_eq!(late, Completion::LeaseLost, "{}", db.backend);
             assert!(
                 h.store()
@@ -765,7 +784,10 @@ mod tests {
                     .is_empty()
             );
             assert_eq!(
-                h.store().outbox_complete(&d[0], t0 + secs(37)).await.unwrap(),
+                h.store()
+                    .outbox_complete(std::slice::from_ref(&d[0]), t0 + secs(37))
+                    .await
+                    .unwrap()[0],
                 Completion::Done
             );
             let last = h.store().outbox_claim(t0 + secs(37), t0 + secs(67), 10).await.unwrap();

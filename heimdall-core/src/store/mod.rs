@@ -262,8 +262,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     // The principal-policy outbox.
     async fn outbox_claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64)
     -> Result<Vec<OutboxItem>>;
-    /// Marks a push done, under the claim's lease (see [`Completion`]).
-    async fn outbox_complete(&self, item: &OutboxItem, now: DateTime<Utc>) -> Result<Completion>;
+    /// Marks pushes done, under their claims' leases (see [`Completion`]); one completion per item, in order.
+    async fn outbox_complete(&self, items: &[OutboxItem], now: DateTime<Utc>) -> Result<Vec<Completion>>;
     /// Puts `subjects` into the outbox, due at `now` (reconciliation's repairs).
     async fn outbox_enqueue(&self, subjects: &[String], now: DateTime<Utc>) -> Result<()>;
     async fn outbox_retry(

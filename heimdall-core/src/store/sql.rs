@@ -1099,42 +1099,60 @@ macro_rules! sql_store {
                     .collect())
             }
 
-            async fn outbox_complete(&self, item: &OutboxItem, now: DateTime<Utc>) -> Result<Completion> {
-                // Still ours and unchanged: done.
-                let done = sqlx::query(
-                    "DELETE FROM policy_outbox WHERE subject = $1 AND generation = $2 AND locked_until = $3",
-                )
-                .bind(&item.subject)
-                .bind(item.generation)
-                .bind(item.lease_until)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                if done == 1 {
-                    return Ok(Completion::Done);
+            async fn outbox_complete(&self, items: &[OutboxItem], now: DateTime<Utc>) -> Result<Vec<Completion>> {
+                if items.is_empty() {
+                    return Ok(Vec::new());
                 }
-                // Still ours, but the user changed again while we pushed: due for the newer state.
-                let released = sqlx::query("UPDATE policy_outbox SET locked_until = NULL WHERE subject = $1 AND locked_until = $2")
+                // The common case in one statement: still ours and unchanged, so done.
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "DELETE FROM policy_outbox WHERE (subject, generation, locked_until) IN (VALUES ",
+                );
+                let mut rows = q.separated(", ");
+                for item in items {
+                    rows.push("(");
+                    rows.push_bind_unseparated(&item.subject);
+                    rows.push_unseparated(", ");
+                    rows.push_bind_unseparated(item.generation);
+                    rows.push_unseparated(", ");
+                    rows.push_bind_unseparated(item.lease_until);
+                    rows.push_unseparated(")");
+                }
+                q.push(") RETURNING subject");
+                let done: std::collections::HashSet<String> =
+                    q.build_query_as::<(String,)>().fetch_all(&self.pool).await?.into_iter().map(|r| r.0).collect();
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    if done.contains(&item.subject) {
+                        out.push(Completion::Done);
+                        continue;
+                    }
+                    // Still ours, but the user changed again while we pushed: due for the newer state.
+                    let released =
+                        sqlx::query("UPDATE policy_outbox SET locked_until = NULL WHERE subject = $1 AND locked_until = $2")
+                            .bind(&item.subject)
+                            .bind(item.lease_until)
+                            .execute(&self.pool)
+                            .await?
+                            .rows_affected();
+                    if released == 1 {
+                        out.push(Completion::Done);
+                        continue;
+                    }
+                    // The lease expired and another worker took over (and may be done already): our push may
+                    // have landed after theirs, so the user is due again — whoever pushes next pushes the
+                    // current state.
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
+                         VALUES ($1, 1, $2, 0, $2){ENQUEUE_TAIL}"
+                    )))
                     .bind(&item.subject)
-                    .bind(item.lease_until)
+                    .bind(now)
                     .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                if released == 1 {
-                    return Ok(Completion::Done);
+                    .await?;
+                    notify_outbox(&mut *self.pool.acquire().await?).await?;
+                    out.push(Completion::LeaseLost);
                 }
-                // The lease expired and another worker took over (and may be done already): our push may have
-                // landed after theirs, so the user is due again — whoever pushes next pushes the current state.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
-                     VALUES ($1, 1, $2, 0, $2){ENQUEUE_TAIL}"
-                )))
-                .bind(&item.subject)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-                notify_outbox(&mut *self.pool.acquire().await?).await?;
-                Ok(Completion::LeaseLost)
+                Ok(out)
             }
 
             async fn outbox_enqueue(&self, subjects: &[String], now: DateTime<Utc>) -> Result<()> {
