@@ -707,10 +707,12 @@ mod tests {
                 .unwrap();
             assert_eq!(third.len(), 1, "{}", db.backend);
             assert!(third[0].generation > first[0].generation, "{}", db.backend);
-            h.store()
+            let done = h
+                .store()
                 .outbox_complete(std::slice::from_ref(&third[0]), later)
                 .await
-                .unwrap()[0];
+                .unwrap();
+            assert_eq!(done, [Completion::Done], "{}", db.backend);
             assert_eq!(
                 h.outbox_stats().await.unwrap(),
                 OutboxStats::default(),
