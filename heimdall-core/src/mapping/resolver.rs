@@ -654,10 +654,11 @@ impl Snapshot {
         };
         let classes = method_classes(method);
         let segments = if path == "/" { "" } else { path };
-        let found = self
-            .routes
-            .find(0, segments, classes)
-            .or_else(|| classes.iter().find_map(|m| self.regexes[m.index()].as_ref()?.find(path)));
+        let found = self.routes.find(0, segments, classes).or_else(|| {
+            classes
+                .iter()
+                .find_map(|m| self.regexes[m.index()].as_ref()?.find(path))
+        });
         match found {
             Some(i) => Resolution::Matched(ResolvedMapping {
                 rule: &self.rules[i as usize],

@@ -368,9 +368,15 @@ fn parameters_are_captured() {
         params("GET /f/:id/** => a:b", "GET", "/f/1/a/b"),
         p(&[("id", "1"), ("**", "a/b")])
     );
-    assert_eq!(params("GET /f/:id/** => a:b", "GET", "/f/1/x"), p(&[("id", "1"), ("**", "x")]));
+    assert_eq!(
+        params("GET /f/:id/** => a:b", "GET", "/f/1/x"),
+        p(&[("id", "1"), ("**", "x")])
+    );
     // Values are slices of the path, still percent-encoded.
-    assert_eq!(params("GET /f/:name => a:b", "GET", "/f/a%20b"), p(&[("name", "a%20b")]));
+    assert_eq!(
+        params("GET /f/:name => a:b", "GET", "/f/a%20b"),
+        p(&[("name", "a%20b")])
+    );
     assert_eq!(params("GET /** => a:b", "GET", "/x"), p(&[("**", "x")]));
     assert_eq!(
         params(
