@@ -3,14 +3,16 @@
 //!
 //! Benchmark ids: `resolve/compiled/<N>`, `resolve/compiled_by_kind/{route_hit,regex_hit,miss}/<N>` (the
 //! same requests split by outcome), `resolve/naive_linear/<N>` (N ≤ 10,000), `resolve/matchit/<N>`,
-//! `build/compiled/<N>` (from parsed rules) and `build/parse_and_compile/<N>` (from pattern text).
+//! `build/compiled/<N>` (from parsed rules) and `build/parse_and_compile/<N>` (from pattern text), and
+//! `resolve/worst_case`: the most expensive request the limits allow (a path of `MAX_PATH_LEN` bytes
+//! against the most and largest regular expressions a snapshot may hold, all tried and all failing).
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use heimdall_benches::{REQUESTS, Route, requests, routes, rules};
+use heimdall_benches::{REQUESTS, Route, requests, routes, rules, worst_case};
 use heimdall_core::mapping::{Method, Resolution, Snapshot};
 use regex::Regex;
 
@@ -195,6 +197,18 @@ fn resolve_benches(c: &mut Criterion) {
             })
         });
     }
+
+    let (worst_rules, worst_path) = worst_case();
+    let regexes = worst_rules.len();
+    let snapshot = Snapshot::build(worst_rules, 1).expect("within the limits");
+    assert!(matches!(snapshot.resolve("HEAD", &worst_path), Resolution::NoMatch));
+    eprintln!(
+        "resolve/worst_case: {regexes} regular expressions, a path of {} bytes",
+        worst_path.len()
+    );
+    group.bench_function("worst_case", |b| {
+        b.iter(|| compiled_id(snapshot.resolve(black_box("HEAD"), black_box(&worst_path))))
+    });
     group.finish();
 }
 

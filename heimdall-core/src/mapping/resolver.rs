@@ -35,8 +35,12 @@ pub const MAX_REGEX_MAPPINGS: usize = 256;
 
 /// Largest compiled set of the regular expressions of one method, in bytes: a request's regular
 /// expressions are tried in one pass per method (its own, `GET` for `HEAD`, and `ANY`), so this and
-/// [`MAX_PATH_LEN`](super::MAX_PATH_LEN) bound the cost of a request.
-pub const MAX_REGEX_SET_SIZE: usize = 4 * 1024 * 1024;
+/// [`MAX_PATH_LEN`](super::MAX_PATH_LEN) bound the cost of a request. Typical path expressions
+/// (`/repos/[^/]+/issues/[0-9]+`) take 1 to 3 KiB; a Unicode `\w` alone about 50 KiB. The bound is
+/// low on purpose: an adversarial path against a set of this size that defeats the lazy DFA costs
+/// milliseconds, and the cost grows faster than linearly beyond it (measured by the
+/// `resolve/worst_case` benchmark).
+pub const MAX_REGEX_SET_SIZE: usize = 128 * 1024;
 
 /// Cap on a regular-expression set's lazy-DFA cache per thread; past it the search falls back to
 /// slower engines instead of growing.

@@ -699,3 +699,40 @@ fn snapshots_are_shared_across_threads() {
     }
     assert_eq!(shared.load().version(), 49);
 }
+
+#[test]
+fn regex_count_and_set_size_are_bounded() {
+    let regex_rule = |id: usize, method: Method, src: String| MappingRule {
+        id: i64::try_from(id).unwrap(),
+        method,
+        pattern: PathPattern::parse(&src).unwrap(),
+        action: ActionName::parse("re:x").unwrap(),
+        owner_group: None,
+        priority: 0,
+    };
+    // Spread over methods so that no set is too large: the count alone is refused.
+    let many = |n: usize| {
+        (0..n).map(move |i| regex_rule(i, Method::ALL[i % 8], format!("~/r/{i}")))
+    };
+    assert!(Snapshot::build(many(MAX_REGEX_MAPPINGS), 1).is_ok());
+    let e = Snapshot::build(many(MAX_REGEX_MAPPINGS + 1), 1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("more than the limit of 256"), "{}", e.message());
+    // Each expression fits on its own (a Unicode `\w` is about 50 KiB), three of one method do not.
+    let big = |i: usize, method| regex_rule(i, method, format!(r"~/w/{i}/\w+"));
+    assert!(Snapshot::build([big(1, Method::Get), big(2, Method::Get)], 1).is_ok());
+    let e = Snapshot::build([big(1, Method::Get), big(2, Method::Get), big(3, Method::Get)], 1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("regular expressions for GET"), "{}", e.message());
+    assert!(Snapshot::build([big(1, Method::Get), big(2, Method::Get), big(3, Method::Post)], 1).is_ok());
+}
+
+#[test]
+fn long_paths_are_rejected_before_any_matching() {
+    let m = "GET ~/.* => re:all
+             GET /** => all";
+    let ok = format!("/{}", "a".repeat(MAX_PATH_LEN - 1));
+    check(m, "GET", &ok, "all");
+    let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+    check(m, "GET", &long, "rejected:path_too_long");
+}
