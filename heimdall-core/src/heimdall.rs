@@ -674,7 +674,7 @@ impl Heimdall {
     }
 
     /// The mapping a request (method and raw path, query string allowed) resolves to, or `None` when no mapping
-    /// applies. A path the normaliser refuses (see [`crate::mapping`]) is invalid input.
+    /// applies. A path that is not canonical (see [`crate::mapping::check_path`]) is invalid input.
     pub async fn resolve(&self, method: &str, path: &str) -> Result<Option<ResolvedEndpoint>> {
         let snapshot = self.mapping_snapshot().await?;
         match snapshot.resolve(method, path) {

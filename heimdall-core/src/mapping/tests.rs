@@ -711,9 +711,7 @@ fn regex_count_and_set_size_are_bounded() {
         priority: 0,
     };
     // Spread over methods so that no set is too large: the count alone is refused.
-    let many = |n: usize| {
-        (0..n).map(move |i| regex_rule(i, Method::ALL[i % 8], format!("~/r/{i}")))
-    };
+    let many = |n: usize| (0..n).map(move |i| regex_rule(i, Method::ALL[i % 8], format!("~/r/{i}")));
     assert!(Snapshot::build(many(MAX_REGEX_MAPPINGS), 1).is_ok());
     let e = Snapshot::build(many(MAX_REGEX_MAPPINGS + 1), 1).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
