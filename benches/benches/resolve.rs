@@ -5,7 +5,9 @@
 //! same requests split by outcome), `resolve/naive_linear/<N>` (N ≤ 10,000), `resolve/matchit/<N>`,
 //! `build/compiled/<N>` (from parsed rules) and `build/parse_and_compile/<N>` (from pattern text), and
 //! `resolve/worst_case`: the most expensive request the limits allow (a path of `MAX_PATH_LEN` bytes
-//! against the most and largest regular expressions a snapshot may hold, all tried and all failing).
+//! against the most and largest regular expressions a snapshot may hold, all tried and all failing), and
+//! `resolve/worst_case/<K>`: the same with K larger expressions per method (the most expensive shape
+//! found: the lazy DFA gives up sooner on larger expressions).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -20,6 +22,8 @@ use regex::Regex;
 const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
 /// Largest size the linear scan is run at.
 const NAIVE_MAX: usize = 10_000;
+/// Expressions per method in the second worst-case benchmark.
+const WORST_CASE_LARGER: usize = 32;
 /// Route-set sizes for building.
 const BUILD_SIZES: [usize; 2] = [10_000, 100_000];
 
@@ -198,17 +202,33 @@ fn resolve_benches(c: &mut Criterion) {
         });
     }
 
-    let (worst_rules, worst_path) = worst_case();
-    let regexes = worst_rules.len();
-    let snapshot = Snapshot::build(worst_rules, 1).expect("within the limits");
-    assert!(matches!(snapshot.resolve("HEAD", &worst_path), Resolution::NoMatch));
-    eprintln!(
-        "resolve/worst_case: {regexes} regular expressions, a path of {} bytes",
-        worst_path.len()
-    );
-    group.bench_function("worst_case", |b| {
-        b.iter(|| compiled_id(snapshot.resolve(black_box("HEAD"), black_box(&worst_path))))
-    });
+    for per_method in [usize::MAX, WORST_CASE_LARGER] {
+        let (worst_rules, worst_paths) = worst_case(per_method);
+        let regexes = worst_rules.len();
+        let example = worst_rules.first().map(|r| r.pattern.to_string()).unwrap_or_default();
+        let snapshot = Snapshot::build(worst_rules, 1).expect("within the limits");
+        for p in &worst_paths {
+            assert!(matches!(snapshot.resolve("HEAD", p), Resolution::NoMatch));
+        }
+        eprintln!(
+            "resolve/worst_case: {regexes} regular expressions like {example:.60}, {} paths of {} bytes",
+            worst_paths.len(),
+            worst_paths[0].len()
+        );
+        let mut bench = |b: &mut criterion::Bencher<'_>| {
+            let mut i = 0;
+            b.iter(|| {
+                let p = &worst_paths[i % worst_paths.len()];
+                i += 1;
+                compiled_id(snapshot.resolve(black_box("HEAD"), black_box(p)))
+            })
+        };
+        if per_method == usize::MAX {
+            group.bench_function("worst_case", bench);
+        } else {
+            group.bench_function(BenchmarkId::new("worst_case", per_method), &mut bench);
+        }
+    }
     group.finish();
 }
 
