@@ -5,7 +5,9 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use regex_automata::{Anchored, Input, meta};
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::nfa::thompson;
+use regex_automata::{Anchored, Input, MatchKind};
 
 use super::path::{PathRejection, check_path, eq_bytes, find_slash, word};
 use super::pattern::{Kind, Method, PathPattern, Segment};
@@ -33,18 +35,14 @@ pub struct MappingRule {
 /// Most regular-expression mappings one snapshot may hold ([`Snapshot::build`] refuses more).
 pub const MAX_REGEX_MAPPINGS: usize = 256;
 
-/// Largest compiled set of the regular expressions of one method, in bytes: a request's regular
-/// expressions are tried in one pass per method (its own, `GET` for `HEAD`, and `ANY`), so this and
-/// [`MAX_PATH_LEN`](super::MAX_PATH_LEN) bound the cost of a request. Typical path expressions
-/// (`/repos/[^/]+/issues/[0-9]+`) take 1 to 3 KiB; a Unicode `\w` alone about 50 KiB. The bound is
-/// low on purpose: an adversarial path against a set of this size that defeats the lazy DFA costs
-/// milliseconds, and the cost grows faster than linearly beyond it (measured by the
-/// `resolve/worst_case` benchmark).
-pub const MAX_REGEX_SET_SIZE: usize = 128 * 1024;
+/// Largest compiled set of the regular expressions of one method, in bytes: they are compiled ahead of
+/// time into one deterministic automaton (a DFA), so that matching costs one table lookup per byte of
+/// the path, whatever the expressions and the path. An expression set whose DFA would be larger (the
+/// number of DFA states can grow exponentially: `.*a.{20}`) is refused when the snapshot is built.
+pub const MAX_REGEX_SET_SIZE: usize = 4 * 1024 * 1024;
 
-/// Cap on a regular-expression set's lazy-DFA cache per thread; past it the search falls back to
-/// slower engines instead of growing.
-const REGEX_SET_CACHE: usize = 2 * 1024 * 1024;
+/// Largest intermediate NFA of one method's regular-expression set, in bytes.
+const REGEX_SET_NFA_LIMIT: usize = 1024 * 1024;
 
 /// Up to this many literal children are kept in a vector and compared one by one.
 const SMALL_CHILDREN: usize = 8;
@@ -313,13 +311,13 @@ impl RouteTrie {
     }
 }
 
-/// The regular expressions of one method, compiled into one multi-pattern automaton; pattern `i` is
+/// The regular expressions of one method, compiled into one multi-pattern DFA; pattern `i` is
 /// `rules[i]`, sorted by priority then id. Every pattern is anchored at both ends, so all matches span
 /// the whole path, and leftmost-first semantics report the first pattern (the best by priority and
-/// id) that matches: one pass over the path, whatever the number of expressions.
+/// id) that matches: one pass over the path, one table lookup per byte, whatever the expressions.
 #[derive(Debug, Clone)]
 struct RegexStage {
-    set: meta::Regex,
+    dfa: dense::DFA<Vec<u32>>,
     rules: Box<[u32]>,
 }
 
@@ -333,29 +331,40 @@ impl RegexStage {
                 Kind::Route(_) => None,
             })
             .collect();
-        let set = meta::Builder::new()
+        let dfa = dense::Builder::new()
             .configure(
-                meta::Config::new()
-                    .nfa_size_limit(Some(MAX_REGEX_SET_SIZE))
-                    .hybrid_cache_capacity(REGEX_SET_CACHE),
+                dense::Config::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .start_kind(StartKind::Anchored)
+                    // Canonical paths are ASCII, where a Unicode `\b` is decidable; the DFA would stop
+                    // (no match) on a non-ASCII byte.
+                    .unicode_word_boundary(true)
+                    .dfa_size_limit(Some(MAX_REGEX_SET_SIZE))
+                    .determinize_size_limit(Some(MAX_REGEX_SET_SIZE)),
             )
+            .thompson(thompson::Config::new().nfa_size_limit(Some(REGEX_SET_NFA_LIMIT)))
             .build_many(&sources)
             .map_err(|e| {
                 Error::invalid(format!(
-                    "the {} regular expressions for {method} together compile to more than the limit of \
-                     {MAX_REGEX_SET_SIZE} bytes ({e})",
+                    "the {} regular expressions for {method} together compile to an automaton larger than \
+                     the limit of {MAX_REGEX_SET_SIZE} bytes; simplify them ({e})",
                     sources.len()
                 ))
             })?;
         Ok(RegexStage {
-            set,
+            dfa,
             rules: entries.into_iter().map(|(_, _, rule)| rule).collect(),
         })
     }
 
-    /// The first expression, by priority then id, that matches the whole of `path`.
+    /// The first expression, by priority then id, that matches the whole of `path`. A search the DFA
+    /// cannot finish (a non-ASCII byte with a Unicode `\b`, which canonical paths never hold) matches
+    /// nothing.
     fn find(&self, path: &str) -> Option<u32> {
-        let m = self.set.search_half(&Input::new(path).anchored(Anchored::Yes))?;
+        let m = self
+            .dfa
+            .try_search_fwd(&Input::new(path).anchored(Anchored::Yes))
+            .ok()??;
         self.rules.get(m.pattern().as_usize()).copied()
     }
 }
@@ -649,8 +658,7 @@ impl Snapshot {
     /// other than the seven known ones only match `ANY` mappings. `raw_path` is the request target as
     /// received, path and optional query, still percent-encoded; a path that is not canonical (see
     /// [`check_path`](super::check_path)) is [`Resolution::Rejected`], never rewritten. No lock is taken
-    /// and nothing is allocated (a regular-expression set's search cache is allocated on its first use
-    /// in each thread).
+    /// and nothing is allocated.
     pub fn resolve<'a>(&'a self, method: &str, raw_path: &'a str) -> Resolution<'a> {
         let path = match check_path(raw_path) {
             Ok(p) => p,
