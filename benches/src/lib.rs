@@ -8,10 +8,9 @@ use heimdall_core::model::ActionName;
 pub const REQUESTS: usize = 512;
 /// One mapping in this many is a regular expression (5 %), up to [`REGEX_CAP`].
 pub const REGEX_EVERY: usize = 20;
-/// Most regular expressions in a generated route set, so that those of one method fit
-/// `MAX_REGEX_SET_SIZE` (the generated ones, with Unicode `[^/]+`, take about 3 KiB each): sets of more
-/// than 800 routes have fewer than 5 % regexes.
-pub const REGEX_CAP: usize = 40;
+/// Most regular expressions in a generated route set: a snapshot holds at most
+/// [`MAX_REGEX_MAPPINGS`], so sets of more than 4,000 routes have fewer than 5 % regexes.
+pub const REGEX_CAP: usize = 200;
 
 /// Route templates in the shape of GitHub's REST API. Each API namespace repeats them.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -271,9 +270,9 @@ pub fn worst_case(per_method: usize) -> (Vec<MappingRule>, Vec<String>) {
         .map(|_| {
             let mut path = String::with_capacity(MAX_PATH_LEN);
             while path.len() < MAX_PATH_LEN - 1 {
-                path.push(if path.len() % 16 == 0 {
+                path.push(if path.len().is_multiple_of(16) {
                     '/'
-                } else if rng.next_u64() % 2 == 0 {
+                } else if rng.next_u64().is_multiple_of(2) {
                     'a'
                 } else {
                     'b'
