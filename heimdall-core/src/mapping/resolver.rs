@@ -587,12 +587,7 @@ impl Snapshot {
             keys: HashMap::with_capacity(rules.len()),
             ..Snapshot::default()
         };
-        let regex_count = rules.iter().filter(|r| r.pattern.is_regex()).count();
-        if regex_count > MAX_REGEX_MAPPINGS {
-            return Err(Error::invalid(format!(
-                "{regex_count} regular-expression mappings, more than the limit of {MAX_REGEX_MAPPINGS}"
-            )));
-        }
+        check_regex_count(rules.iter().filter(|r| r.pattern.is_regex()).count())?;
         let mut regex_entries: [Vec<(i32, i64, u32)>; 8] = Default::default();
         let mut ids = std::collections::HashSet::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
@@ -645,6 +640,28 @@ impl Snapshot {
         &self.rules
     }
 
+    /// Checks, before `rule` is stored, that the snapshot's mappings with `rule` added (or replacing the
+    /// mapping with the same id) stay within the limits on regular expressions ([`MAX_REGEX_MAPPINGS`],
+    /// [`MAX_REGEX_SET_SIZE`]) that [`build`](Self::build) enforces, so that a write cannot make the next
+    /// snapshot unbuildable. Compiles only the regular expressions of `rule`'s method. Route patterns
+    /// always pass (conflicts are [`find_conflict`](Self::find_conflict)'s business).
+    pub fn check_regex_limits(&self, rule: &MappingRule) -> Result<()> {
+        if !rule.pattern.is_regex() {
+            return Ok(());
+        }
+        let others = self.rules.iter().filter(|r| r.pattern.is_regex() && r.id != rule.id);
+        check_regex_count(others.clone().count() + 1)?;
+        let same: Vec<MappingRule> = others
+            .filter(|r| r.method == rule.method)
+            .chain(std::iter::once(rule))
+            .cloned()
+            .collect();
+        let entries = (0..same.len())
+            .map(|i| Ok((same[i].priority, same[i].id, node_id(i)?)))
+            .collect::<Result<Vec<_>>>()?;
+        RegexStage::build(rule.method, entries, &same).map(|_| ())
+    }
+
     /// The id of the mapping a new mapping `(method, pattern)` would conflict with, if any.
     pub fn find_conflict(&self, method: Method, pattern: &PathPattern) -> Option<i64> {
         self.keys
@@ -679,6 +696,15 @@ impl Snapshot {
             None => Resolution::NoMatch,
         }
     }
+}
+
+fn check_regex_count(count: usize) -> Result<()> {
+    if count > MAX_REGEX_MAPPINGS {
+        return Err(Error::invalid(format!(
+            "{count} regular-expression mappings, more than the limit of {MAX_REGEX_MAPPINGS}"
+        )));
+    }
+    Ok(())
 }
 
 fn conflict(first: &MappingRule, second: &MappingRule) -> Error {

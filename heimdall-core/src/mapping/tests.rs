@@ -723,7 +723,26 @@ fn regex_count_and_set_size_are_bounded() {
     let e = Snapshot::build([small.clone(), exploding(Method::Get)], 1).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.message().contains("regular expressions for GET"), "{}", e.message());
-    assert!(Snapshot::build([small], 1).is_ok());
+    let snapshot = Snapshot::build([small.clone()], 1).unwrap();
+    // The same checks before a write.
+    assert!(snapshot.check_regex_limits(&exploding(Method::Post)).is_err());
+    assert!(
+        snapshot
+            .check_regex_limits(&regex_rule(3, Method::Get, "~/ok/[0-9]+".to_owned()))
+            .is_ok()
+    );
+    assert!(snapshot.check_regex_limits(&small).is_ok());
+    assert!(snapshot.check_regex_limits(&rules("GET /a => a:x")[0]).is_ok());
+    let full = Snapshot::build(many(MAX_REGEX_MAPPINGS), 1).unwrap();
+    let e = full
+        .check_regex_limits(&regex_rule(9999, Method::Get, "~/new".to_owned()))
+        .unwrap_err();
+    assert!(e.message().contains("more than the limit of 256"), "{}", e.message());
+    // Replacing one (same id) keeps the count.
+    assert!(
+        full.check_regex_limits(&regex_rule(0, Method::Get, "~/new".to_owned()))
+            .is_ok()
+    );
 }
 
 #[test]
