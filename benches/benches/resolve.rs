@@ -3,14 +3,18 @@
 //!
 //! Benchmark ids: `resolve/compiled/<N>`, `resolve/compiled_by_kind/{route_hit,regex_hit,miss}/<N>` (the
 //! same requests split by outcome), `resolve/naive_linear/<N>` (N ≤ 10,000), `resolve/matchit/<N>`,
-//! `build/compiled/<N>` (from parsed rules) and `build/parse_and_compile/<N>` (from pattern text).
+//! `build/compiled/<N>` (from parsed rules) and `build/parse_and_compile/<N>` (from pattern text), and
+//! `resolve/worst_case`: the most expensive request the limits allow (a path of `MAX_PATH_LEN` bytes
+//! against the most and largest regular expressions a snapshot may hold, all tried and all failing), and
+//! `resolve/worst_case/<K>`: the same with K larger expressions per method (the most expensive shape
+//! found: the lazy DFA gives up sooner on larger expressions).
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use heimdall_benches::{REQUESTS, Route, requests, routes, rules};
+use heimdall_benches::{REQUESTS, Route, requests, routes, rules, worst_case};
 use heimdall_core::mapping::{Method, Resolution, Snapshot};
 use regex::Regex;
 
@@ -18,6 +22,8 @@ use regex::Regex;
 const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
 /// Largest size the linear scan is run at.
 const NAIVE_MAX: usize = 10_000;
+/// Expressions per method in the second worst-case benchmark.
+const WORST_CASE_LARGER: usize = 32;
 /// Route-set sizes for building.
 const BUILD_SIZES: [usize; 2] = [10_000, 100_000];
 
@@ -194,6 +200,34 @@ fn resolve_benches(c: &mut Criterion) {
                 matchit.resolve(black_box(m), black_box(p))
             })
         });
+    }
+
+    for per_method in [usize::MAX, WORST_CASE_LARGER] {
+        let (worst_rules, worst_paths) = worst_case(per_method);
+        let regexes = worst_rules.len();
+        let example = worst_rules.first().map(|r| r.pattern.to_string()).unwrap_or_default();
+        let snapshot = Snapshot::build(worst_rules, 1).expect("within the limits");
+        for p in &worst_paths {
+            assert!(matches!(snapshot.resolve("HEAD", p), Resolution::NoMatch));
+        }
+        eprintln!(
+            "resolve/worst_case: {regexes} regular expressions like {example:.60}, {} paths of {} bytes",
+            worst_paths.len(),
+            worst_paths[0].len()
+        );
+        let mut bench = |b: &mut criterion::Bencher<'_>| {
+            let mut i = 0;
+            b.iter(|| {
+                let p = &worst_paths[i % worst_paths.len()];
+                i += 1;
+                compiled_id(snapshot.resolve(black_box("HEAD"), black_box(p)))
+            })
+        };
+        if per_method == usize::MAX {
+            group.bench_function("worst_case", bench);
+        } else {
+            group.bench_function(BenchmarkId::new("worst_case", per_method), &mut bench);
+        }
     }
     group.finish();
 }

@@ -1,13 +1,16 @@
 //! Shared fixtures for Heimdall's benchmarks: a generated route set in the shape of a large public REST
 //! API, and a fixed mix of requests against it.
 
-use heimdall_core::mapping::{MappingRule, Method, PathPattern};
+use heimdall_core::mapping::{MAX_PATH_LEN, MAX_REGEX_MAPPINGS, MappingRule, Method, PathPattern, Snapshot};
 use heimdall_core::model::ActionName;
 
 /// Requests in the fixed mix.
 pub const REQUESTS: usize = 512;
-/// One mapping in this many is a regular expression (5 %).
+/// One mapping in this many is a regular expression (5 %), up to [`REGEX_CAP`].
 pub const REGEX_EVERY: usize = 20;
+/// Most regular expressions in a generated route set: a snapshot holds at most
+/// [`MAX_REGEX_MAPPINGS`], so sets of more than 4,000 routes have fewer than 5 % regexes.
+pub const REGEX_CAP: usize = 200;
 
 /// Route templates in the shape of GitHub's REST API. Each API namespace repeats them.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -141,14 +144,15 @@ impl Route {
     }
 }
 
-/// `n` mappings: the templates repeated under API namespaces `/api/s<k>`, one in twenty as a regex.
+/// `n` mappings: the templates repeated under API namespaces `/api/s<k>`, one in twenty as a regex (at
+/// most [`REGEX_CAP`]).
 pub fn routes(n: usize) -> Vec<Route> {
     (0..n)
         .map(|i| {
             let (method, template) = TEMPLATES[i % TEMPLATES.len()];
             let ns = i / TEMPLATES.len();
             let route = format!("/api/s{ns}{template}");
-            let pattern = if i % REGEX_EVERY == REGEX_EVERY / 2 {
+            let pattern = if i % REGEX_EVERY == REGEX_EVERY / 2 && i / REGEX_EVERY < REGEX_CAP {
                 let mut re = String::from("~");
                 for seg in route[1..].split('/') {
                     re.push('/');
@@ -248,3 +252,69 @@ pub fn requests(routes: &[Route]) -> Vec<(&'static str, String)> {
     }
     out
 }
+
+/// The most expensive snapshot the limits allow for one request, and that request: a `HEAD` request
+/// (which consults the `HEAD`, `GET` and `ANY` regular expressions, one set each) on a path of
+/// [`MAX_PATH_LEN`] bytes, against [`MAX_REGEX_MAPPINGS`] regular expressions spread over those three
+/// methods, each as large as `MAX_REGEX_SET_SIZE` allows for that many. The expressions defeat the
+/// lazy DFA (`/[a-z/]*a[a-z/]{n}k`: "the n-th byte before the end is an `a`" has 2^n states), every one
+/// follows the path to its last byte, and all fail there. Returns the rules and [`WORST_CASE_PATHS`]
+/// such paths of random `a`s and `b`s (so that a benchmark cycling through them keeps meeting DFA states
+/// it has not cached, as an attacker's requests would).
+///
+/// `per_method`: how many expressions each of the three methods gets (at most a third of
+/// [`MAX_REGEX_MAPPINGS`] is used); fewer, larger expressions cost more per request than many small ones.
+pub fn worst_case(per_method: usize) -> (Vec<MappingRule>, Vec<String>) {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let paths = (0..WORST_CASE_PATHS)
+        .map(|_| {
+            let mut path = String::with_capacity(MAX_PATH_LEN);
+            while path.len() < MAX_PATH_LEN - 1 {
+                path.push(if path.len().is_multiple_of(16) {
+                    '/'
+                } else if rng.next_u64().is_multiple_of(2) {
+                    'a'
+                } else {
+                    'b'
+                });
+            }
+            path.push('!');
+            path
+        })
+        .collect();
+    // `None` when the expression exceeds the per-expression limit.
+    let rule = |id: usize, method: Method, n: usize| {
+        Some(MappingRule {
+            id: id as i64 + 1,
+            method,
+            pattern: PathPattern::parse(&format!("~/[a-z/]*a[a-z/]{{{n}}}{id}")).ok()?,
+            action: ActionName::parse(format!("re:a{id}")).expect("action"),
+            owner_group: None,
+            priority: 0,
+        })
+    };
+    let methods = [Method::Head, Method::Get, Method::Any];
+    let mut rules: Vec<MappingRule> = Vec::new();
+    for (m, method) in methods.into_iter().enumerate() {
+        let count =
+            per_method.min(MAX_REGEX_MAPPINGS / methods.len() + usize::from(m < MAX_REGEX_MAPPINGS % methods.len()));
+        let first = rules.len();
+        let set =
+            |n: usize| -> Option<Vec<MappingRule>> { (first..first + count).map(|k| rule(k, method, n)).collect() };
+        // The largest repetition count for which `count` expressions fit one set (by bisection).
+        let (mut lo, mut hi) = (1usize, 4096usize);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if set(mid).is_some_and(|rules| Snapshot::build(rules, 1).is_ok()) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        rules.extend(set(lo).expect("one repetition fits"));
+    }
+    (rules, paths)
+}
+
+/// How many different paths [`worst_case`] returns.
+pub const WORST_CASE_PATHS: usize = 256;

@@ -53,6 +53,25 @@ impl Heimdall {
         Ok((resource, Guard::Mapping(row.id, MappingFacts::from(row))))
     }
 
+    /// Refuses a regular-expression mapping that would take the mappings past the limits on regular
+    /// expressions, checked against a snapshot refreshed from the database: a write must never make the next
+    /// snapshot unbuildable. (Two replicas adding regexes at the same instant could still pass together;
+    /// the snapshot build then keeps the last good snapshot and logs why.)
+    async fn check_regex_limits(&self, id: Option<i64>, new: &NewMapping, pattern: &PathPattern) -> Result<()> {
+        if !pattern.is_regex() {
+            return Ok(());
+        }
+        let rule = MappingRule {
+            id: id.unwrap_or(i64::MAX),
+            method: Method::parse(&new.method)?,
+            pattern: pattern.clone(),
+            action: new.action.clone(),
+            owner_group: new.owner_group.clone(),
+            priority: new.priority,
+        };
+        self.refresh_mappings().await?.check_regex_limits(&rule)
+    }
+
     fn mapping_from_row(row: MappingRow) -> Result<Mapping> {
         Ok(Mapping {
             id: row.id,
@@ -84,6 +103,7 @@ impl Heimdall {
                     let w = attempt
                         .authorize(vec![Operation::new(action::MAPPING_CREATE, resource)], None)
                         .await?;
+                    self.check_regex_limits(None, &new, &pattern).await?;
                     self.store().create_mapping(&w, &new).await
                 },
             )
@@ -112,6 +132,7 @@ impl Heimdall {
                         Operation::new(action::MAPPING_UPDATE, to_be),
                     ];
                     let w = attempt.authorize(ops, Some(guard)).await?;
+                    self.check_regex_limits(Some(id), &new, &pattern).await?;
                     self.store().update_mapping(&w, id, &new).await
                 },
             )
@@ -236,7 +257,7 @@ impl Heimdall {
     }
 
     /// The mapping a request (method and raw path, query string allowed) resolves to, or `None` when no mapping
-    /// applies. A path the normaliser refuses (see [`crate::mapping`]) is invalid input.
+    /// applies. A path that is not canonical (see [`crate::mapping::check_path`]) is invalid input.
     pub async fn resolve(&self, method: &str, path: &str) -> Result<Option<ResolvedEndpoint>> {
         let snapshot = self.mapping_snapshot();
         match snapshot.resolve(method, path) {

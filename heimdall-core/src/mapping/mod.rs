@@ -6,25 +6,32 @@
 //!
 //! # Pattern language
 //!
-//! A *route pattern* starts with `/` and is a list of segments separated by `/`:
+//! A *route pattern* starts with `/` and is a list of non-empty segments separated by `/`:
 //!
 //! | segment  | matches                                                                  |
 //! |----------|--------------------------------------------------------------------------|
-//! | `courses`| exactly that segment (case-sensitive; percent-escapes allowed: `a%20b`)  |
+//! | `courses`| exactly that segment, byte for byte (case-sensitive; escapes allowed: `a%20b`) |
 //! | `:name`  | any one segment, captured as `name` (`A-Z a-z 0-9 _`, not starting with a digit) |
 //! | `*`      | any one segment, not captured                                            |
-//! | `**`     | the rest of the path: zero or more segments; only as the last segment    |
+//! | `**`     | the rest of the path: **one or more** segments; only as the last segment |
 //!
-//! `/` alone matches the root. A trailing slash is ignored (`/courses/` is stored as `/courses`).
-//! Literal segments are stored in one canonical spelling ([`PathPattern::as_str`]): unreserved
-//! characters and `!$&'()+,=@:` as they are, everything else percent-encoded with upper-case hex
-//! (`/caf%C3%A9`), and a literal that starts with `:` written `%3A...`. `*` may not appear inside a
-//! literal segment, nor `{` or `}`; `.` and `..` segments are refused (paths are normalised first, so
-//! they could never match).
+//! `/` alone matches the root only. A pattern with an empty segment or a trailing slash (`/a//b`,
+//! `/courses/`) is invalid input: canonical request paths have neither, so it could never match (axum
+//! routes `/courses/` and `/courses` apart, too). `/files/**` does not match `/files` (as axum's
+//! `/files/{*rest}` does not): map both if both are meant.
+//!
+//! Literal segments are compared with the request's path as received, still percent-encoded, so they
+//! are stored in the one spelling a [canonical path](check_path) can have ([`PathPattern::as_str`]):
+//! escapes of unreserved characters are decoded (`/c%6Furses` is stored `/courses`), other escapes get
+//! upper-case hex (`%c3%a9` → `%C3%A9`), characters a URI cannot hold raw are encoded (`/café` →
+//! `/caf%C3%A9`, a space → `%20`), and a literal that starts with `:` is written `%3A...`. A reserved
+//! character and its escape are different literals (`a!b` and `a%21b`), as they are to a router. `*`
+//! may not appear inside a literal segment, nor `{` or `}`; literals that no canonical path can hold
+//! (`.`, `..`, `%2F`, `%3F`, `%25`, `;`, ...) are refused.
 //!
 //! A *regular expression* is marked by a leading `~`: `~/courses/[0-9]+/admin`. It must match the
-//! whole normalised (percent-decoded) path, as if written `^(?:...)$`; the syntax is the `regex`
-//! crate's (linear time, no backtracking, no look-around).
+//! whole canonical path as received (still percent-encoded: `é` is `%C3%A9`), as if written
+//! `^(?:...)$`; the syntax is the `regex` crate's (linear time, no backtracking, no look-around).
 //!
 //! A mapping applies to one method (`GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`) or to
 //! `ANY`. [`Method::parse`] accepts any letter case; a request's method is matched exactly.
@@ -35,12 +42,12 @@
 //!
 //! 1. **Kind**: route patterns before regular expressions. Regular expressions are only consulted
 //!    when no route pattern matches.
-//! 2. **Method**: a mapping for the request's own method before `ANY`. A `HEAD` request also consults
-//!    `GET` mappings, after `HEAD` ones and before `ANY` (routers serve `HEAD` with the `GET` handler).
-//!    A method other than the seven known ones (or not in upper case) only matches `ANY` mappings.
-//! 3. For route patterns, **shape**, segment by segment from the left: a literal segment beats
-//!    `:name`/`*`, which beats `**`; a pattern that ends where the path ends beats one whose `**`
-//!    matches nothing (`/files` beats `/files/**` for `/files`).
+//! 2. For route patterns, **path specificity**, segment by segment from the left: a literal segment
+//!    beats `:name`/`*`, which beats `**`. (So `ANY /admin/**` beats `GET /**` for `GET /admin/users`.)
+//! 3. **Method**, between equally specific paths (for regular expressions: between all of them): a
+//!    mapping for the request's own method before `ANY`. A `HEAD` request also consults `GET`
+//!    mappings, after `HEAD` ones and before `ANY` (routers serve `HEAD` with the `GET` handler). A
+//!    method other than the seven known ones (or not in upper case) only matches `ANY` mappings.
 //! 4. For regular expressions, **priority** ([`MappingRule::priority`], lower first), then **id**
 //!    (lower first).
 //!
@@ -50,56 +57,55 @@
 //! unique index on `(method, match_key)`. Overlaps that are not conflicts (a literal beside a
 //! `:param`, `GET` beside `ANY`, two different regular expressions) are legal and resolved as above.
 //!
-//! # Path normalisation
+//! # Canonical paths: what is authorised is what is routed
 //!
-//! The raw request target is normalised by [`normalize`] before matching. The rule: a request must
-//! never resolve to a mapping that a router given the same raw path would not route it to, and when
-//! routers could disagree, the path is refused ([`Resolution::Rejected`], which callers treat as a
-//! denial).
+//! The resolver answers only for *canonical* paths and rejects every other path
+//! ([`Resolution::Rejected`], which frontends answer with 400); it never rewrites a path, because a
+//! router given the raw path would dispatch it elsewhere. [`check_path`] is the check:
 //!
-//! - The query string (`?...`) and fragment (`#...`) are dropped. The path must start with `/` and be at
-//!   most [`MAX_PATH_LEN`] bytes.
-//! - Percent-escapes are decoded once, per segment after splitting on raw `/` (`%63ourses` is
-//!   `courses`; `%2e%2e` is `..`; `%C3%A9` is `é`). Escapes that decode to invalid UTF-8 are refused.
-//! - Refused outright, raw or encoded: `%2F` (an encoded `/`), `%25` (an encoded `%`, i.e. double
-//!   encoding such as `%252e`), `\` (`%5C`), `;` (`%3B`; servlet containers strip `;jsessionid=...`
-//!   from segments), NUL and other control characters; also a `%` not followed by two hex digits.
-//! - Empty segments (`//`) and `.` segments are dropped; `..` removes the segment before it
-//!   (RFC 3986 §5.2.4); a `..` that would climb above the root is refused.
-//! - A trailing slash is dropped (`/courses/` is `/courses`); `/` stays `/`.
+//! - The query string (from the first `?`) and a fragment (from `#`) are not part of the path.
+//! - The path starts with `/` and is at most [`MAX_PATH_LEN`] bytes.
+//! - No empty segment: no `//` and no trailing slash, except the root `/` itself.
+//! - No `.` or `..` segment, raw or encoded (`%2E%2E`).
+//! - Raw characters are those a URI path allows (unreserved, `!$&'()*+,=:@`), except `;` (servlet
+//!   containers strip `;jsessionid=...`); no `\`, no control characters, no raw non-ASCII.
+//! - Percent-escapes: two upper-case hex digits; not of an unreserved character (`%41`, `%2E`,
+//!   `%7E` are needless, hence refused); not of `/`, `\`, `?`, `#`, `%` (double encoding), `;` or a
+//!   control character; and decoding to valid UTF-8 (no overlong forms). Other escapes (`%20`,
+//!   `%C3%A9`, `%3A`) are allowed and matched as written, like axum does.
 //! - Matching is case-sensitive; no case folding and no Unicode normalisation.
 //!
-//! So `/courses/7/../../admin` and `/courses/%2e%2e/admin` are `/admin`, `/courses//7` is `/courses/7`,
-//! and `/courses/..%2Fadmin` is refused. A gateway should forward the normalised path
-//! ([`ResolvedMapping::normalized_path`]) so that the upstream routes exactly what was authorised.
+//! The rules are checked differentially against axum's `Router` (`heimdall-http/tests/paths.rs`).
 //!
 //! # Limits
 //!
 //! A pattern is at most [`MAX_PATH_PATTERN_LEN`] bytes, both as written and in canonical form; a route
 //! pattern has at most [`MAX_SEGMENTS`] segments and parameter names of at most [`MAX_PARAM_NAME_LEN`]
-//! bytes; a regular expression compiles to at most [`MAX_REGEX_SIZE`] bytes. A violation is
-//! [`ErrorKind::InvalidInput`](crate::ErrorKind) with the reason. A match key is never longer than the
-//! canonical pattern.
+//! bytes; a regular expression compiles to at most [`MAX_REGEX_SIZE`] bytes. A snapshot holds at most
+//! [`MAX_REGEX_MAPPINGS`] regular expressions, and those of one method compile together into a DFA of
+//! at most [`MAX_REGEX_SET_SIZE`] bytes (expressions whose DFA blows up, like `.*a.{20}`, are refused). A violation is [`ErrorKind::InvalidInput`](crate::ErrorKind) with the
+//! reason. A match key is never longer than the canonical pattern. A request path is at most
+//! [`MAX_PATH_LEN`] bytes, so the cost of resolving one request is bounded.
 //!
 //! # Resolving
 //!
-//! A snapshot keeps, per method, a segment trie of the route patterns. A request walks it depth-first
-//! in precedence order (literal child, then parameter child, then `**`), visiting each node at most
-//! once, so the cost depends on the path and the shape of the patterns, not on how many there are.
-//! Regular expressions are indexed too, so that a request tries only those that could match it: one
-//! whose every match has the same segments (`~/repos/[^/]+/issues/[0-9]+`: literal `/`s only, and
-//! pieces that cannot match `/`) sits in a segment trie where its varying segments are wildcards; any
-//! other sits under its literal leading segments (`~/courses/.*` is tried only under `/courses`). A
-//! cheap check of the literals every match must end with comes before running an expression.
+//! A snapshot keeps one segment trie of the route patterns of all methods, whose end points hold a
+//! rule per method. A request walks it depth-first in path-precedence order (literal child, then
+//! parameter child, then `**`), visiting each node at most once; the first end point with a rule for
+//! the request's method (or `GET` for `HEAD`, or `ANY`) wins, and there the method order decides. The
+//! cost depends on the path and the shape of the patterns, not on how many there are. The regular
+//! expressions of each method are compiled ahead of time into one multi-pattern DFA, sorted by priority
+//! then id, and run in one pass over the path, one table lookup per byte (anchored at both ends, the
+//! first pattern that matches wins); so a request costs at most three such passes over at most
+//! [`MAX_PATH_LEN`] bytes, whatever the expressions.
 //!
-//! Resolving takes no lock and allocates nothing unless the path needs rewriting (a regular
-//! expression's search cache is allocated on its first use in each thread); parameters are sliced
-//! from the path when asked for.
+//! Resolving takes no lock and allocates nothing; parameters are sliced from the path when asked for
+//! (a regular expression's named groups are computed, with its own `regex::Regex`, when asked for).
 //!
 //! # Example
 //!
 //! ```
-//! use heimdall_core::mapping::{MappingRule, Method, PathPattern, Resolution, Snapshot};
+//! use heimdall_core::mapping::{MappingRule, Method, PathPattern, PathRejection, Resolution, Snapshot};
 //! use heimdall_core::model::ActionName;
 //!
 //! let rule = |id, method: &str, pattern: &str, action: &str| -> heimdall_core::Result<MappingRule> {
@@ -118,19 +124,27 @@
 //!         rule(2, "GET", "/courses/new", "course:create")?,
 //!         rule(3, "ANY", "/courses/:id/**", "course:manage")?,
 //!         rule(4, "GET", "~/admin/[0-9]+", "admin:read")?,
+//!         rule(5, "GET", "/**", "everything:read")?,
 //!     ],
 //!     1,
 //! )?;
 //!
 //! let Resolution::Matched(m) = snapshot.resolve("GET", "/courses/7?tab=info") else { panic!() };
 //! assert_eq!((m.id(), m.action().as_str(), m.param("id")), (1, "course:read", Some("7")));
+//! assert_eq!(m.path(), "/courses/7");
 //!
 //! // A literal beats a parameter.
-//! let m = snapshot.resolve("GET", "/courses/new").matched().unwrap();
-//! assert_eq!(m.id(), 2);
+//! assert_eq!(snapshot.resolve("GET", "/courses/new").matched().unwrap().id(), 2);
 //!
-//! // Normalised before matching: `..` climbs out of /courses, and nothing maps /admin.
-//! assert!(matches!(snapshot.resolve("GET", "/courses/7/%2e%2e/%2e%2e/admin"), Resolution::NoMatch));
+//! // The path decides before the method: `ANY /courses/:id/**` beats `GET /**`.
+//! assert_eq!(snapshot.resolve("GET", "/courses/7/files/a").matched().unwrap().id(), 3);
+//!
+//! // Non-canonical paths are rejected, never rewritten.
+//! assert!(matches!(
+//!     snapshot.resolve("GET", "/courses/7/%2E%2E/%2E%2E/admin/1"),
+//!     Resolution::Rejected(PathRejection::DotSegment)
+//! ));
+//! assert!(matches!(snapshot.resolve("GET", "/courses/7/"), Resolution::Rejected(PathRejection::EmptySegment)));
 //! assert!(matches!(snapshot.resolve("DELETE", "/courses/7%2Fx"), Resolution::Rejected(_)));
 //!
 //! // A conflicting mapping is refused, naming both ids.
@@ -140,7 +154,7 @@
 //! # Ok::<(), heimdall_core::Error>(())
 //! ```
 
-mod normalize;
+mod path;
 mod pattern;
 mod resolver;
 mod shared;
@@ -148,7 +162,9 @@ mod shared;
 #[cfg(test)]
 mod tests;
 
-pub use self::normalize::{MAX_PATH_LEN, PathRejection, normalize};
+pub use self::path::{MAX_PATH_LEN, PathRejection, check_path};
 pub use self::pattern::{MAX_PARAM_NAME_LEN, MAX_PATH_PATTERN_LEN, MAX_REGEX_SIZE, MAX_SEGMENTS, Method, PathPattern};
-pub use self::resolver::{MappingRule, Params, Resolution, ResolvedMapping, Snapshot};
+pub use self::resolver::{
+    MAX_REGEX_MAPPINGS, MAX_REGEX_SET_SIZE, MappingRule, Params, Resolution, ResolvedMapping, Snapshot,
+};
 pub use self::shared::SharedResolver;

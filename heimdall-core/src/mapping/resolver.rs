@@ -1,12 +1,15 @@
 //! The compiled, immutable resolver snapshot.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::normalize::{PathRejection, eq_bytes, find_slash, normalize, word};
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::nfa::thompson;
+use regex_automata::{Anchored, Input, MatchKind};
+
+use super::path::{PathRejection, check_path, eq_bytes, find_slash, word};
 use super::pattern::{Kind, Method, PathPattern, Segment};
 use crate::error::{Error, Result};
 use crate::model::{ActionName, GroupName};
@@ -28,6 +31,18 @@ pub struct MappingRule {
     /// from their shape.
     pub priority: i32,
 }
+
+/// Most regular-expression mappings one snapshot may hold ([`Snapshot::build`] refuses more).
+pub const MAX_REGEX_MAPPINGS: usize = 256;
+
+/// Largest compiled set of the regular expressions of one method, in bytes: they are compiled ahead of
+/// time into one deterministic automaton (a DFA), so that matching costs one table lookup per byte of
+/// the path, whatever the expressions and the path. An expression set whose DFA would be larger (the
+/// number of DFA states can grow exponentially: `.*a.{20}`) is refused when the snapshot is built.
+pub const MAX_REGEX_SET_SIZE: usize = 4 * 1024 * 1024;
+
+/// Largest intermediate NFA of one method's regular-expression set, in bytes.
+const REGEX_SET_NFA_LIMIT: usize = 1024 * 1024;
 
 /// Up to this many literal children are kept in a vector and compared one by one.
 const SMALL_CHILDREN: usize = 8;
@@ -163,28 +178,45 @@ impl Children {
     }
 }
 
-/// A node of a route trie: one segment position of the patterns that share the segments before it.
-#[derive(Debug, Clone, Default)]
+/// "No rule" in a method slot, and "no slots" in a node.
+const NONE: u32 = u32::MAX;
+
+/// A node of the route trie: one segment position of the patterns that share the segments before it.
+#[derive(Debug, Clone)]
 struct Node {
     lits: Children,
     /// The child for `:name` and `*`.
     param: Option<u32>,
-    /// The rule whose pattern ends here.
-    terminal: Option<u32>,
-    /// The rule whose pattern has `**` here.
-    rest: Option<u32>,
+    /// The per-method rules whose pattern ends here (an index into `RouteTrie::slots`, or `NONE`).
+    terminal: u32,
+    /// The per-method rules whose pattern has `**` here (an index into `RouteTrie::slots`, or `NONE`).
+    rest: u32,
 }
 
-/// The route patterns of one method: a segment trie.
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            lits: Children::default(),
+            param: None,
+            terminal: NONE,
+            rest: NONE,
+        }
+    }
+}
+
+/// The route patterns of all methods: one segment trie whose end points hold a rule per method
+/// ([`Method::index`]), so that a request walks it once, in path-precedence order.
 #[derive(Debug, Clone)]
 struct RouteTrie {
     nodes: Vec<Node>,
+    slots: Vec<[u32; 8]>,
 }
 
 impl Default for RouteTrie {
     fn default() -> Self {
         RouteTrie {
             nodes: vec![Node::default()],
+            slots: Vec::new(),
         }
     }
 }
@@ -204,26 +236,20 @@ fn node_id(len: usize) -> Result<u32> {
     u32::try_from(len).map_err(|_| Error::invalid("too many mappings for one snapshot"))
 }
 
-/// Puts `rule` in an empty slot; returns the occupant otherwise.
-fn claim(slot: &mut Option<u32>, rule: u32) -> Option<u32> {
-    match *slot {
-        Some(old) => Some(old),
-        None => {
-            *slot = Some(rule);
-            None
-        }
-    }
-}
-
 impl RouteTrie {
-    /// Inserts a route; returns the index of a rule already there with the same shape.
-    fn insert(&mut self, segments: &[Segment], rule: u32) -> Result<Option<u32>> {
+    /// Inserts a route for `method`; returns the index of a rule already there with the same shape
+    /// and method.
+    fn insert(&mut self, segments: &[Segment], method: Method, rule: u32) -> Result<Option<u32>> {
         let mut node = 0usize;
+        let mut at_rest = false;
         for seg in segments {
             let next = match seg {
                 Segment::Lit(lit) => self.nodes[node].lits.get(lit),
                 Segment::Param(_) | Segment::Wild => self.nodes[node].param,
-                Segment::Rest => return Ok(claim(&mut self.nodes[node].rest, rule)),
+                Segment::Rest => {
+                    at_rest = true;
+                    break;
+                }
             };
             node = match next {
                 Some(n) => n as usize,
@@ -238,185 +264,108 @@ impl RouteTrie {
                 }
             };
         }
-        Ok(claim(&mut self.nodes[node].terminal, rule))
+        let n = &mut self.nodes[node];
+        let slot_ref = if at_rest { &mut n.rest } else { &mut n.terminal };
+        if *slot_ref == NONE {
+            *slot_ref = node_id(self.slots.len())?;
+            self.slots.push([NONE; 8]);
+        }
+        let slot = &mut self.slots[*slot_ref as usize][method.index()];
+        if *slot != NONE {
+            return Ok(Some(*slot));
+        }
+        *slot = rule;
+        Ok(None)
     }
 
-    /// The most specific rule matching `rest` (a normalised path, or "" for the root), searched
-    /// depth-first in precedence order: literal child, then parameter child, then `**`. Each node is
-    /// visited at most once per call, since a node sits at one depth and the path has one segment there.
-    fn find(&self, node: u32, rest: &str) -> Option<u32> {
+    /// The rule of the first method in `classes` that has one in `slots` (`NONE`: no slots).
+    #[inline(always)]
+    fn pick(&self, slots: u32, classes: &[Method]) -> Option<u32> {
+        let slots = self.slots.get(slots as usize)?;
+        classes.iter().map(|m| slots[m.index()]).find(|&r| r != NONE)
+    }
+
+    /// The most specific rule matching `rest` (a canonical path, or "" for the root) for one of the
+    /// methods `classes` (in preference order), searched depth-first in path-precedence order:
+    /// literal child, then parameter child, then `**` (which needs at least one segment). The first
+    /// end point in that order with a rule for one of the methods wins; there, the earliest method in
+    /// `classes` wins. Each node is visited at most once per call, since a node sits at one depth and
+    /// the path has one segment there.
+    fn find(&self, node: u32, rest: &str, classes: &[Method]) -> Option<u32> {
         let n = &self.nodes[node as usize];
         if rest.is_empty() {
-            return n.terminal.or(n.rest);
+            return self.pick(n.terminal, classes);
         }
         let (seg, tail) = next_segment(rest);
         if let Some(c) = n.lits.get(seg)
-            && let Some(r) = self.find(c, tail)
+            && let Some(r) = self.find(c, tail, classes)
         {
             return Some(r);
         }
         if let Some(c) = n.param
-            && let Some(r) = self.find(c, tail)
+            && let Some(r) = self.find(c, tail, classes)
         {
             return Some(r);
         }
-        n.rest
+        self.pick(n.rest, classes)
     }
 }
 
-/// A regular expression rule in the order of its stage: priority, then id.
-#[derive(Debug, Clone, Copy)]
-struct RegexEntry {
-    priority: i32,
-    id: i64,
-    rule: u32,
-}
-
-impl RegexEntry {
-    fn key(&self) -> (i32, i64) {
-        (self.priority, self.id)
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-struct RegexNode {
-    lits: Children,
-    /// The child for a segment that is not a fixed literal (skeleton trie only).
-    wild: Option<u32>,
-    /// Expressions that end at this node, sorted by priority then id.
-    entries: Vec<RegexEntry>,
-}
-
-/// The regular expressions of one method, indexed so that a request only tries the expressions that
-/// could match it:
-///
-/// - an expression with a [skeleton](super::pattern) (every match has the same segments, some fixed)
-///   sits in a segment trie, like a route whose varying segments are wildcards;
-/// - any other sits at the node of its literal leading segments in a second trie (`~/courses/.*`
-///   is tried only for paths under `/courses`; `~.*` for every path).
+/// The regular expressions of one method, compiled into one multi-pattern DFA; pattern `i` is
+/// `rules[i]`, sorted by priority then id. Every pattern is anchored at both ends, so all matches span
+/// the whole path, and leftmost-first semantics report the first pattern (the best by priority and
+/// id) that matches: one pass over the path, one table lookup per byte, whatever the expressions.
 #[derive(Debug, Clone)]
-struct RegexIndex {
-    shaped: Vec<RegexNode>,
-    prefixed: Vec<RegexNode>,
+struct RegexStage {
+    dfa: dense::DFA<Vec<u32>>,
+    rules: Box<[u32]>,
 }
 
-impl Default for RegexIndex {
-    fn default() -> Self {
-        RegexIndex {
-            shaped: vec![RegexNode::default()],
-            prefixed: vec![RegexNode::default()],
-        }
-    }
-}
-
-/// Follows (or makes) the child of `node` for `seg` (`None`: the wildcard child).
-fn regex_child(nodes: &mut Vec<RegexNode>, node: usize, seg: Option<&str>) -> Result<usize> {
-    let existing = match seg {
-        Some(lit) => nodes[node].lits.get(lit),
-        None => nodes[node].wild,
-    };
-    if let Some(n) = existing {
-        return Ok(n as usize);
-    }
-    let n = node_id(nodes.len())?;
-    nodes.push(RegexNode::default());
-    match seg {
-        Some(lit) => nodes[node].lits.insert(lit, n),
-        None => nodes[node].wild = Some(n),
-    }
-    Ok(n as usize)
-}
-
-/// Tries `entries` (sorted) against `path` while they could beat `best`.
-#[inline]
-fn try_entries(entries: &[RegexEntry], path: &str, rules: &[MappingRule], best: &mut Option<RegexEntry>) {
-    for e in entries {
-        if best.is_some_and(|b| b.key() <= e.key()) {
-            return;
-        }
-        if let Kind::Regex { regex, suffixes, .. } = rules[e.rule as usize].pattern.kind()
-            && suffixes
-                .as_ref()
-                .is_none_or(|s| s.iter().any(|l| path.as_bytes().ends_with(l)))
-            && regex.is_match(path)
-        {
-            *best = Some(*e);
-            return;
-        }
-    }
-}
-
-impl RegexIndex {
-    fn insert(&mut self, pattern: &PathPattern, entry: RegexEntry) -> Result<()> {
-        let Kind::Regex { prefix, skeleton, .. } = pattern.kind() else {
-            return Ok(());
-        };
-        let (nodes, node) = match skeleton {
-            Some(skeleton) => {
-                let mut node = 0;
-                for seg in skeleton {
-                    node = regex_child(&mut self.shaped, node, seg.as_deref())?;
-                }
-                (&mut self.shaped, node)
-            }
-            None => {
-                let mut node = 0;
-                for seg in prefix {
-                    node = regex_child(&mut self.prefixed, node, Some(seg))?;
-                }
-                (&mut self.prefixed, node)
-            }
-        };
-        nodes[node].entries.push(entry);
-        Ok(())
+impl RegexStage {
+    fn build(method: Method, mut entries: Vec<(i32, i64, u32)>, all: &[MappingRule]) -> Result<RegexStage> {
+        entries.sort_unstable_by_key(|&(priority, id, _)| (priority, id));
+        let sources: Vec<&str> = entries
+            .iter()
+            .filter_map(|&(_, _, rule)| match all[rule as usize].pattern.kind() {
+                Kind::Regex { anchored, .. } => Some(&**anchored),
+                Kind::Route(_) => None,
+            })
+            .collect();
+        let dfa = dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .start_kind(StartKind::Anchored)
+                    // Canonical paths are ASCII, where a Unicode `\b` is decidable; the DFA would stop
+                    // (no match) on a non-ASCII byte.
+                    .unicode_word_boundary(true)
+                    .dfa_size_limit(Some(MAX_REGEX_SET_SIZE))
+                    .determinize_size_limit(Some(MAX_REGEX_SET_SIZE)),
+            )
+            .thompson(thompson::Config::new().nfa_size_limit(Some(REGEX_SET_NFA_LIMIT)))
+            .build_many(&sources)
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "the {} regular expressions for {method} together compile to an automaton larger than \
+                     the limit of {MAX_REGEX_SET_SIZE} bytes; simplify them ({e})",
+                    sources.len()
+                ))
+            })?;
+        Ok(RegexStage {
+            dfa,
+            rules: entries.into_iter().map(|(_, _, rule)| rule).collect(),
+        })
     }
 
-    fn sort(&mut self) {
-        for n in self.shaped.iter_mut().chain(&mut self.prefixed) {
-            n.entries.sort_by_key(RegexEntry::key);
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.shaped.len() == 1 && self.prefixed.len() == 1 && self.prefixed[0].entries.is_empty()
-    }
-
-    /// The first expression, by priority then id, that matches `path` in full.
-    fn find(&self, path: &str, rules: &[MappingRule]) -> Option<u32> {
-        let mut best: Option<RegexEntry> = None;
-        // The root path is one empty segment to a skeleton (`~/`, `~/[a-z]*`).
-        self.find_shaped(0, path, path, rules, &mut best);
-        let mut node = &self.prefixed[0];
-        let mut rest = if path == "/" { "" } else { path };
-        loop {
-            try_entries(&node.entries, path, rules, &mut best);
-            if rest.is_empty() {
-                break;
-            }
-            let (seg, tail) = next_segment(rest);
-            match node.lits.get(seg) {
-                Some(n) => node = &self.prefixed[n as usize],
-                None => break,
-            }
-            rest = tail;
-        }
-        best.map(|e| e.rule)
-    }
-
-    /// Depth-first over the skeleton trie: every branch that fits, literal and wildcard.
-    fn find_shaped(&self, node: u32, rest: &str, path: &str, rules: &[MappingRule], best: &mut Option<RegexEntry>) {
-        let n = &self.shaped[node as usize];
-        if rest.is_empty() {
-            try_entries(&n.entries, path, rules, best);
-            return;
-        }
-        let (seg, tail) = next_segment(rest);
-        if let Some(c) = n.lits.get(seg) {
-            self.find_shaped(c, tail, path, rules, best);
-        }
-        if let Some(c) = n.wild {
-            self.find_shaped(c, tail, path, rules, best);
-        }
+    /// The first expression, by priority then id, that matches the whole of `path`. A search the DFA
+    /// cannot finish (a non-ASCII byte with a Unicode `\b`, which canonical paths never hold) matches
+    /// nothing.
+    fn find(&self, path: &str) -> Option<u32> {
+        let m = self
+            .dfa
+            .try_search_fwd(&Input::new(path).anchored(Anchored::Yes))
+            .ok()??;
+        self.rules.get(m.pattern().as_usize()).copied()
     }
 }
 
@@ -427,7 +376,7 @@ pub enum Resolution<'a> {
     Matched(ResolvedMapping<'a>),
     /// No mapping applies (callers deny by default).
     NoMatch,
-    /// The normaliser refused the path (callers deny).
+    /// The path is not canonical (see [`check_path`](super::check_path)): callers answer 400, a denial.
     Rejected(PathRejection),
 }
 
@@ -441,12 +390,11 @@ impl<'a> Resolution<'a> {
     }
 }
 
-/// A request's mapping: the rule (borrowed from the snapshot) and the normalised path its parameters
-/// come from.
-#[derive(Debug, Clone)]
+/// A request's mapping: the rule (borrowed from the snapshot) and the path its parameters come from.
+#[derive(Debug, Clone, Copy)]
 pub struct ResolvedMapping<'a> {
     rule: &'a MappingRule,
-    path: Cow<'a, str>,
+    path: &'a str,
 }
 
 impl<'a> ResolvedMapping<'a> {
@@ -475,33 +423,33 @@ impl<'a> ResolvedMapping<'a> {
         self.rule
     }
 
-    /// The normalised path that was matched. A gateway should forward this path (not the raw one), so
-    /// that the upstream routes exactly what was authorised.
-    pub fn normalized_path(&self) -> &str {
-        &self.path
+    /// The path that was matched: the request's path as given, without the query string. Nothing is
+    /// rewritten (a path that would need rewriting is rejected instead).
+    pub fn path(&self) -> &'a str {
+        self.path
     }
 
     /// The value of one parameter (see [`params`](Self::params)).
     pub fn param(&self, name: &str) -> Option<&str> {
         match self.rule.pattern.kind() {
-            Kind::Route(segments) => RouteParams::new(segments, &self.path)
+            Kind::Route(segments) => RouteParams::new(segments, self.path)
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v),
-            Kind::Regex { regex, .. } => regex.captures(&self.path)?.name(name).map(|m| m.as_str()),
+            Kind::Regex { regex, .. } => regex.captures(self.path)?.name(name).map(|m| m.as_str()),
         }
     }
 
     /// The captured parameters, in pattern order: `:name` segments under their names, the rest of the
-    /// path matched by `**` under `"**"` (without its leading '/', possibly empty), and for a regular
+    /// path matched by `**` under `"**"` (without its leading '/', never empty), and for a regular
     /// expression its named groups that took part in the match. `*` captures nothing. Values are
-    /// percent-decoded. Route parameters are sliced from the path on demand and never allocate; regular
-    /// expression captures are computed when asked for.
-    pub fn params(&self) -> Params<'_> {
+    /// slices of the path, still percent-encoded as they were received (`caf%C3%A9`). Route parameters
+    /// are sliced on demand and never allocate; regular expression captures are computed when asked for.
+    pub fn params(&self) -> Params<'a> {
         match self.rule.pattern.kind() {
-            Kind::Route(segments) => Params(ParamsInner::Route(RouteParams::new(segments, &self.path))),
+            Kind::Route(segments) => Params(ParamsInner::Route(RouteParams::new(segments, self.path))),
             Kind::Regex { regex, .. } => {
                 let mut found = Vec::new();
-                if let Some(caps) = regex.captures(&self.path) {
+                if let Some(caps) = regex.captures(self.path) {
                     for name in regex.capture_names().flatten() {
                         if let Some(m) = caps.name(name) {
                             found.push((name, m.as_str()));
@@ -596,8 +544,8 @@ fn method_classes(method: &str) -> &'static [Method] {
 pub struct Snapshot {
     version: i64,
     rules: Vec<MappingRule>,
-    routes: [RouteTrie; 8],
-    regexes: [RegexIndex; 8],
+    routes: RouteTrie,
+    regexes: [Option<RegexStage>; 8],
     /// `(method, match key)` → rule index, for conflict checks.
     keys: HashMap<(Method, String), u32>,
 }
@@ -629,7 +577,9 @@ impl Snapshot {
     ///
     /// Fails with [`ErrorKind::Conflict`](crate::ErrorKind::Conflict), naming both ids, when two rules
     /// have the same method and [match key](PathPattern::match_key), that is, match the same requests;
-    /// with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when two rules have the same id.
+    /// with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when two rules have the same id,
+    /// when there are more than [`MAX_REGEX_MAPPINGS`] regular expressions, or when the regular
+    /// expressions of one method together compile to more than [`MAX_REGEX_SET_SIZE`] bytes.
     pub fn build(rules: impl IntoIterator<Item = MappingRule>, version: i64) -> Result<Snapshot> {
         let rules: Vec<MappingRule> = rules.into_iter().collect();
         let mut snap = Snapshot {
@@ -637,6 +587,8 @@ impl Snapshot {
             keys: HashMap::with_capacity(rules.len()),
             ..Snapshot::default()
         };
+        check_regex_count(rules.iter().filter(|r| r.pattern.is_regex()).count())?;
+        let mut regex_entries: [Vec<(i32, i64, u32)>; 8] = Default::default();
         let mut ids = std::collections::HashSet::with_capacity(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             let idx = node_id(i)?;
@@ -649,26 +601,20 @@ impl Snapshot {
                     e.insert(idx);
                 }
             }
-            let m = rule.method.index();
             match rule.pattern.kind() {
                 Kind::Route(segments) => {
-                    if let Some(old) = snap.routes[m].insert(segments, idx)? {
+                    if let Some(old) = snap.routes.insert(segments, rule.method, idx)? {
                         // Unreachable while keys are checked first; kept as a guard.
                         return Err(conflict(&rules[old as usize], rule));
                     }
                 }
-                Kind::Regex { .. } => snap.regexes[m].insert(
-                    &rule.pattern,
-                    RegexEntry {
-                        priority: rule.priority,
-                        id: rule.id,
-                        rule: idx,
-                    },
-                )?,
+                Kind::Regex { .. } => regex_entries[rule.method.index()].push((rule.priority, rule.id, idx)),
             }
         }
-        for index in &mut snap.regexes {
-            index.sort();
+        for (method, entries) in Method::ALL.into_iter().zip(regex_entries) {
+            if !entries.is_empty() {
+                snap.regexes[method.index()] = Some(RegexStage::build(method, entries, &rules)?);
+            }
         }
         snap.rules = rules;
         Ok(snap)
@@ -694,6 +640,28 @@ impl Snapshot {
         &self.rules
     }
 
+    /// Checks, before `rule` is stored, that the snapshot's mappings with `rule` added (or replacing the
+    /// mapping with the same id) stay within the limits on regular expressions ([`MAX_REGEX_MAPPINGS`],
+    /// [`MAX_REGEX_SET_SIZE`]) that [`build`](Self::build) enforces, so that a write cannot make the next
+    /// snapshot unbuildable. Compiles only the regular expressions of `rule`'s method. Route patterns
+    /// always pass (conflicts are [`find_conflict`](Self::find_conflict)'s business).
+    pub fn check_regex_limits(&self, rule: &MappingRule) -> Result<()> {
+        if !rule.pattern.is_regex() {
+            return Ok(());
+        }
+        let others = self.rules.iter().filter(|r| r.pattern.is_regex() && r.id != rule.id);
+        check_regex_count(others.clone().count() + 1)?;
+        let same: Vec<MappingRule> = others
+            .filter(|r| r.method == rule.method)
+            .chain(std::iter::once(rule))
+            .cloned()
+            .collect();
+        let entries = (0..same.len())
+            .map(|i| Ok((same[i].priority, same[i].id, node_id(i)?)))
+            .collect::<Result<Vec<_>>>()?;
+        RegexStage::build(rule.method, entries, &same).map(|_| ())
+    }
+
     /// The id of the mapping a new mapping `(method, pattern)` would conflict with, if any.
     pub fn find_conflict(&self, method: Method, pattern: &PathPattern) -> Option<i64> {
         self.keys
@@ -705,26 +673,21 @@ impl Snapshot {
     ///
     /// `method` is the request's method token, matched case-sensitively (`GET`, not `get`); methods
     /// other than the seven known ones only match `ANY` mappings. `raw_path` is the request target as
-    /// received, path and optional query, still percent-encoded. No lock is taken; nothing is allocated
-    /// unless the path needs rewriting (percent-escapes, `//`, `.` or `..` segments).
+    /// received, path and optional query, still percent-encoded; a path that is not canonical (see
+    /// [`check_path`](super::check_path)) is [`Resolution::Rejected`], never rewritten. No lock is taken
+    /// and nothing is allocated.
     pub fn resolve<'a>(&'a self, method: &str, raw_path: &'a str) -> Resolution<'a> {
-        let path = match normalize(raw_path) {
+        let path = match check_path(raw_path) {
             Ok(p) => p,
             Err(why) => return Resolution::Rejected(why),
         };
         let classes = method_classes(method);
-        let segments = if path == "/" { "" } else { &*path };
-        let mut found = classes.iter().find_map(|m| self.routes[m.index()].find(0, segments));
-        if found.is_none() {
-            found = classes.iter().find_map(|m| {
-                let index = &self.regexes[m.index()];
-                if index.is_empty() {
-                    None
-                } else {
-                    index.find(&path, &self.rules)
-                }
-            });
-        }
+        let segments = if path == "/" { "" } else { path };
+        let found = self.routes.find(0, segments, classes).or_else(|| {
+            classes
+                .iter()
+                .find_map(|m| self.regexes[m.index()].as_ref()?.find(path))
+        });
         match found {
             Some(i) => Resolution::Matched(ResolvedMapping {
                 rule: &self.rules[i as usize],
@@ -733,6 +696,15 @@ impl Snapshot {
             None => Resolution::NoMatch,
         }
     }
+}
+
+fn check_regex_count(count: usize) -> Result<()> {
+    if count > MAX_REGEX_MAPPINGS {
+        return Err(Error::invalid(format!(
+            "{count} regular-expression mappings, more than the limit of {MAX_REGEX_MAPPINGS}"
+        )));
+    }
+    Ok(())
 }
 
 fn conflict(first: &MappingRule, second: &MappingRule) -> Error {

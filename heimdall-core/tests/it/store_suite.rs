@@ -689,3 +689,33 @@ async fn lookups_outlive_the_database() {
         "the status reports the new version"
     );
 }
+
+/// A regular expression whose automaton would blow up is refused when written (and audited as invalid), so
+/// that no write can make the next snapshot unbuildable.
+#[tokio::test]
+async fn a_regex_past_the_limits_is_refused_when_written() {
+    for db in TestDatabase::all().await {
+        let h = heimdall(&db).await;
+        let root = root(&h).await;
+        let before = h.mapping_snapshot_status().version;
+        let input = MappingInput {
+            method: "GET".into(),
+            path_pattern: "~/[a-z/]*a[a-z/]{24}".into(),
+            action: "x:read".into(),
+            ..MappingInput::default()
+        };
+        let e = h.create_mapping(&root, &input).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}: {e}", db.backend);
+        assert!(h.list_mappings(None, None).await.unwrap().items.is_empty());
+        // The snapshot still builds, and the mapping after it works.
+        let ok = MappingInput {
+            path_pattern: "~/x/[0-9]+".into(),
+            ..input
+        };
+        h.create_mapping(&root, &ok).await.unwrap();
+        assert!(h.mapping_snapshot_status().version > before);
+        assert!(h.resolve("GET", "/x/42").await.unwrap().is_some(), "{}", db.backend);
+        drop(h);
+        db.drop_database().await;
+    }
+}
