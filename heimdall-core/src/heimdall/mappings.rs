@@ -196,12 +196,18 @@ impl Heimdall {
                 .is_ok()
         {
             let h = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = h.refresh_mappings().await {
-                    tracing::warn!(error = %e, "could not refresh the mapping snapshot; serving the last good one");
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        if let Err(e) = h.refresh_mappings().await {
+                            tracing::warn!(error = %e, "could not refresh the mapping snapshot; serving the last good one");
+                        }
+                        h.inner.mappings_refreshing.store(false, Ordering::Release);
+                    });
                 }
-                h.inner.mappings_refreshing.store(false, Ordering::Release);
-            });
+                // Outside a runtime nothing can run in the background: answer from the snapshot as it is.
+                Err(_) => h.inner.mappings_refreshing.store(false, Ordering::Release),
+            }
         }
         self.inner.mappings.snapshot()
     }

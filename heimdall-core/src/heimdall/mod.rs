@@ -360,7 +360,6 @@ impl Heimdall {
     where
         Fut: Future<Output = Result<T>>,
     {
-        let request = bounded(request);
         // Between lost races, a short jittered pause lets the winner's burst pass.
         let mut pauses = backon::BackoffBuilder::build(
             backon::ExponentialBuilder::default()

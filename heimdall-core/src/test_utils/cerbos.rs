@@ -168,6 +168,36 @@ telemetry:
         CerbosClient::new(self.config()).expect("a Cerbos client")
     }
 
+    /// Installs the admin policy pack and waits (at most 10 s) until the PDP decides with it: Cerbos makes
+    /// writes visible within milliseconds, not at once, and a test that asks at once may see no pack yet.
+    ///
+    /// # Panics
+    ///
+    /// When the pack cannot be installed, or is not live in time.
+    pub async fn install_admin_pack(&self) {
+        use crate::pdp::{Decision, Pdp as _, pack};
+        let client = self.client();
+        pack::install_admin_pack(&client).await.expect("install the admin pack");
+        let root = pack::principal(
+            &crate::model::Subject::parse("pack-probe").expect("a subject"),
+            Vec::<String>::new(),
+            true,
+            &[],
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let decided = client.check(&root, &pack::system(), &[pack::action::RECONCILE]).await;
+            if matches!(decided.as_deref(), Ok([Decision::Allow])) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the admin pack is not live after 10 s: {decided:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Starts the PDP (again) on the same ports and store, and waits until it is healthy.
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "Cerbos is already running");

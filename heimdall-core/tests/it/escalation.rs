@@ -31,7 +31,7 @@ where
 {
     let cerbos = Cerbos::start_new().await;
     if let Some(c) = &cerbos {
-        pack::install_admin_pack(&c.client()).await.unwrap();
+        c.install_admin_pack().await;
     }
     for db in TestDatabase::all().await {
         story(heimdall(&db).await, Decider::Builtin, db.backend).await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use heimdall_core::model::Subject;
-use heimdall_core::pdp::{CerbosClient, Decision, Pdp, Principal, Resource, pack, principal_id};
+use heimdall_core::pdp::{CerbosClient, Decision, Pdp, Principal, Resource, principal_id};
 use heimdall_core::sync::{PolicyAdmin, PushWorker, SyncConfig};
 use heimdall_core::test_utils::{TestDatabase, course_editors};
 use heimdall_core::{Config, ErrorKind, Heimdall};
@@ -85,7 +85,7 @@ async fn membership_changes_reach_cerbos() {
         return;
     };
     let client = cerbos.client();
-    pack::install_admin_pack(&client).await.unwrap();
+    cerbos.install_admin_pack().await;
     let db = TestDatabase::sqlite();
     // Admin operations are decided by Cerbos too, with the pack installed.
     let h = Heimdall::builder(Config {
