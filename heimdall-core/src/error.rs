@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Conflict,
     /// The caller may not do this.
     Forbidden,
+    /// The caller's credential is missing, malformed, expired or not trusted.
+    Unauthenticated,
     /// A service Heimdall depends on (database, policy decision point) could not be reached in time.
     Unavailable,
     /// The configuration is incomplete or contradictory.
@@ -32,6 +34,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Config => "config",
             ErrorKind::Unexpected => "unexpected",

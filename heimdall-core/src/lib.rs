@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 mod heimdall;
+pub mod identity;
 pub mod mapping;
 pub mod model;
 pub mod pdp;

@@ -202,6 +202,15 @@ impl Heimdall {
         Ok(Caller::user(user.id, user.subject, token_roles))
     }
 
+    /// Verifies a bearer token with `verifier` and provisions (or refreshes) its bearer: what a frontend calls
+    /// for every JWT-authenticated request. Idempotent under concurrency. The token's roles go along as
+    /// the caller's token roles (they count only with [`Config::merge_token_roles`]).
+    pub async fn authenticate(&self, verifier: &crate::identity::TokenVerifier, token: &str) -> Result<Caller> {
+        let identity = verifier.verify(token).await?;
+        let roles: Vec<&str> = identity.roles().iter().map(String::as_str).collect();
+        self.provision(identity.claims().clone(), &roles).await
+    }
+
     /// **The system caller: acts as a superadmin without any authentication.** Only for the operator's own
     /// tools — the `heimdall` command and the bootstrap of the first superadmin — never for a request from
     /// the network. Its actions are audited as `system:<purpose>`.

@@ -6,6 +6,7 @@
 mod concurrency;
 mod convergence;
 mod escalation;
+mod identity;
 mod pdp;
 mod store_suite;
 mod support;

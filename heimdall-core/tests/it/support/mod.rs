@@ -6,6 +6,7 @@
 
 pub(crate) use heimdall_core::test_utils::cerbos;
 pub(crate) mod fake_cerbos;
+pub(crate) mod jwks;
 
 use heimdall_core::model::{Caller, Claims, Subject};
 use heimdall_core::test_utils::TestDatabase;
