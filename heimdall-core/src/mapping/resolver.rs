@@ -110,13 +110,59 @@ impl Key {
     }
 }
 
-/// Many literal children, found by hash, then compared (the key sits in the table's bucket, so a
-/// lookup reads the control bytes and one bucket). A literal whose hash another literal of the node
-/// already has goes to `collided`, searched one by one (in practice it stays empty).
+/// The literal children of all nodes with many of them, in one table: found by the hash of (node,
+/// segment), then compared (the key sits in the table's bucket, so a lookup reads the control bytes and
+/// one bucket, and no per-node table). A literal whose hash another entry already has goes to
+/// `collided`, searched one by one (in practice it stays empty).
 #[derive(Debug, Clone, Default)]
 struct HashedChildren {
-    by_hash: HashMap<u64, (Key, u32), BuildHasherDefault<IdentityHasher>>,
-    collided: Vec<(Key, u32)>,
+    by_hash: HashMap<u64, HashedEntry, BuildHasherDefault<IdentityHasher>>,
+    collided: Vec<HashedEntry>,
+}
+
+/// A child in [`HashedChildren`]: its parent node, its literal, and its node.
+#[derive(Debug, Clone)]
+struct HashedEntry {
+    parent: u32,
+    key: Key,
+    node: u32,
+}
+
+/// The table hash of literal `seg` under node `parent`.
+#[inline(always)]
+fn child_hash(parent: u32, seg: &str) -> u64 {
+    (fx_hash(seg).rotate_left(5) ^ u64::from(parent)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+}
+
+impl HashedChildren {
+    // Forced inline: called at every trie node (see `Key::matches`).
+    #[inline(always)]
+    fn get(&self, parent: u32, seg: &str, head: u64) -> Option<u32> {
+        let found = |e: &HashedEntry| e.parent == parent && e.key.matches(seg, head);
+        if let Some(e) = self.by_hash.get(&child_hash(parent, seg))
+            && found(e)
+        {
+            return Some(e.node);
+        }
+        if self.collided.is_empty() {
+            return None;
+        }
+        self.collided.iter().find(|e| found(e)).map(|e| e.node)
+    }
+
+    fn insert(&mut self, parent: u32, seg: &str, node: u32) {
+        let entry = HashedEntry {
+            parent,
+            key: Key::new(seg),
+            node,
+        };
+        match self.by_hash.entry(child_hash(parent, seg)) {
+            Entry::Vacant(e) => {
+                e.insert(entry);
+            }
+            Entry::Occupied(_) => self.collided.push(entry),
+        }
+    }
 }
 
 /// The literal children of a trie node.
@@ -124,8 +170,8 @@ struct HashedChildren {
 enum Children {
     /// Few children: compared one by one.
     Small(Vec<(Key, u32)>),
-    /// Many: hashed (boxed, to keep nodes small).
-    Hashed(Box<HashedChildren>),
+    /// Many: in the trie's [`HashedChildren`].
+    Hashed,
 }
 
 impl Default for Children {
@@ -137,43 +183,29 @@ impl Default for Children {
 impl Children {
     // Forced inline: called at every trie node (see `Key::matches`).
     #[inline(always)]
-    fn get(&self, seg: &str) -> Option<u32> {
+    fn get(&self, hashed: &HashedChildren, parent: u32, seg: &str) -> Option<u32> {
         match self {
             Children::Small(v) if v.is_empty() => None,
             Children::Small(v) => {
                 let head = word(seg.as_bytes());
                 v.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
             }
-            Children::Hashed(h) => {
-                let head = word(seg.as_bytes());
-                if let Some((k, n)) = h.by_hash.get(&fx_hash(seg))
-                    && k.matches(seg, head)
-                {
-                    return Some(*n);
-                }
-                h.collided.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
-            }
+            Children::Hashed => hashed.get(parent, seg, word(seg.as_bytes())),
         }
     }
 
-    fn insert(&mut self, seg: &str, node: u32) {
+    fn insert(&mut self, hashed: &mut HashedChildren, parent: u32, seg: &str, node: u32) {
         if let Children::Small(v) = self
             && v.len() >= SMALL_CHILDREN
         {
-            let old = std::mem::take(v);
-            *self = Children::Hashed(Box::default());
-            for (k, n) in old {
-                self.insert(&k.text, n);
+            for (k, n) in std::mem::take(v) {
+                hashed.insert(parent, &k.text, n);
             }
+            *self = Children::Hashed;
         }
         match self {
             Children::Small(v) => v.push((Key::new(seg), node)),
-            Children::Hashed(h) => match h.by_hash.entry(fx_hash(seg)) {
-                Entry::Vacant(e) => {
-                    e.insert((Key::new(seg), node));
-                }
-                Entry::Occupied(_) => h.collided.push((Key::new(seg), node)),
-            },
+            Children::Hashed => hashed.insert(parent, seg, node),
         }
     }
 }
@@ -191,6 +223,11 @@ struct Node {
     terminal: u32,
     /// The per-method rules whose pattern has `**` here (an index into `RouteTrie::slots`, or `NONE`).
     rest: u32,
+    /// The methods (bit [`Method::index`]) with a rule in `terminal`, in `rest`, and anywhere at or
+    /// below this node: a search skips what cannot hold a rule for the request's methods.
+    terminal_methods: u8,
+    rest_methods: u8,
+    subtree_methods: u8,
 }
 
 impl Default for Node {
@@ -200,6 +237,9 @@ impl Default for Node {
             param: None,
             terminal: NONE,
             rest: NONE,
+            terminal_methods: 0,
+            rest_methods: 0,
+            subtree_methods: 0,
         }
     }
 }
@@ -210,6 +250,7 @@ impl Default for Node {
 struct RouteTrie {
     nodes: Vec<Node>,
     slots: Vec<[u32; 8]>,
+    hashed: HashedChildren,
 }
 
 impl Default for RouteTrie {
@@ -217,6 +258,7 @@ impl Default for RouteTrie {
         RouteTrie {
             nodes: vec![Node::default()],
             slots: Vec::new(),
+            hashed: HashedChildren::default(),
         }
     }
 }
@@ -242,9 +284,11 @@ impl RouteTrie {
     fn insert(&mut self, segments: &[Segment], method: Method, rule: u32) -> Result<Option<u32>> {
         let mut node = 0usize;
         let mut at_rest = false;
+        let bit = 1u8 << method.index();
+        self.nodes[0].subtree_methods |= bit;
         for seg in segments {
             let next = match seg {
-                Segment::Lit(lit) => self.nodes[node].lits.get(lit),
+                Segment::Lit(lit) => self.nodes[node].lits.get(&self.hashed, node_id(node)?, lit),
                 Segment::Param(_) | Segment::Wild => self.nodes[node].param,
                 Segment::Rest => {
                     at_rest = true;
@@ -257,14 +301,23 @@ impl RouteTrie {
                     let n = node_id(self.nodes.len())?;
                     self.nodes.push(Node::default());
                     match seg {
-                        Segment::Lit(lit) => self.nodes[node].lits.insert(lit, n),
+                        Segment::Lit(lit) => {
+                            let parent = node_id(node)?;
+                            self.nodes[node].lits.insert(&mut self.hashed, parent, lit, n)
+                        }
                         _ => self.nodes[node].param = Some(n),
                     }
                     n as usize
                 }
             };
+            self.nodes[node].subtree_methods |= bit;
         }
         let n = &mut self.nodes[node];
+        if at_rest {
+            n.rest_methods |= bit;
+        } else {
+            n.terminal_methods |= bit;
+        }
         let slot_ref = if at_rest { &mut n.rest } else { &mut n.terminal };
         if *slot_ref == NONE {
             *slot_ref = node_id(self.slots.len())?;
@@ -278,11 +331,15 @@ impl RouteTrie {
         Ok(None)
     }
 
-    /// The rule of the first method in `classes` that has one in `slots` (`NONE`: no slots).
+    /// The rule of the first method in `classes` that has one in `slots` (`NONE`: no slots); `methods`
+    /// are those that have one.
     #[inline(always)]
-    fn pick(&self, slots: u32, classes: &[Method]) -> Option<u32> {
+    fn pick(&self, slots: u32, methods: u8, classes: &Classes) -> Option<u32> {
+        if methods & classes.mask == 0 {
+            return None;
+        }
         let slots = self.slots.get(slots as usize)?;
-        classes.iter().map(|m| slots[m.index()]).find(|&r| r != NONE)
+        classes.order.iter().map(|m| slots[m.index()]).find(|&r| r != NONE)
     }
 
     /// The most specific rule matching `rest` (a canonical path, or "" for the root) for one of the
@@ -291,13 +348,18 @@ impl RouteTrie {
     /// end point in that order with a rule for one of the methods wins; there, the earliest method in
     /// `classes` wins. Each node is visited at most once per call, since a node sits at one depth and
     /// the path has one segment there.
-    fn find(&self, node: u32, rest: &str, classes: &[Method]) -> Option<u32> {
+    ///
+    /// A node none of whose end points below has a rule for one of the methods is not entered.
+    fn find(&self, node: u32, rest: &str, classes: &Classes) -> Option<u32> {
         let n = &self.nodes[node as usize];
+        if n.subtree_methods & classes.mask == 0 {
+            return None;
+        }
         if rest.is_empty() {
-            return self.pick(n.terminal, classes);
+            return self.pick(n.terminal, n.terminal_methods, classes);
         }
         let (seg, tail) = next_segment(rest);
-        if let Some(c) = n.lits.get(seg)
+        if let Some(c) = n.lits.get(&self.hashed, node, seg)
             && let Some(r) = self.find(c, tail, classes)
         {
             return Some(r);
@@ -307,7 +369,7 @@ impl RouteTrie {
         {
             return Some(r);
         }
-        self.pick(n.rest, classes)
+        self.pick(n.rest, n.rest_methods, classes)
     }
 }
 
@@ -524,18 +586,44 @@ impl<'r> Iterator for RouteParams<'r> {
     }
 }
 
+/// The methods whose mappings a request consults: in order, and as a set (bit [`Method::index`]).
+struct Classes {
+    order: &'static [Method],
+    mask: u8,
+}
+
+impl Classes {
+    const fn new(order: &'static [Method]) -> Classes {
+        let mut mask = 0;
+        let mut i = 0;
+        while i < order.len() {
+            mask |= 1 << order[i] as usize;
+            i += 1;
+        }
+        Classes { order, mask }
+    }
+}
+
 /// The methods whose mappings a request method consults, in order: its own, `GET` for a `HEAD`
 /// request, and `ANY`. An unknown or lower-case method consults `ANY` only.
-fn method_classes(method: &str) -> &'static [Method] {
+fn method_classes(method: &str) -> &'static Classes {
+    static GET: Classes = Classes::new(&[Method::Get, Method::Any]);
+    static HEAD: Classes = Classes::new(&[Method::Head, Method::Get, Method::Any]);
+    static POST: Classes = Classes::new(&[Method::Post, Method::Any]);
+    static PUT: Classes = Classes::new(&[Method::Put, Method::Any]);
+    static PATCH: Classes = Classes::new(&[Method::Patch, Method::Any]);
+    static DELETE: Classes = Classes::new(&[Method::Delete, Method::Any]);
+    static OPTIONS: Classes = Classes::new(&[Method::Options, Method::Any]);
+    static ANY: Classes = Classes::new(&[Method::Any]);
     match Method::from_request(method) {
-        Some(Method::Get) => &[Method::Get, Method::Any],
-        Some(Method::Head) => &[Method::Head, Method::Get, Method::Any],
-        Some(Method::Post) => &[Method::Post, Method::Any],
-        Some(Method::Put) => &[Method::Put, Method::Any],
-        Some(Method::Patch) => &[Method::Patch, Method::Any],
-        Some(Method::Delete) => &[Method::Delete, Method::Any],
-        Some(Method::Options) => &[Method::Options, Method::Any],
-        Some(Method::Any) | None => &[Method::Any],
+        Some(Method::Get) => &GET,
+        Some(Method::Head) => &HEAD,
+        Some(Method::Post) => &POST,
+        Some(Method::Put) => &PUT,
+        Some(Method::Patch) => &PATCH,
+        Some(Method::Delete) => &DELETE,
+        Some(Method::Options) => &OPTIONS,
+        Some(Method::Any) | None => &ANY,
     }
 }
 
@@ -685,6 +773,7 @@ impl Snapshot {
         let segments = if path == "/" { "" } else { path };
         let found = self.routes.find(0, segments, classes).or_else(|| {
             classes
+                .order
                 .iter()
                 .find_map(|m| self.regexes[m.index()].as_ref()?.find(path))
         });
@@ -720,46 +809,67 @@ mod tests {
 
     #[test]
     fn children_find_every_literal() {
-        let mut c = Children::default();
+        let mut hashed = HashedChildren::default();
+        // Two nodes with the same literals: each finds its own children.
+        let mut c = [Children::default(), Children::default()];
         let keys: Vec<String> = (0..200).map(|i| format!("seg-{i}-{}", "x".repeat(i % 19))).collect();
         for (i, k) in keys.iter().enumerate() {
-            c.insert(k, i as u32);
-            if i == SMALL_CHILDREN {
-                assert!(matches!(c, Children::Hashed { .. }));
+            for (parent, c) in c.iter_mut().enumerate() {
+                c.insert(&mut hashed, parent as u32, k, (1000 * parent + i) as u32);
+                if i == SMALL_CHILDREN {
+                    assert!(matches!(c, Children::Hashed));
+                }
             }
         }
         for (i, k) in keys.iter().enumerate() {
-            assert_eq!(c.get(k), Some(i as u32), "{k}");
+            for (parent, c) in c.iter().enumerate() {
+                assert_eq!(
+                    c.get(&hashed, parent as u32, k),
+                    Some((1000 * parent + i) as u32),
+                    "{k}"
+                );
+            }
         }
         for miss in ["", "seg", "seg-1-", "seg-1-xx", "seg-200-"] {
-            assert_eq!(c.get(miss), None, "{miss}");
+            assert_eq!(c[0].get(&hashed, 0, miss), None, "{miss}");
         }
+        // A node that has no hashed children finds none of the others'.
+        assert_eq!(Children::Hashed.get(&hashed, 2, &keys[0]), None);
     }
 
     #[test]
     fn children_search_hash_collisions() {
-        // `by_hash` entries are (the hash of this text, the literal stored there, its node).
-        let hashed = |by_hash: &[(&str, &str, u32)], collided: &[(&str, u32)]| {
-            Children::Hashed(Box::new(HashedChildren {
-                by_hash: by_hash
-                    .iter()
-                    .map(|(h, k, n)| (fx_hash(h), (Key::new(k), *n)))
-                    .collect(),
-                collided: collided.iter().map(|(k, n)| (Key::new(k), *n)).collect(),
-            }))
+        // `by_hash` entries are (the hash of this parent and text, the parent and literal stored there,
+        // its node).
+        let entry = |parent: u32, k: &str, node: u32| HashedEntry {
+            parent,
+            key: Key::new(k),
+            node,
         };
+        let hashed = |by_hash: &[((u32, &str), (u32, &str), u32)], collided: &[(u32, &str, u32)]| HashedChildren {
+            by_hash: by_hash
+                .iter()
+                .map(|((hp, h), (p, k), n)| (child_hash(*hp, h), entry(*p, k, *n)))
+                .collect(),
+            collided: collided.iter().map(|(p, k, n)| entry(*p, k, *n)).collect(),
+        };
+        let c = Children::Hashed;
         // Two literals with one hash: the second is found in `collided`.
-        let c = hashed(&[("a", "a", 10)], &[("b", 11)]);
-        assert_eq!(c.get("a"), Some(10));
-        assert_eq!(c.get("b"), Some(11));
-        assert_eq!(c.get("c"), None);
+        let h = hashed(&[((0, "a"), (0, "a"), 10)], &[(0, "b", 11)]);
+        assert_eq!(c.get(&h, 0, "a"), Some(10));
+        assert_eq!(c.get(&h, 0, "b"), Some(11));
+        assert_eq!(c.get(&h, 0, "c"), None);
+        assert_eq!(c.get(&h, 1, "b"), None);
         // A literal whose hash is taken by another is not mistaken for it.
-        let c = hashed(&[("zz", "a", 10)], &[]);
-        assert_eq!(c.get("zz"), None);
+        let h = hashed(&[((0, "zz"), (0, "a"), 10)], &[]);
+        assert_eq!(c.get(&h, 0, "zz"), None);
+        // Nor one of another parent whose hash is taken.
+        let h = hashed(&[((1, "a"), (0, "a"), 10)], &[]);
+        assert_eq!(c.get(&h, 1, "a"), None);
         // Long literals compare their tails.
-        let c = hashed(&[("abcdefgh-1", "abcdefgh-1", 10)], &[("abcdefgh-2", 11)]);
-        assert_eq!(c.get("abcdefgh-1"), Some(10));
-        assert_eq!(c.get("abcdefgh-2"), Some(11));
-        assert_eq!(c.get("abcdefgh-3"), None);
+        let h = hashed(&[((0, "abcdefgh-1"), (0, "abcdefgh-1"), 10)], &[(0, "abcdefgh-2", 11)]);
+        assert_eq!(c.get(&h, 0, "abcdefgh-1"), Some(10));
+        assert_eq!(c.get(&h, 0, "abcdefgh-2"), Some(11));
+        assert_eq!(c.get(&h, 0, "abcdefgh-3"), None);
     }
 }
