@@ -210,7 +210,7 @@ impl Children {
     }
 }
 
-/// "No rule" in a method slot, and "no slots" in a node.
+/// "No rule" in a method slot (and in a node, while it has none).
 const NONE: u32 = u32::MAX;
 
 /// A node of the route trie: one segment position of the patterns that share the segments before it.
@@ -219,9 +219,11 @@ struct Node {
     lits: Children,
     /// The child for `:name` and `*`.
     param: Option<u32>,
-    /// The per-method rules whose pattern ends here (an index into `RouteTrie::slots`, or `NONE`).
+    /// The rules whose pattern ends here: when one method has one (the usual case), that rule itself,
+    /// read without touching `RouteTrie::slots`; when several do, an index into `RouteTrie::slots`
+    /// (see [`RouteTrie::pick`]). Meaningless while `terminal_methods` is empty.
     terminal: u32,
-    /// The per-method rules whose pattern has `**` here (an index into `RouteTrie::slots`, or `NONE`).
+    /// The rules whose pattern has `**` here, held like `terminal`.
     rest: u32,
     /// The methods (bit [`Method::index`]) with a rule in `terminal`, in `rest`, and anywhere at or
     /// below this node: a search skips what cannot hold a rule for the request's methods.
@@ -312,33 +314,48 @@ impl RouteTrie {
             };
             self.nodes[node].subtree_methods |= bit;
         }
-        let n = &mut self.nodes[node];
-        if at_rest {
-            n.rest_methods |= bit;
+        let RouteTrie { nodes, slots, .. } = self;
+        let n = &mut nodes[node];
+        let (field, methods) = if at_rest {
+            (&mut n.rest, &mut n.rest_methods)
         } else {
-            n.terminal_methods |= bit;
+            (&mut n.terminal, &mut n.terminal_methods)
+        };
+        if *methods & bit != 0 {
+            return Ok(Some(if methods.is_power_of_two() {
+                *field
+            } else {
+                slots[*field as usize][method.index()]
+            }));
         }
-        let slot_ref = if at_rest { &mut n.rest } else { &mut n.terminal };
-        if *slot_ref == NONE {
-            *slot_ref = node_id(self.slots.len())?;
-            self.slots.push([NONE; 8]);
+        if *methods == 0 {
+            *field = rule;
+        } else {
+            if methods.is_power_of_two() {
+                // A second method: the first one's rule moves to a slot row.
+                let mut row = [NONE; 8];
+                row[methods.trailing_zeros() as usize] = *field;
+                *field = node_id(slots.len())?;
+                slots.push(row);
+            }
+            slots[*field as usize][method.index()] = rule;
         }
-        let slot = &mut self.slots[*slot_ref as usize][method.index()];
-        if *slot != NONE {
-            return Ok(Some(*slot));
-        }
-        *slot = rule;
+        *methods |= bit;
         Ok(None)
     }
 
-    /// The rule of the first method in `classes` that has one in `slots` (`NONE`: no slots); `methods`
-    /// are those that have one.
+    /// The rule of the first method in `classes` that has one at an end point: `methods` are the
+    /// methods that have one, and `field` is that rule if there is one method, else the index of their
+    /// row in `slots`.
     #[inline(always)]
-    fn pick(&self, slots: u32, methods: u8, classes: &Classes) -> Option<u32> {
+    fn pick(&self, field: u32, methods: u8, classes: &Classes) -> Option<u32> {
         if methods & classes.mask == 0 {
             return None;
         }
-        let slots = self.slots.get(slots as usize)?;
+        if methods.is_power_of_two() {
+            return Some(field);
+        }
+        let slots = self.slots.get(field as usize)?;
         classes.order.iter().map(|m| slots[m.index()]).find(|&r| r != NONE)
     }
 
