@@ -44,6 +44,9 @@ pub const MAX_REGEX_SET_SIZE: usize = 4 * 1024 * 1024;
 /// Largest intermediate NFA of one method's regular-expression set, in bytes.
 const REGEX_SET_NFA_LIMIT: usize = 1024 * 1024;
 
+/// Up to this many literal children are kept in a vector and compared one by one.
+const SMALL_CHILDREN: usize = 8;
+
 /// Passes a precomputed 64-bit hash through.
 #[derive(Default, Clone, Copy)]
 struct IdentityHasher(u64);
@@ -97,7 +100,7 @@ impl Key {
         }
     }
 
-    // Forced inline, like `HashedChildren::get` and `next_segment`: the compiler kept them as calls, and on
+    // Forced inline, like `Children::get` and `next_segment`: the compiler kept them as calls, and on
     // misses and regular-expression hits, which walk up to six tries, the calls cost about a tenth.
     #[inline(always)]
     fn matches(&self, seg: &str, seg_head: u64) -> bool {
@@ -107,9 +110,9 @@ impl Key {
     }
 }
 
-/// The literal children of all nodes, in one table: found by the hash of (node, segment), then
-/// compared (the key sits in the table's bucket, so a lookup reads the control bytes and one bucket,
-/// and nodes stay small). A literal whose hash another entry already has goes to
+/// The literal children of all nodes with many of them, in one table: found by the hash of (node,
+/// segment), then compared (the key sits in the table's bucket, so a lookup reads the control bytes and
+/// one bucket, and no per-node table). A literal whose hash another entry already has goes to
 /// `collided`, searched one by one (in practice it stays empty).
 #[derive(Debug, Clone, Default)]
 struct HashedChildren {
@@ -162,16 +165,60 @@ impl HashedChildren {
     }
 }
 
+/// The literal children of a trie node.
+#[derive(Debug, Clone)]
+enum Children {
+    /// Few children: compared one by one.
+    Small(Vec<(Key, u32)>),
+    /// Many: in the trie's [`HashedChildren`].
+    Hashed,
+}
+
+impl Default for Children {
+    fn default() -> Self {
+        Children::Small(Vec::new())
+    }
+}
+
+impl Children {
+    // Forced inline: called at every trie node (see `Key::matches`).
+    #[inline(always)]
+    fn get(&self, hashed: &HashedChildren, parent: u32, seg: &str) -> Option<u32> {
+        match self {
+            Children::Small(v) if v.is_empty() => None,
+            Children::Small(v) => {
+                let head = word(seg.as_bytes());
+                v.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
+            }
+            Children::Hashed => hashed.get(parent, seg, word(seg.as_bytes())),
+        }
+    }
+
+    fn insert(&mut self, hashed: &mut HashedChildren, parent: u32, seg: &str, node: u32) {
+        if let Children::Small(v) = self
+            && v.len() >= SMALL_CHILDREN
+        {
+            for (k, n) in std::mem::take(v) {
+                hashed.insert(parent, &k.text, n);
+            }
+            *self = Children::Hashed;
+        }
+        match self {
+            Children::Small(v) => v.push((Key::new(seg), node)),
+            Children::Hashed => hashed.insert(parent, seg, node),
+        }
+    }
+}
+
 /// "No rule" in a method slot (and in a node, while it has none).
 const NONE: u32 = u32::MAX;
 
 /// A node of the route trie: one segment position of the patterns that share the segments before it.
 #[derive(Debug, Clone)]
 struct Node {
-    /// Whether the node has literal children (in `RouteTrie::hashed`).
-    lits: bool,
-    /// The child for `:name` and `*` (or `NONE`).
-    param: u32,
+    lits: Children,
+    /// The child for `:name` and `*`.
+    param: Option<u32>,
     /// The rules whose pattern ends here: when one method has one (the usual case), that rule itself,
     /// read without touching `RouteTrie::slots`; when several do, an index into `RouteTrie::slots`
     /// (see [`RouteTrie::pick`]). Meaningless while `terminal_methods` is empty.
@@ -188,8 +235,8 @@ struct Node {
 impl Default for Node {
     fn default() -> Self {
         Node {
-            lits: false,
-            param: NONE,
+            lits: Children::default(),
+            param: None,
             terminal: NONE,
             rest: NONE,
             terminal_methods: 0,
@@ -243,8 +290,8 @@ impl RouteTrie {
         self.nodes[0].subtree_methods |= bit;
         for seg in segments {
             let next = match seg {
-                Segment::Lit(lit) => self.hashed.get(node_id(node)?, lit, word(lit.as_bytes())),
-                Segment::Param(_) | Segment::Wild => Some(self.nodes[node].param).filter(|&p| p != NONE),
+                Segment::Lit(lit) => self.nodes[node].lits.get(&self.hashed, node_id(node)?, lit),
+                Segment::Param(_) | Segment::Wild => self.nodes[node].param,
                 Segment::Rest => {
                     at_rest = true;
                     break;
@@ -257,10 +304,10 @@ impl RouteTrie {
                     self.nodes.push(Node::default());
                     match seg {
                         Segment::Lit(lit) => {
-                            self.hashed.insert(node_id(node)?, lit, n);
-                            self.nodes[node].lits = true;
+                            let parent = node_id(node)?;
+                            self.nodes[node].lits.insert(&mut self.hashed, parent, lit, n)
                         }
-                        _ => self.nodes[node].param = n,
+                        _ => self.nodes[node].param = Some(n),
                     }
                     n as usize
                 }
@@ -329,14 +376,13 @@ impl RouteTrie {
             return self.pick(n.terminal, n.terminal_methods, classes);
         }
         let (seg, tail) = next_segment(rest);
-        if n.lits
-            && let Some(c) = self.hashed.get(node, seg, word(seg.as_bytes()))
+        if let Some(c) = n.lits.get(&self.hashed, node, seg)
             && let Some(r) = self.find(c, tail, classes)
         {
             return Some(r);
         }
-        if n.param != NONE
-            && let Some(r) = self.find(n.param, tail, classes)
+        if let Some(c) = n.param
+            && let Some(r) = self.find(c, tail, classes)
         {
             return Some(r);
         }
@@ -782,23 +828,30 @@ mod tests {
     fn children_find_every_literal() {
         let mut hashed = HashedChildren::default();
         // Two nodes with the same literals: each finds its own children.
+        let mut c = [Children::default(), Children::default()];
         let keys: Vec<String> = (0..200).map(|i| format!("seg-{i}-{}", "x".repeat(i % 19))).collect();
         for (i, k) in keys.iter().enumerate() {
-            for parent in 0..2 {
-                hashed.insert(parent, k, 1000 * parent + i as u32);
+            for (parent, c) in c.iter_mut().enumerate() {
+                c.insert(&mut hashed, parent as u32, k, (1000 * parent + i) as u32);
+                if i == SMALL_CHILDREN {
+                    assert!(matches!(c, Children::Hashed));
+                }
             }
         }
-        let get = |parent: u32, k: &str| hashed.get(parent, k, word(k.as_bytes()));
         for (i, k) in keys.iter().enumerate() {
-            for parent in 0..2 {
-                assert_eq!(get(parent, k), Some(1000 * parent + i as u32), "{k}");
+            for (parent, c) in c.iter().enumerate() {
+                assert_eq!(
+                    c.get(&hashed, parent as u32, k),
+                    Some((1000 * parent + i) as u32),
+                    "{k}"
+                );
             }
         }
         for miss in ["", "seg", "seg-1-", "seg-1-xx", "seg-200-"] {
-            assert_eq!(get(0, miss), None, "{miss}");
+            assert_eq!(c[0].get(&hashed, 0, miss), None, "{miss}");
         }
-        // A node without literal children finds none of the others'.
-        assert_eq!(get(2, &keys[0]), None);
+        // A node that has no hashed children finds none of the others'.
+        assert_eq!(Children::Hashed.get(&hashed, 2, &keys[0]), None);
     }
 
     #[test]
@@ -817,23 +870,23 @@ mod tests {
                 .collect(),
             collided: collided.iter().map(|(p, k, n)| entry(*p, k, *n)).collect(),
         };
-        let c = |h: &HashedChildren, parent: u32, k: &str| h.get(parent, k, word(k.as_bytes()));
+        let c = Children::Hashed;
         // Two literals with one hash: the second is found in `collided`.
         let h = hashed(&[((0, "a"), (0, "a"), 10)], &[(0, "b", 11)]);
-        assert_eq!(c(&h, 0, "a"), Some(10));
-        assert_eq!(c(&h, 0, "b"), Some(11));
-        assert_eq!(c(&h, 0, "c"), None);
-        assert_eq!(c(&h, 1, "b"), None);
+        assert_eq!(c.get(&h, 0, "a"), Some(10));
+        assert_eq!(c.get(&h, 0, "b"), Some(11));
+        assert_eq!(c.get(&h, 0, "c"), None);
+        assert_eq!(c.get(&h, 1, "b"), None);
         // A literal whose hash is taken by another is not mistaken for it.
         let h = hashed(&[((0, "zz"), (0, "a"), 10)], &[]);
-        assert_eq!(c(&h, 0, "zz"), None);
+        assert_eq!(c.get(&h, 0, "zz"), None);
         // Nor one of another parent whose hash is taken.
         let h = hashed(&[((1, "a"), (0, "a"), 10)], &[]);
-        assert_eq!(c(&h, 1, "a"), None);
+        assert_eq!(c.get(&h, 1, "a"), None);
         // Long literals compare their tails.
         let h = hashed(&[((0, "abcdefgh-1"), (0, "abcdefgh-1"), 10)], &[(0, "abcdefgh-2", 11)]);
-        assert_eq!(c(&h, 0, "abcdefgh-1"), Some(10));
-        assert_eq!(c(&h, 0, "abcdefgh-2"), Some(11));
-        assert_eq!(c(&h, 0, "abcdefgh-3"), None);
+        assert_eq!(c.get(&h, 0, "abcdefgh-1"), Some(10));
+        assert_eq!(c.get(&h, 0, "abcdefgh-2"), Some(11));
+        assert_eq!(c.get(&h, 0, "abcdefgh-3"), None);
     }
 }
