@@ -863,7 +863,9 @@ mod tests {
             key: Key::new(k),
             node,
         };
-        let hashed = |by_hash: &[((u32, &str), (u32, &str), u32)], collided: &[(u32, &str, u32)]| HashedChildren {
+        // ((hashed parent, hashed text), (stored parent, stored literal), node)
+        type Stored<'a> = ((u32, &'a str), (u32, &'a str), u32);
+        let hashed = |by_hash: &[Stored<'_>], collided: &[(u32, &str, u32)]| HashedChildren {
             by_hash: by_hash
                 .iter()
                 .map(|((hp, h), (p, k), n)| (child_hash(*hp, h), entry(*p, k, *n)))
