@@ -81,51 +81,58 @@ fn fx_hash(s: &str) -> u64 {
         .fold(add(0, s.len() as u64), |h, c| add(h, word(c)))
 }
 
-/// A literal segment stored for fast comparison: its length and first eight bytes sit inline, so
-/// most comparisons (segments of up to eight bytes, or any mismatch in length or start) read no other
-/// memory.
-#[derive(Debug, Clone)]
+/// A literal child stored for fast comparison: its length and first eight bytes sit inline, beside
+/// the child's node, so most comparisons (segments of up to eight bytes, or any mismatch in length or
+/// start) read no other memory; the rest of a longer literal is in [`HashedChildren::texts`]. Sixteen
+/// bytes, so that a node's few children share a cache line or two.
+#[derive(Debug, Clone, Copy)]
 struct Key {
-    len: usize,
     head: u64,
-    text: Box<str>,
+    /// The literal's length (saturated: a request path is far shorter).
+    len: u32,
+    /// The child node.
+    node: u32,
 }
 
 impl Key {
-    fn new(text: &str) -> Key {
+    fn new(text: &str, node: u32) -> Key {
         Key {
-            len: text.len(),
             head: word(text.as_bytes()),
-            text: text.into(),
+            len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+            node,
         }
     }
 
     // Forced inline, like `Children::get` and `next_segment`: the compiler kept them as calls, and on
     // misses and regular-expression hits, which walk up to six tries, the calls cost about a tenth.
     #[inline(always)]
-    fn matches(&self, seg: &str, seg_head: u64) -> bool {
-        self.len == seg.len()
+    fn matches(&self, seg: &str, seg_head: u64, texts: &[Box<str>]) -> bool {
+        self.len as usize == seg.len()
             && self.head == seg_head
-            && (self.len <= 8 || eq_bytes(&self.text.as_bytes()[8..], &seg.as_bytes()[8..]))
+            && (self.len <= 8
+                || texts
+                    .get(self.node as usize)
+                    .is_some_and(|t| t.len() == seg.len() && eq_bytes(&t.as_bytes()[8..], &seg.as_bytes()[8..])))
     }
 }
 
 /// The literal children of all nodes with many of them, in one table: found by the hash of (node,
 /// segment), then compared (the key sits in the table's bucket, so a lookup reads the control bytes and
 /// one bucket, and no per-node table). A literal whose hash another entry already has goes to
-/// `collided`, searched one by one (in practice it stays empty).
+/// `collided`, searched one by one (in practice it stays empty). Also holds the text of every literal
+/// child, by node, for comparing literals longer than eight bytes.
 #[derive(Debug, Clone, Default)]
 struct HashedChildren {
     by_hash: HashMap<u64, HashedEntry, BuildHasherDefault<IdentityHasher>>,
     collided: Vec<HashedEntry>,
+    texts: Vec<Box<str>>,
 }
 
-/// A child in [`HashedChildren`]: its parent node, its literal, and its node.
+/// A child in [`HashedChildren`]: its parent node and its key.
 #[derive(Debug, Clone)]
 struct HashedEntry {
     parent: u32,
     key: Key,
-    node: u32,
 }
 
 /// The table hash of literal `seg` under node `parent`.
@@ -138,23 +145,32 @@ impl HashedChildren {
     // Forced inline: called at every trie node (see `Key::matches`).
     #[inline(always)]
     fn get(&self, parent: u32, seg: &str, head: u64) -> Option<u32> {
-        let found = |e: &HashedEntry| e.parent == parent && e.key.matches(seg, head);
+        let found = |e: &HashedEntry| e.parent == parent && e.key.matches(seg, head, &self.texts);
         if let Some(e) = self.by_hash.get(&child_hash(parent, seg))
             && found(e)
         {
-            return Some(e.node);
+            return Some(e.key.node);
         }
         if self.collided.is_empty() {
             return None;
         }
-        self.collided.iter().find(|e| found(e)).map(|e| e.node)
+        self.collided.iter().find(|e| found(e)).map(|e| e.key.node)
+    }
+
+    /// Records the text of the literal child `node`.
+    fn set_text(&mut self, node: u32, seg: &str) {
+        let i = node as usize;
+        if self.texts.len() <= i {
+            self.texts.resize(i + 1, Box::default());
+        }
+        self.texts[i] = seg.into();
     }
 
     fn insert(&mut self, parent: u32, seg: &str, node: u32) {
+        self.set_text(node, seg);
         let entry = HashedEntry {
             parent,
-            key: Key::new(seg),
-            node,
+            key: Key::new(seg, node),
         };
         match self.by_hash.entry(child_hash(parent, seg)) {
             Entry::Vacant(e) => {
@@ -169,7 +185,7 @@ impl HashedChildren {
 #[derive(Debug, Clone)]
 enum Children {
     /// Few children: compared one by one.
-    Small(Vec<(Key, u32)>),
+    Small(Vec<Key>),
     /// Many: in the trie's [`HashedChildren`].
     Hashed,
 }
@@ -188,7 +204,7 @@ impl Children {
             Children::Small(v) if v.is_empty() => None,
             Children::Small(v) => {
                 let head = word(seg.as_bytes());
-                v.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
+                v.iter().find(|k| k.matches(seg, head, &hashed.texts)).map(|k| k.node)
             }
             Children::Hashed => hashed.get(parent, seg, word(seg.as_bytes())),
         }
@@ -198,13 +214,17 @@ impl Children {
         if let Children::Small(v) = self
             && v.len() >= SMALL_CHILDREN
         {
-            for (k, n) in std::mem::take(v) {
-                hashed.insert(parent, &k.text, n);
+            for k in std::mem::take(v) {
+                let text = hashed.texts[k.node as usize].clone();
+                hashed.insert(parent, &text, k.node);
             }
             *self = Children::Hashed;
         }
         match self {
-            Children::Small(v) => v.push((Key::new(seg), node)),
+            Children::Small(v) => {
+                hashed.set_text(node, seg);
+                v.push(Key::new(seg, node));
+            }
             Children::Hashed => hashed.insert(parent, seg, node),
         }
     }
@@ -860,17 +880,26 @@ mod tests {
         // its node).
         let entry = |parent: u32, k: &str, node: u32| HashedEntry {
             parent,
-            key: Key::new(k),
-            node,
+            key: Key::new(k, node),
         };
         // ((hashed parent, hashed text), (stored parent, stored literal), node)
         type Stored<'a> = ((u32, &'a str), (u32, &'a str), u32);
-        let hashed = |by_hash: &[Stored<'_>], collided: &[(u32, &str, u32)]| HashedChildren {
-            by_hash: by_hash
-                .iter()
-                .map(|((hp, h), (p, k), n)| (child_hash(*hp, h), entry(*p, k, *n)))
-                .collect(),
-            collided: collided.iter().map(|(p, k, n)| entry(*p, k, *n)).collect(),
+        let hashed = |by_hash: &[Stored<'_>], collided: &[(u32, &str, u32)]| {
+            let mut texts: Vec<Box<str>> = vec![Box::default(); 12];
+            for &(_, (_, k), n) in by_hash {
+                texts[n as usize] = k.into();
+            }
+            for &(_, k, n) in collided {
+                texts[n as usize] = k.into();
+            }
+            HashedChildren {
+                by_hash: by_hash
+                    .iter()
+                    .map(|((hp, h), (p, k), n)| (child_hash(*hp, h), entry(*p, k, *n)))
+                    .collect(),
+                collided: collided.iter().map(|(p, k, n)| entry(*p, k, *n)).collect(),
+                texts,
+            }
         };
         let c = Children::Hashed;
         // Two literals with one hash: the second is found in `collided`.
