@@ -81,51 +81,113 @@ fn fx_hash(s: &str) -> u64 {
         .fold(add(0, s.len() as u64), |h, c| add(h, word(c)))
 }
 
-/// A literal segment stored for fast comparison: its length and first eight bytes sit inline, so
-/// most comparisons (segments of up to eight bytes, or any mismatch in length or start) read no other
-/// memory.
-#[derive(Debug, Clone)]
+/// A literal child stored for fast comparison: its length and first eight bytes sit inline, beside
+/// the child's node, so most comparisons (segments of up to eight bytes, or any mismatch in length or
+/// start) read no other memory; the rest of a longer literal is in [`HashedChildren::texts`]. Sixteen
+/// bytes, so that a node's few children share a cache line or two.
+#[derive(Debug, Clone, Copy)]
 struct Key {
-    len: usize,
     head: u64,
-    text: Box<str>,
+    /// The literal's length (saturated: a request path is far shorter).
+    len: u32,
+    /// The child node.
+    node: u32,
 }
 
 impl Key {
-    fn new(text: &str) -> Key {
+    fn new(text: &str, node: u32) -> Key {
         Key {
-            len: text.len(),
             head: word(text.as_bytes()),
-            text: text.into(),
+            len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+            node,
         }
     }
 
     // Forced inline, like `Children::get` and `next_segment`: the compiler kept them as calls, and on
     // misses and regular-expression hits, which walk up to six tries, the calls cost about a tenth.
     #[inline(always)]
-    fn matches(&self, seg: &str, seg_head: u64) -> bool {
-        self.len == seg.len()
+    fn matches(&self, seg: &str, seg_head: u64, texts: &[Box<str>]) -> bool {
+        self.len as usize == seg.len()
             && self.head == seg_head
-            && (self.len <= 8 || eq_bytes(&self.text.as_bytes()[8..], &seg.as_bytes()[8..]))
+            && (self.len <= 8
+                || texts
+                    .get(self.node as usize)
+                    .is_some_and(|t| t.len() == seg.len() && eq_bytes(&t.as_bytes()[8..], &seg.as_bytes()[8..])))
     }
 }
 
-/// Many literal children, found by hash, then compared (the key sits in the table's bucket, so a
-/// lookup reads the control bytes and one bucket). A literal whose hash another literal of the node
-/// already has goes to `collided`, searched one by one (in practice it stays empty).
+/// The literal children of all nodes with many of them, in one table: found by the hash of (node,
+/// segment), then compared (the key sits in the table's bucket, so a lookup reads the control bytes and
+/// one bucket, and no per-node table). A literal whose hash another entry already has goes to
+/// `collided`, searched one by one (in practice it stays empty). Also holds the text of every literal
+/// child, by node, for comparing literals longer than eight bytes.
 #[derive(Debug, Clone, Default)]
 struct HashedChildren {
-    by_hash: HashMap<u64, (Key, u32), BuildHasherDefault<IdentityHasher>>,
-    collided: Vec<(Key, u32)>,
+    by_hash: HashMap<u64, HashedEntry, BuildHasherDefault<IdentityHasher>>,
+    collided: Vec<HashedEntry>,
+    texts: Vec<Box<str>>,
+}
+
+/// A child in [`HashedChildren`]: its parent node and its key.
+#[derive(Debug, Clone)]
+struct HashedEntry {
+    parent: u32,
+    key: Key,
+}
+
+/// The table hash of literal `seg` under node `parent`.
+#[inline(always)]
+fn child_hash(parent: u32, seg: &str) -> u64 {
+    (fx_hash(seg).rotate_left(5) ^ u64::from(parent)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+}
+
+impl HashedChildren {
+    // Forced inline: called at every trie node (see `Key::matches`).
+    #[inline(always)]
+    fn get(&self, parent: u32, seg: &str, head: u64) -> Option<u32> {
+        let found = |e: &HashedEntry| e.parent == parent && e.key.matches(seg, head, &self.texts);
+        if let Some(e) = self.by_hash.get(&child_hash(parent, seg))
+            && found(e)
+        {
+            return Some(e.key.node);
+        }
+        if self.collided.is_empty() {
+            return None;
+        }
+        self.collided.iter().find(|e| found(e)).map(|e| e.key.node)
+    }
+
+    /// Records the text of the literal child `node`.
+    fn set_text(&mut self, node: u32, seg: &str) {
+        let i = node as usize;
+        if self.texts.len() <= i {
+            self.texts.resize(i + 1, Box::default());
+        }
+        self.texts[i] = seg.into();
+    }
+
+    fn insert(&mut self, parent: u32, seg: &str, node: u32) {
+        self.set_text(node, seg);
+        let entry = HashedEntry {
+            parent,
+            key: Key::new(seg, node),
+        };
+        match self.by_hash.entry(child_hash(parent, seg)) {
+            Entry::Vacant(e) => {
+                e.insert(entry);
+            }
+            Entry::Occupied(_) => self.collided.push(entry),
+        }
+    }
 }
 
 /// The literal children of a trie node.
 #[derive(Debug, Clone)]
 enum Children {
     /// Few children: compared one by one.
-    Small(Vec<(Key, u32)>),
-    /// Many: hashed (boxed, to keep nodes small).
-    Hashed(Box<HashedChildren>),
+    Small(Vec<Key>),
+    /// Many: in the trie's [`HashedChildren`].
+    Hashed,
 }
 
 impl Default for Children {
@@ -137,48 +199,38 @@ impl Default for Children {
 impl Children {
     // Forced inline: called at every trie node (see `Key::matches`).
     #[inline(always)]
-    fn get(&self, seg: &str) -> Option<u32> {
+    fn get(&self, hashed: &HashedChildren, parent: u32, seg: &str) -> Option<u32> {
         match self {
             Children::Small(v) if v.is_empty() => None,
             Children::Small(v) => {
                 let head = word(seg.as_bytes());
-                v.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
+                v.iter().find(|k| k.matches(seg, head, &hashed.texts)).map(|k| k.node)
             }
-            Children::Hashed(h) => {
-                let head = word(seg.as_bytes());
-                if let Some((k, n)) = h.by_hash.get(&fx_hash(seg))
-                    && k.matches(seg, head)
-                {
-                    return Some(*n);
-                }
-                h.collided.iter().find(|(k, _)| k.matches(seg, head)).map(|(_, n)| *n)
-            }
+            Children::Hashed => hashed.get(parent, seg, word(seg.as_bytes())),
         }
     }
 
-    fn insert(&mut self, seg: &str, node: u32) {
+    fn insert(&mut self, hashed: &mut HashedChildren, parent: u32, seg: &str, node: u32) {
         if let Children::Small(v) = self
             && v.len() >= SMALL_CHILDREN
         {
-            let old = std::mem::take(v);
-            *self = Children::Hashed(Box::default());
-            for (k, n) in old {
-                self.insert(&k.text, n);
+            for k in std::mem::take(v) {
+                let text = hashed.texts[k.node as usize].clone();
+                hashed.insert(parent, &text, k.node);
             }
+            *self = Children::Hashed;
         }
         match self {
-            Children::Small(v) => v.push((Key::new(seg), node)),
-            Children::Hashed(h) => match h.by_hash.entry(fx_hash(seg)) {
-                Entry::Vacant(e) => {
-                    e.insert((Key::new(seg), node));
-                }
-                Entry::Occupied(_) => h.collided.push((Key::new(seg), node)),
-            },
+            Children::Small(v) => {
+                hashed.set_text(node, seg);
+                v.push(Key::new(seg, node));
+            }
+            Children::Hashed => hashed.insert(parent, seg, node),
         }
     }
 }
 
-/// "No rule" in a method slot, and "no slots" in a node.
+/// "No rule" in a method slot (and in a node, while it has none).
 const NONE: u32 = u32::MAX;
 
 /// A node of the route trie: one segment position of the patterns that share the segments before it.
@@ -187,10 +239,17 @@ struct Node {
     lits: Children,
     /// The child for `:name` and `*`.
     param: Option<u32>,
-    /// The per-method rules whose pattern ends here (an index into `RouteTrie::slots`, or `NONE`).
+    /// The rules whose pattern ends here: when one method has one (the usual case), that rule itself,
+    /// read without touching `RouteTrie::slots`; when several do, an index into `RouteTrie::slots`
+    /// (see [`RouteTrie::pick`]). Meaningless while `terminal_methods` is empty.
     terminal: u32,
-    /// The per-method rules whose pattern has `**` here (an index into `RouteTrie::slots`, or `NONE`).
+    /// The rules whose pattern has `**` here, held like `terminal`.
     rest: u32,
+    /// The methods (bit [`Method::index`]) with a rule in `terminal`, in `rest`, and anywhere at or
+    /// below this node: a search skips what cannot hold a rule for the request's methods.
+    terminal_methods: u8,
+    rest_methods: u8,
+    subtree_methods: u8,
 }
 
 impl Default for Node {
@@ -200,6 +259,9 @@ impl Default for Node {
             param: None,
             terminal: NONE,
             rest: NONE,
+            terminal_methods: 0,
+            rest_methods: 0,
+            subtree_methods: 0,
         }
     }
 }
@@ -210,6 +272,7 @@ impl Default for Node {
 struct RouteTrie {
     nodes: Vec<Node>,
     slots: Vec<[u32; 8]>,
+    hashed: HashedChildren,
 }
 
 impl Default for RouteTrie {
@@ -217,6 +280,7 @@ impl Default for RouteTrie {
         RouteTrie {
             nodes: vec![Node::default()],
             slots: Vec::new(),
+            hashed: HashedChildren::default(),
         }
     }
 }
@@ -242,9 +306,11 @@ impl RouteTrie {
     fn insert(&mut self, segments: &[Segment], method: Method, rule: u32) -> Result<Option<u32>> {
         let mut node = 0usize;
         let mut at_rest = false;
+        let bit = 1u8 << method.index();
+        self.nodes[0].subtree_methods |= bit;
         for seg in segments {
             let next = match seg {
-                Segment::Lit(lit) => self.nodes[node].lits.get(lit),
+                Segment::Lit(lit) => self.nodes[node].lits.get(&self.hashed, node_id(node)?, lit),
                 Segment::Param(_) | Segment::Wild => self.nodes[node].param,
                 Segment::Rest => {
                     at_rest = true;
@@ -257,32 +323,60 @@ impl RouteTrie {
                     let n = node_id(self.nodes.len())?;
                     self.nodes.push(Node::default());
                     match seg {
-                        Segment::Lit(lit) => self.nodes[node].lits.insert(lit, n),
+                        Segment::Lit(lit) => {
+                            let parent = node_id(node)?;
+                            self.nodes[node].lits.insert(&mut self.hashed, parent, lit, n)
+                        }
                         _ => self.nodes[node].param = Some(n),
                     }
                     n as usize
                 }
             };
+            self.nodes[node].subtree_methods |= bit;
         }
-        let n = &mut self.nodes[node];
-        let slot_ref = if at_rest { &mut n.rest } else { &mut n.terminal };
-        if *slot_ref == NONE {
-            *slot_ref = node_id(self.slots.len())?;
-            self.slots.push([NONE; 8]);
+        let RouteTrie { nodes, slots, .. } = self;
+        let n = &mut nodes[node];
+        let (field, methods) = if at_rest {
+            (&mut n.rest, &mut n.rest_methods)
+        } else {
+            (&mut n.terminal, &mut n.terminal_methods)
+        };
+        if *methods & bit != 0 {
+            return Ok(Some(if methods.is_power_of_two() {
+                *field
+            } else {
+                slots[*field as usize][method.index()]
+            }));
         }
-        let slot = &mut self.slots[*slot_ref as usize][method.index()];
-        if *slot != NONE {
-            return Ok(Some(*slot));
+        if *methods == 0 {
+            *field = rule;
+        } else {
+            if methods.is_power_of_two() {
+                // A second method: the first one's rule moves to a slot row.
+                let mut row = [NONE; 8];
+                row[methods.trailing_zeros() as usize] = *field;
+                *field = node_id(slots.len())?;
+                slots.push(row);
+            }
+            slots[*field as usize][method.index()] = rule;
         }
-        *slot = rule;
+        *methods |= bit;
         Ok(None)
     }
 
-    /// The rule of the first method in `classes` that has one in `slots` (`NONE`: no slots).
+    /// The rule of the first method in `classes` that has one at an end point: `methods` are the
+    /// methods that have one, and `field` is that rule if there is one method, else the index of their
+    /// row in `slots`.
     #[inline(always)]
-    fn pick(&self, slots: u32, classes: &[Method]) -> Option<u32> {
-        let slots = self.slots.get(slots as usize)?;
-        classes.iter().map(|m| slots[m.index()]).find(|&r| r != NONE)
+    fn pick(&self, field: u32, methods: u8, classes: &Classes) -> Option<u32> {
+        if methods & classes.mask == 0 {
+            return None;
+        }
+        if methods.is_power_of_two() {
+            return Some(field);
+        }
+        let slots = self.slots.get(field as usize)?;
+        classes.order.iter().map(|m| slots[m.index()]).find(|&r| r != NONE)
     }
 
     /// The most specific rule matching `rest` (a canonical path, or "" for the root) for one of the
@@ -291,13 +385,18 @@ impl RouteTrie {
     /// end point in that order with a rule for one of the methods wins; there, the earliest method in
     /// `classes` wins. Each node is visited at most once per call, since a node sits at one depth and
     /// the path has one segment there.
-    fn find(&self, node: u32, rest: &str, classes: &[Method]) -> Option<u32> {
+    ///
+    /// A node none of whose end points below has a rule for one of the methods is not entered.
+    fn find(&self, node: u32, rest: &str, classes: &Classes) -> Option<u32> {
         let n = &self.nodes[node as usize];
+        if n.subtree_methods & classes.mask == 0 {
+            return None;
+        }
         if rest.is_empty() {
-            return self.pick(n.terminal, classes);
+            return self.pick(n.terminal, n.terminal_methods, classes);
         }
         let (seg, tail) = next_segment(rest);
-        if let Some(c) = n.lits.get(seg)
+        if let Some(c) = n.lits.get(&self.hashed, node, seg)
             && let Some(r) = self.find(c, tail, classes)
         {
             return Some(r);
@@ -307,7 +406,7 @@ impl RouteTrie {
         {
             return Some(r);
         }
-        self.pick(n.rest, classes)
+        self.pick(n.rest, n.rest_methods, classes)
     }
 }
 
@@ -524,18 +623,44 @@ impl<'r> Iterator for RouteParams<'r> {
     }
 }
 
+/// The methods whose mappings a request consults: in order, and as a set (bit [`Method::index`]).
+struct Classes {
+    order: &'static [Method],
+    mask: u8,
+}
+
+impl Classes {
+    const fn new(order: &'static [Method]) -> Classes {
+        let mut mask = 0;
+        let mut i = 0;
+        while i < order.len() {
+            mask |= 1 << order[i] as usize;
+            i += 1;
+        }
+        Classes { order, mask }
+    }
+}
+
 /// The methods whose mappings a request method consults, in order: its own, `GET` for a `HEAD`
 /// request, and `ANY`. An unknown or lower-case method consults `ANY` only.
-fn method_classes(method: &str) -> &'static [Method] {
+fn method_classes(method: &str) -> &'static Classes {
+    static GET: Classes = Classes::new(&[Method::Get, Method::Any]);
+    static HEAD: Classes = Classes::new(&[Method::Head, Method::Get, Method::Any]);
+    static POST: Classes = Classes::new(&[Method::Post, Method::Any]);
+    static PUT: Classes = Classes::new(&[Method::Put, Method::Any]);
+    static PATCH: Classes = Classes::new(&[Method::Patch, Method::Any]);
+    static DELETE: Classes = Classes::new(&[Method::Delete, Method::Any]);
+    static OPTIONS: Classes = Classes::new(&[Method::Options, Method::Any]);
+    static ANY: Classes = Classes::new(&[Method::Any]);
     match Method::from_request(method) {
-        Some(Method::Get) => &[Method::Get, Method::Any],
-        Some(Method::Head) => &[Method::Head, Method::Get, Method::Any],
-        Some(Method::Post) => &[Method::Post, Method::Any],
-        Some(Method::Put) => &[Method::Put, Method::Any],
-        Some(Method::Patch) => &[Method::Patch, Method::Any],
-        Some(Method::Delete) => &[Method::Delete, Method::Any],
-        Some(Method::Options) => &[Method::Options, Method::Any],
-        Some(Method::Any) | None => &[Method::Any],
+        Some(Method::Get) => &GET,
+        Some(Method::Head) => &HEAD,
+        Some(Method::Post) => &POST,
+        Some(Method::Put) => &PUT,
+        Some(Method::Patch) => &PATCH,
+        Some(Method::Delete) => &DELETE,
+        Some(Method::Options) => &OPTIONS,
+        Some(Method::Any) | None => &ANY,
     }
 }
 
@@ -685,6 +810,7 @@ impl Snapshot {
         let segments = if path == "/" { "" } else { path };
         let found = self.routes.find(0, segments, classes).or_else(|| {
             classes
+                .order
                 .iter()
                 .find_map(|m| self.regexes[m.index()].as_ref()?.find(path))
         });
@@ -720,46 +846,78 @@ mod tests {
 
     #[test]
     fn children_find_every_literal() {
-        let mut c = Children::default();
+        let mut hashed = HashedChildren::default();
+        // Two nodes with the same literals: each finds its own children.
+        let mut c = [Children::default(), Children::default()];
         let keys: Vec<String> = (0..200).map(|i| format!("seg-{i}-{}", "x".repeat(i % 19))).collect();
         for (i, k) in keys.iter().enumerate() {
-            c.insert(k, i as u32);
-            if i == SMALL_CHILDREN {
-                assert!(matches!(c, Children::Hashed { .. }));
+            for (parent, c) in c.iter_mut().enumerate() {
+                c.insert(&mut hashed, parent as u32, k, (1000 * parent + i) as u32);
+                if i == SMALL_CHILDREN {
+                    assert!(matches!(c, Children::Hashed));
+                }
             }
         }
         for (i, k) in keys.iter().enumerate() {
-            assert_eq!(c.get(k), Some(i as u32), "{k}");
+            for (parent, c) in c.iter().enumerate() {
+                assert_eq!(
+                    c.get(&hashed, parent as u32, k),
+                    Some((1000 * parent + i) as u32),
+                    "{k}"
+                );
+            }
         }
         for miss in ["", "seg", "seg-1-", "seg-1-xx", "seg-200-"] {
-            assert_eq!(c.get(miss), None, "{miss}");
+            assert_eq!(c[0].get(&hashed, 0, miss), None, "{miss}");
         }
+        // A node that has no hashed children finds none of the others'.
+        assert_eq!(Children::Hashed.get(&hashed, 2, &keys[0]), None);
     }
 
     #[test]
     fn children_search_hash_collisions() {
-        // `by_hash` entries are (the hash of this text, the literal stored there, its node).
-        let hashed = |by_hash: &[(&str, &str, u32)], collided: &[(&str, u32)]| {
-            Children::Hashed(Box::new(HashedChildren {
+        // `by_hash` entries are (the hash of this parent and text, the parent and literal stored there,
+        // its node).
+        let entry = |parent: u32, k: &str, node: u32| HashedEntry {
+            parent,
+            key: Key::new(k, node),
+        };
+        // ((hashed parent, hashed text), (stored parent, stored literal), node)
+        type Stored<'a> = ((u32, &'a str), (u32, &'a str), u32);
+        let hashed = |by_hash: &[Stored<'_>], collided: &[(u32, &str, u32)]| {
+            let mut texts: Vec<Box<str>> = vec![Box::default(); 12];
+            for &(_, (_, k), n) in by_hash {
+                texts[n as usize] = k.into();
+            }
+            for &(_, k, n) in collided {
+                texts[n as usize] = k.into();
+            }
+            HashedChildren {
                 by_hash: by_hash
                     .iter()
-                    .map(|(h, k, n)| (fx_hash(h), (Key::new(k), *n)))
+                    .map(|((hp, h), (p, k), n)| (child_hash(*hp, h), entry(*p, k, *n)))
                     .collect(),
-                collided: collided.iter().map(|(k, n)| (Key::new(k), *n)).collect(),
-            }))
+                collided: collided.iter().map(|(p, k, n)| entry(*p, k, *n)).collect(),
+                texts,
+            }
         };
+        let c = Children::Hashed;
         // Two literals with one hash: the second is found in `collided`.
-        let c = hashed(&[("a", "a", 10)], &[("b", 11)]);
-        assert_eq!(c.get("a"), Some(10));
-        assert_eq!(c.get("b"), Some(11));
-        assert_eq!(c.get("c"), None);
+        let h = hashed(&[((0, "a"), (0, "a"), 10)], &[(0, "b", 11)]);
+        assert_eq!(c.get(&h, 0, "a"), Some(10));
+        assert_eq!(c.get(&h, 0, "b"), Some(11));
+        assert_eq!(c.get(&h, 0, "c"), None);
+        assert_eq!(c.get(&h, 1, "b"), None);
         // A literal whose hash is taken by another is not mistaken for it.
-        let c = hashed(&[("zz", "a", 10)], &[]);
-        assert_eq!(c.get("zz"), None);
+        let h = hashed(&[((0, "zz"), (0, "a"), 10)], &[]);
+        assert_eq!(c.get(&h, 0, "zz"), None);
+        // Nor one of another parent whose hash is taken.
+        let h = hashed(&[((1, "a"), (0, "a"), 10)], &[]);
+        assert_eq!(c.get(&h, 1, "a"), None);
         // Long literals compare their tails.
-        let c = hashed(&[("abcdefgh-1", "abcdefgh-1", 10)], &[("abcdefgh-2", 11)]);
-        assert_eq!(c.get("abcdefgh-1"), Some(10));
-        assert_eq!(c.get("abcdefgh-2"), Some(11));
-        assert_eq!(c.get("abcdefgh-3"), None);
+        let h = hashed(&[((0, "abcdefgh-1"), (0, "abcdefgh-1"), 10)], &[(0, "abcdefgh-2", 11)]);
+        assert_eq!(c.get(&h, 0, "abcdefgh-1"), Some(10));
+        assert_eq!(c.get(&h, 0, "abcdefgh-2"), Some(11));
+        assert_eq!(c.get(&h, 0, "abcdefgh-3"), None);
     }
 }
