@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use heimdall_core::config::{DEFAULT_DATABASE_URL, redact_dsn};
+use heimdall_core::identity::{IdentityConfig, TokenVerifier};
 use heimdall_core::pdp::{CerbosClient, CerbosConfig, Pdp};
 use heimdall_core::{Config, Heimdall};
 
@@ -88,6 +89,16 @@ pub struct Settings {
     /// same credentials): the worker makes each reload its store after a push, so they see changes at once.
     #[arg(long, env = "CERBOS_RELOAD_URLS", value_delimiter = ',')]
     pub cerbos_reload_urls: Vec<String>,
+    /// The identity provider's JWKS (`https://keycloak/realms/R/protocol/openid-connect/certs`): bearer tokens
+    /// are verified against its keys. Unset: no token is accepted.
+    #[arg(long, env = "KEYCLOAK_JWKS_URL")]
+    pub keycloak_jwks_url: Option<String>,
+    /// The `iss` every token must carry.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
     /// Subjects made superadmin on start (comma-separated), idempotently.
     #[arg(long, env = "HEIMDALL_BOOTSTRAP_SUPERADMINS", value_delimiter = ',')]
     pub bootstrap_superadmins: Vec<String>,
@@ -180,6 +191,21 @@ impl Settings {
         builder.build().await
     }
 
+    /// The bearer-token verifier, when a JWKS is configured (`KEYCLOAK_JWKS_URL`).
+    pub fn token_verifier(&self) -> heimdall_core::Result<Option<TokenVerifier>> {
+        let Some(jwks) = &self.keycloak_jwks_url else {
+            return Ok(None);
+        };
+        let config = IdentityConfig {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            ..IdentityConfig::new(jwks.clone())
+        };
+        TokenVerifier::new(config)
+            .map(Some)
+            .map_err(|e| heimdall_core::Error::new(e.kind(), format!("KEYCLOAK_JWKS_URL: {}", e.message())))
+    }
+
     /// The longest push retry delay.
     pub fn max_backoff(&self) -> Duration {
         Duration::from_secs(self.sync_retry_interval_seconds.max(1))
@@ -250,5 +276,29 @@ mod tests {
             assert_eq!(s.core_config().database_url, dsn, "the real DSN still reaches core");
             assert!(!format!("{:?}", s.core_config()).contains("s3c"));
         }
+    }
+
+    #[test]
+    fn the_token_verifier_follows_the_spec_variables() {
+        assert!(parse(&[]).token_verifier().unwrap().is_none(), "no JWKS, no verifier");
+        let s = parse(&[
+            "--keycloak-jwks-url",
+            "http://127.0.0.1:8080/realms/r/protocol/openid-connect/certs",
+            "--jwt-issuer",
+            "http://127.0.0.1:8080/realms/r",
+            "--jwt-audience",
+            "heimdall",
+        ]);
+        let verifier = s.token_verifier().unwrap().expect("a verifier");
+        assert_eq!(
+            verifier.config().issuer.as_deref(),
+            Some("http://127.0.0.1:8080/realms/r")
+        );
+        assert_eq!(verifier.config().audience.as_deref(), Some("heimdall"));
+        let e = parse(&["--keycloak-jwks-url", "keycloak:8080/certs"])
+            .token_verifier()
+            .unwrap_err();
+        assert_eq!(e.kind(), heimdall_core::ErrorKind::Config);
+        assert!(e.message().contains("KEYCLOAK_JWKS_URL"), "{}", e.message());
     }
 }
