@@ -1,6 +1,7 @@
 //! Cerbos converges to the database: reconciliation never writes a stale policy, foreign policies are left
 //! alone, every PDP sharing a store sees reconciliation's repairs, and a push that outlives its lease is
-//! corrected. Against the real Cerbos; the one stand-in (`SlowFakeAdmin`) only delays a real client's writes.
+//! corrected. Against the real Cerbos; the one stand-in (`StagedAdmin`) only delays a real client's writes or
+//! runs a hook while it reads.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,26 +22,40 @@ use crate::sync::{decide, drain, eventually, fast};
 /// Something to run once, from inside an Admin API call.
 type Hook = Arc<Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
 
-/// The real Cerbos Admin API, with a hook that runs (once) when reconciliation reads the policies it compares:
-/// the moment between computing what the database implies and acting on it.
+/// The real Cerbos Admin API with two stage directions: a hook that runs (once) when policies are read —
+/// for reconciliation, the moment between computing what the database implies and acting on it — and a delay
+/// before every write (a slow Cerbos, which the real one cannot be made to be).
 #[derive(Clone)]
-struct InterleavingAdmin {
+struct StagedAdmin {
     inner: CerbosClient,
     during_read: Hook,
+    write_delay: Duration,
 }
 
-impl std::fmt::Debug for InterleavingAdmin {
+impl StagedAdmin {
+    fn new(inner: CerbosClient) -> Self {
+        StagedAdmin {
+            inner,
+            during_read: Arc::new(Mutex::new(None)),
+            write_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl std::fmt::Debug for StagedAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("InterleavingAdmin")
+        f.write_str("StagedAdmin")
     }
 }
 
 #[async_trait]
-impl PolicyAdmin for InterleavingAdmin {
+impl PolicyAdmin for StagedAdmin {
     async fn put_policies(&self, policies: &[Value]) -> heimdall_core::Result<()> {
+        tokio::time::sleep(self.write_delay).await;
         self.inner.put_policies(policies).await
     }
     async fn delete_policies(&self, ids: &[String]) -> heimdall_core::Result<()> {
+        tokio::time::sleep(self.write_delay).await;
         self.inner.delete_policies(ids).await.map(drop)
     }
     async fn list_heimdall_policy_ids(&self) -> heimdall_core::Result<Vec<String>> {
@@ -77,13 +92,11 @@ async fn reconciliation_never_writes_a_stale_policy() {
         // Reconciliation computes that bob should be allowed; before it acts, bob is removed and the worker
         // deletes his policy. The older state must not come back.
         let (h2, r2, w2, b2) = (h.clone(), root.clone(), worker.clone(), bob.clone());
-        let admin = InterleavingAdmin {
-            inner: cerbos.client(),
-            during_read: Arc::new(Mutex::new(Some(Box::pin(async move {
-                h2.remove_member(&r2, "go:course:editor", &b2).await.unwrap();
-                drain(&h2, &w2).await;
-            })))),
-        };
+        let admin = StagedAdmin::new(cerbos.client());
+        *admin.during_read.lock().unwrap() = Some(Box::pin(async move {
+            h2.remove_member(&r2, "go:course:editor", &b2).await.unwrap();
+            drain(&h2, &w2).await;
+        }));
         let report = h.reconcile(&admin).await.unwrap();
         assert!(
             admin.during_read.lock().unwrap().is_none(),
@@ -212,34 +225,6 @@ async fn every_pdp_sharing_a_store_sees_reconciliations_repairs() {
     assert_eq!(decide(&client_b, "erin", "course:create").await, Decision::Allow);
 }
 
-/// A stand-in for a slow Cerbos: the real client, with every write delayed (only for the worker under test).
-#[derive(Debug)]
-struct SlowFakeAdmin {
-    inner: CerbosClient,
-    delay: Duration,
-}
-
-#[async_trait]
-impl PolicyAdmin for SlowFakeAdmin {
-    async fn put_policies(&self, policies: &[Value]) -> heimdall_core::Result<()> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.put_policies(policies).await
-    }
-    async fn delete_policies(&self, ids: &[String]) -> heimdall_core::Result<()> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.delete_policies(ids).await.map(drop)
-    }
-    async fn list_heimdall_policy_ids(&self) -> heimdall_core::Result<Vec<String>> {
-        self.inner.list_heimdall_principal_policies().await
-    }
-    async fn get_policies(&self, ids: &[String]) -> heimdall_core::Result<Vec<Value>> {
-        self.inner.get_policies(ids).await
-    }
-    async fn reload_store(&self) -> heimdall_core::Result<()> {
-        self.inner.reload_store().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_that_outlives_its_lease_is_corrected() {
     let Some(cerbos) = Cerbos::start_new().await else {
@@ -262,9 +247,9 @@ async fn a_push_that_outlives_its_lease_is_corrected() {
         };
         let slow = PushWorker::new(
             h.clone(),
-            Arc::new(SlowFakeAdmin {
-                inner: cerbos.client(),
-                delay: Duration::from_secs(1),
+            Arc::new(StagedAdmin {
+                write_delay: Duration::from_secs(1),
+                ..StagedAdmin::new(cerbos.client())
             }),
             slow_config,
         );
