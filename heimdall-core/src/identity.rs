@@ -121,6 +121,8 @@ pub struct TokenVerifier {
     keys: moka::sync::Cache<String, Arc<VerifyKey>>,
     /// When the JWKS was last fetched because of an unknown `kid`, and whether that worked; one fetch at a time.
     last_fetch: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
+    /// JWKS fetches: (succeeded, failed).
+    fetches: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -197,6 +199,7 @@ impl TokenVerifier {
             http,
             keys,
             last_fetch: Arc::new(tokio::sync::Mutex::new(None)),
+            fetches: Arc::default(),
         })
     }
 
@@ -207,6 +210,23 @@ impl TokenVerifier {
 
     /// Fetches the JWKS and caches every key Heimdall accepts.
     async fn fetch_keys(&self) -> Result<()> {
+        let result = self.fetch_keys_once().await;
+        let counter = if result.is_ok() {
+            &self.fetches.0
+        } else {
+            &self.fetches.1
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    /// How many JWKS fetches this verifier made: `(succeeded, failed)` (a frontend's metric).
+    pub fn fetch_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.fetches.0.load(Relaxed), self.fetches.1.load(Relaxed))
+    }
+
+    async fn fetch_keys_once(&self) -> Result<()> {
         let fail = |what: &str| Error::unavailable(format!("cannot fetch the identity provider's keys: {what}"));
         let response = self
             .http

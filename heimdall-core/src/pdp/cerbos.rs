@@ -148,6 +148,7 @@ struct Endpoints {
     policies: Url,
     delete: Url,
     reload: Url,
+    health: Url,
 }
 
 /// A client of one Cerbos PDP (see the module docs). Cheap to clone; clones share connections.
@@ -193,6 +194,7 @@ impl CerbosClient {
             policies: join(&admin_base, "admin/policies")?,
             delete: join(&admin_base, "admin/policy/delete")?,
             reload: join(&admin_base, "admin/store/reload")?,
+            health: join(&check_base, "_cerbos/health")?,
         };
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -409,6 +411,14 @@ impl CerbosClient {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// Checks that the PDP answering checks is up (`GET /_cerbos/health`), once, without retries: what a
+    /// readiness probe asks.
+    pub async fn health(&self) -> Result<()> {
+        self.call(Method::GET, self.endpoints.health.clone(), None, false, Retry::No)
+            .await
+            .map(drop)
     }
 
     /// Makes the PDP reload its store and waits until it has (`GET /admin/store/reload?wait=true`);

@@ -154,6 +154,8 @@ pub struct OutboxStats {
     pub failed: i64,
     /// Of the pending ones, how many have failed at least once.
     pub retrying: i64,
+    /// When the longest-waiting pending user was queued (none pending: `None`).
+    pub oldest_pending: Option<DateTime<Utc>>,
 }
 
 /// What a role permission is about, as the principal-policy builder needs it.

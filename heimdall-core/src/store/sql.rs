@@ -1225,14 +1225,15 @@ macro_rules! sql_store {
             }
 
             async fn outbox_stats(&self) -> Result<OutboxStats> {
-                let (pending, failed, retrying): (i64, i64, i64) = sqlx::query_as(
+                let (pending, failed, retrying, oldest): (i64, i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
                     "SELECT COALESCE(SUM(CASE WHEN failed THEN 0 ELSE 1 END), 0), \
                      COALESCE(SUM(CASE WHEN failed THEN 1 ELSE 0 END), 0), \
-                     COALESCE(SUM(CASE WHEN NOT failed AND attempts > 0 THEN 1 ELSE 0 END), 0) FROM policy_outbox",
+                     COALESCE(SUM(CASE WHEN NOT failed AND attempts > 0 THEN 1 ELSE 0 END), 0), \
+                     MIN(CASE WHEN failed THEN NULL ELSE enqueued_at END) FROM policy_outbox",
                 )
                 .fetch_one(&self.pool)
                 .await?;
-                Ok(OutboxStats { pending, failed, retrying })
+                Ok(OutboxStats { pending, failed, retrying, oldest_pending: oldest })
             }
         }
     };
