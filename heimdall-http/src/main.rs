@@ -5,21 +5,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use heimdall_core::Heimdall;
 use heimdall_core::sync::{PolicyAdmin, PushWorker, SyncConfig};
-use heimdall_http::settings::Settings;
+use heimdall_core::{Error, ErrorKind, Heimdall};
+use heimdall_http::demo::{self, DevIssuer};
+use heimdall_http::server::{self, AppState};
+use heimdall_http::settings::{LogSettings, ServeSettings, Settings};
+use heimdall_http::telemetry;
+use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
 #[command(name = "heimdall", version, about = "Heimdall: who may call which endpoint")]
 struct Cli {
     #[command(flatten)]
     settings: Settings,
+    #[command(flatten)]
+    log: LogSettings,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serves the REST API (the spec's api container).
+    Serve(ServeSettings),
+    /// Runs the API on the embedded defaults with a development token issuer, and prints a superadmin token
+    /// and example calls. NOT FOR PRODUCTION: loopback only.
+    Demo {
+        /// Port of the API (on 127.0.0.1); 0 picks a free one.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Applies the database migrations (idempotent) and bootstraps the configured superadmins.
     Migrate,
     /// Pushes principal policies to Cerbos from the outbox, and reconciles every RECONCILE_INTERVAL_SECONDS.
@@ -30,10 +45,108 @@ enum Command {
     InstallPolicies,
 }
 
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).
 async fn shutdown() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
     }
+    tracing::info!("shutting down: finishing the requests in flight");
+}
+
+fn config_error(variable: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Config, format!("{variable}: {e}"))
+}
+
+/// Binds the API's listener, naming the setting at fault when it can't.
+async fn bind(host: &str, port: u16) -> heimdall_core::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|e| config_error("HOST/PORT", format!("cannot listen on {host}:{port}: {e}")))
+}
+
+async fn serve(s: &Settings, args: &ServeSettings) -> heimdall_core::Result<()> {
+    let metrics = telemetry::install_metrics()
+        .map_err(|e| tracing::warn!(error = %e, "metrics are off"))
+        .ok();
+    let verifier = s.token_verifier()?;
+    if verifier.is_none() {
+        tracing::warn!("KEYCLOAK_JWKS_URL is not set: no user can sign in; only STATIC_API_TOKEN and API keys work");
+    }
+    let listener = bind(&args.host, args.port).await?;
+    let h = s.heimdall().await?;
+    let state = AppState::builder(h)
+        .verifier(verifier)
+        .cerbos(s.cerbos_check()?)
+        .policy_admin(s.cerbos_admin()?.map(|c| Arc::new(c) as Arc<dyn PolicyAdmin>))
+        .metrics(metrics)
+        .options(args.options())
+        .build()
+        .await?;
+    let addr = listener.local_addr().map_err(|e| config_error("HOST/PORT", e))?;
+    tracing::info!(%addr, "listening");
+    println!("listening on http://{addr}");
+    server::serve(listener, state, shutdown())
+        .await
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("the server failed: {e}")))
+}
+
+async fn demo(s: &Settings, port: u16) -> heimdall_core::Result<()> {
+    let issuer = DevIssuer::new().map_err(|e| Error::new(ErrorKind::Unexpected, e))?;
+    let jwks = issuer
+        .serve_jwks(bind("127.0.0.1", 0).await?)
+        .map_err(|e| Error::new(ErrorKind::Unexpected, e))?;
+    let mut s = s.clone();
+    // A fresh SQLite file per run unless DB_DSN names one; the built-in PDP unless CERBOS_CHECK_URL is set.
+    let dir = std::env::temp_dir().join(format!("heimdall-demo-{}", std::process::id()));
+    if s.db_dsn.expose() == heimdall_core::config::DEFAULT_DATABASE_URL {
+        std::fs::create_dir_all(&dir).map_err(|e| config_error("DB_DSN", e))?;
+        s.db_dsn = format!("sqlite://{}?mode=rwc", dir.join("heimdall.db").display())
+            .parse()
+            .map_err(|e| config_error("DB_DSN", e))?;
+    }
+    s.keycloak_jwks_url = Some(jwks);
+    s.jwt_issuer = Some(demo::ISSUER.to_owned());
+    s.jwt_audience = Some(demo::AUDIENCE.to_owned());
+    s.bootstrap_superadmins = vec!["demo-admin".to_owned()];
+    let listener = bind("127.0.0.1", port).await?;
+    let h = s.heimdall().await?;
+    let state = AppState::builder(h)
+        .verifier(s.token_verifier()?)
+        .metrics(telemetry::install_metrics().ok())
+        .build()
+        .await?;
+    let addr = listener.local_addr().map_err(|e| config_error("PORT", e))?;
+    let ttl = Duration::from_secs(12 * 3600);
+    let mint = |sub: &str, name: &str| issuer.mint(sub, name, ttl).map_err(|e| Error::new(ErrorKind::Unexpected, e));
+    println!(
+        "{}",
+        demo::banner(
+            &format!("http://{addr}"),
+            &mint("demo-admin", "Demo Admin")?,
+            &mint("alice", "Alice")?,
+            &format!("{:?}", s.db_dsn),
+        )
+    );
+    tracing::warn!(%addr, "heimdall demo is running: NOT FOR PRODUCTION");
+    let result = server::serve(listener, state, shutdown()).await;
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result.map_err(|e| Error::new(ErrorKind::Unavailable, format!("the server failed: {e}")))
 }
 
 /// The push worker as configured: backoff, and the PDPs to reload after each push.
@@ -53,6 +166,8 @@ fn worker(h: &Heimdall, s: &Settings, admin: Arc<dyn PolicyAdmin>) -> heimdall_c
 async fn run(cli: Cli) -> heimdall_core::Result<()> {
     let s = &cli.settings;
     match cli.command {
+        Command::Serve(args) => serve(s, &args).await?,
+        Command::Demo { port } => demo(s, port).await?,
         Command::Migrate => {
             let h = s.heimdall().await?;
             h.migrate().await?;
@@ -60,7 +175,7 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
         }
         Command::InstallPolicies => {
             let admin = s.cerbos_admin()?.ok_or_else(|| {
-                heimdall_core::Error::new(heimdall_core::ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
+                Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
             })?;
             heimdall_core::pdp::pack::install_admin_pack(&admin).await?;
             println!("installed the admin policy pack into {}", admin.admin_endpoint());
@@ -68,7 +183,7 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
         Command::Reconcile => {
             let h = s.heimdall().await?;
             let admin = s.cerbos_admin()?.ok_or_else(|| {
-                heimdall_core::Error::new(heimdall_core::ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
+                Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
             })?;
             let r = h.reconcile(&admin).await?;
             // Reconciliation only queues what differs; the worker's code pushes it, as the only writer.
@@ -85,7 +200,7 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
         Command::Worker => {
             let h = s.heimdall().await?;
             let admin: Arc<dyn PolicyAdmin> = Arc::new(s.cerbos_admin()?.ok_or_else(|| {
-                heimdall_core::Error::new(heimdall_core::ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
+                Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
             })?);
             let worker = worker(&h, s, admin.clone())?;
             let interval = Duration::from_secs(s.reconcile_interval_seconds.max(1));
@@ -101,11 +216,9 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    telemetry::init_logging(cli.log.log_format);
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("heimdall: {e}");

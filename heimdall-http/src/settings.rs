@@ -6,8 +6,11 @@ use std::time::Duration;
 use clap::Args;
 use heimdall_core::config::{DEFAULT_DATABASE_URL, redact_dsn};
 use heimdall_core::identity::{IdentityConfig, TokenVerifier};
-use heimdall_core::pdp::{CerbosClient, CerbosConfig, Pdp};
+use heimdall_core::pdp::{BuiltinPdp, CerbosClient, CerbosConfig, Pdp};
 use heimdall_core::{Config, Heimdall};
+
+use crate::server::ServerOptions;
+use crate::telemetry::{LogFormat, MeteredPdp};
 
 /// A secret from the command line or the environment: `Debug` never shows it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -99,6 +102,9 @@ pub struct Settings {
     /// The `aud` every token must carry.
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Shortest time, in seconds, between two JWKS fetches caused by tokens with an unknown `kid`.
+    #[arg(long, env = "JWKS_REFETCH_INTERVAL_SECONDS", default_value_t = 30)]
+    pub jwks_refetch_interval_seconds: u64,
     /// Subjects made superadmin on start (comma-separated), idempotently.
     #[arg(long, env = "HEIMDALL_BOOTSTRAP_SUPERADMINS", value_delimiter = ',')]
     pub bootstrap_superadmins: Vec<String>,
@@ -111,6 +117,50 @@ pub struct Settings {
     /// Longest delay, in seconds, between retries of a failed push.
     #[arg(long, env = "SYNC_RETRY_INTERVAL_SECONDS", default_value_t = 60)]
     pub sync_retry_interval_seconds: u64,
+}
+
+/// Settings of the REST server (`heimdall serve`).
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// Address to listen on. The container image sets 0.0.0.0.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Shared secret that adapters may present instead of an API key (compared in constant time).
+    #[arg(long, env = "STATIC_API_TOKEN", hide_env_values = true)]
+    pub static_api_token: Option<Secret>,
+    /// Mutations each caller may make per minute (429 with Retry-After beyond); 0 turns the limit off.
+    #[arg(long, env = "HEIMDALL_MUTATIONS_PER_MINUTE", default_value_t = 600)]
+    pub mutations_per_minute: u32,
+    /// Largest request body, in bytes (413 beyond).
+    #[arg(long, env = "HEIMDALL_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
+    /// Longest time a request may take, in seconds (503 beyond).
+    #[arg(long, env = "HEIMDALL_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+}
+
+impl ServeSettings {
+    /// The server's options.
+    pub fn options(&self) -> ServerOptions {
+        ServerOptions {
+            static_api_token: self.static_api_token.as_ref().map(|t| t.expose().to_owned()),
+            mutations_per_minute: std::num::NonZeroU32::new(self.mutations_per_minute),
+            body_limit: self.body_limit_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
+            ..ServerOptions::default()
+        }
+    }
+}
+
+/// How the command logs.
+#[derive(Debug, Clone, Args)]
+pub struct LogSettings {
+    /// `json` (one object per line) or `text`.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json", global = true)]
+    pub log_format: LogFormat,
 }
 
 impl Settings {
@@ -168,18 +218,29 @@ impl Settings {
             .collect()
     }
 
+    /// The client of the Cerbos that decides admin operations, when `CERBOS_CHECK_URL` is set.
+    pub fn cerbos_check(&self) -> heimdall_core::Result<Option<CerbosClient>> {
+        self.cerbos_check_url
+            .as_deref()
+            .map(|url| CerbosClient::new(self.cerbos_config(url)))
+            .transpose()
+    }
+
     /// Connects Heimdall as configured, and says which database and which PDP it runs on, so that nobody runs
-    /// the embedded defaults by accident.
+    /// the embedded defaults by accident. The PDP's decisions are timed for `/metrics`.
     pub async fn heimdall(&self) -> heimdall_core::Result<Heimdall> {
-        let mut builder = Heimdall::builder(self.core_config());
-        match &self.cerbos_check_url {
-            Some(url) => {
-                let client: Arc<dyn Pdp> = Arc::new(CerbosClient::new(self.cerbos_config(url))?);
-                tracing::info!(check_url = %redact_dsn(url), "admin operations are decided by Cerbos");
-                builder = builder.pdp(client);
+        let builder = Heimdall::builder(self.core_config());
+        let pdp: Arc<dyn Pdp> = match self.cerbos_check()? {
+            Some(client) => {
+                tracing::info!(check_url = %redact_dsn(client.check_endpoint()), "admin operations are decided by Cerbos");
+                Arc::new(MeteredPdp::new(Arc::new(client), "cerbos"))
             }
-            None => tracing::warn!("CERBOS_CHECK_URL is not set: admin operations are decided by the built-in PDP"),
-        }
+            None => {
+                tracing::warn!("CERBOS_CHECK_URL is not set: admin operations are decided by the built-in PDP");
+                Arc::new(MeteredPdp::new(Arc::new(BuiltinPdp), "builtin"))
+            }
+        };
+        let builder = builder.pdp(pdp);
         if self.db_dsn.expose() == DEFAULT_DATABASE_URL {
             tracing::warn!(
                 dsn = DEFAULT_DATABASE_URL,
@@ -199,6 +260,7 @@ impl Settings {
         let config = IdentityConfig {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
+            refetch_interval: Duration::from_secs(self.jwks_refetch_interval_seconds.max(1)),
             ..IdentityConfig::new(jwks.clone())
         };
         TokenVerifier::new(config)

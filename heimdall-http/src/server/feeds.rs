@@ -1,0 +1,221 @@
+//! What adapters read: the mapping export (with an `ETag`) and the change feed (Server-Sent Events).
+//!
+//! One background task per server compares the database's change version with what it last saw
+//! (every [`ServerOptions::change_poll_interval`](super::ServerOptions)) and publishes the versions on a
+//! `watch` channel; every feed subscriber gets the newest versions as they move. So a change made through
+//! any replica reaches every subscriber within about one poll interval plus the network.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::Stream;
+use futures_util::StreamExt as _;
+use heimdall_core::Heimdall;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Reader;
+use super::error::{ApiError, ErrorBody, Json};
+
+/// The versions adapters follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Versions {
+    /// Grows with every change to mappings, memberships or grants.
+    pub change_version: i64,
+    /// The change version of the newest mapping change: the export's version.
+    pub mapping_version: i64,
+}
+
+/// Starts the task that follows the database's versions; it stops when every receiver is gone.
+pub(super) async fn watch_versions(
+    heimdall: Heimdall,
+    every: Duration,
+) -> heimdall_core::Result<watch::Receiver<Versions>> {
+    let first = read_versions(&heimdall).await?;
+    let (tx, rx) = watch::channel(first);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if tx.is_closed() {
+                break;
+            }
+            let seen = *tx.borrow();
+            match heimdall.change_version().await {
+                Ok(v) if v == seen.change_version => {}
+                Ok(_) => match read_versions(&heimdall).await {
+                    Ok(now) => {
+                        tx.send_replace(now);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not read the mapping version"),
+                },
+                Err(e) => tracing::warn!(error = %e, "could not read the change version"),
+            }
+        }
+    });
+    Ok(rx)
+}
+
+async fn read_versions(heimdall: &Heimdall) -> heimdall_core::Result<Versions> {
+    let change_version = heimdall.change_version().await?;
+    let mapping_version = heimdall.refresh_mappings().await?.version();
+    Ok(Versions {
+        change_version,
+        mapping_version,
+    })
+}
+
+/// One mapping as adapters load it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedMapping {
+    /// The mapping's id.
+    pub id: i64,
+    /// HTTP method or `ANY`.
+    pub method: String,
+    /// The path pattern.
+    pub path_pattern: String,
+    /// The action a matching request needs.
+    pub action: String,
+    /// The owning group.
+    pub owner_group: Option<String>,
+    /// Order among regular-expression mappings.
+    pub priority: i32,
+}
+
+/// Every mapping, at one mapping version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MappingExport {
+    /// The mapping version these mappings are at (also the `ETag`).
+    pub version: i64,
+    /// The mappings, by id.
+    pub mappings: Vec<ExportedMapping>,
+}
+
+fn etag(version: i64) -> String {
+    format!("\"m{version}\"")
+}
+
+/// Every mapping with its version. Answers `304 Not Modified` when `If-None-Match` names the current version.
+#[utoipa::path(
+    get, path = "/api/v1/mappings/export", tag = "adapters",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every mapping", body = MappingExport,
+            headers(("etag" = String, description = "The mapping version"))),
+        (status = 304, description = "Unchanged since the ETag in If-None-Match"),
+        (status = 401, description = "No or bad credential", body = ErrorBody),
+        (status = 403, description = "The API key lacks mappings:read", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub(super) async fn export(State(state): State<AppState>, reader: Reader, headers: HeaderMap) -> Result<Response, ApiError> {
+    reader.note_use(&state, "mappings_export", "mappings").await;
+    // Confirm against the database first, so that a replica never exports an older version than the feed
+    // announced.
+    let snapshot = state.heimdall().refresh_mappings().await?;
+    let tag = etag(snapshot.version());
+    if let Some(wanted) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && wanted.split(',').any(|t| t.trim() == tag || t.trim() == "*")
+    {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().insert(header::ETAG, header_value(&tag));
+        return Ok(response);
+    }
+    let mut mappings: Vec<ExportedMapping> = snapshot
+        .rules()
+        .iter()
+        .map(|r| ExportedMapping {
+            id: r.id,
+            method: r.method.as_str().to_owned(),
+            path_pattern: r.pattern.as_str().to_owned(),
+            action: r.action.as_str().to_owned(),
+            owner_group: r.owner_group.as_ref().map(|g| g.as_str().to_owned()),
+            priority: r.priority,
+        })
+        .collect();
+    mappings.sort_by_key(|m| m.id);
+    let body = MappingExport {
+        version: snapshot.version(),
+        mappings,
+    };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::ETAG, header_value(&tag));
+    Ok(response)
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+/// The change feed: a `versions` event at once, then one each time a version moves (keep-alive comments in
+/// between). Subscribers reload the export when `mapping_version` moved.
+#[utoipa::path(
+    get, path = "/api/v1/changes/stream", tag = "adapters",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A text/event-stream of `versions` events, each data a Versions object",
+            content_type = "text/event-stream", body = Versions),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        (status = 401, description = "No or bad credential", body = ErrorBody),
+        (status = 403, description = "The API key lacks mappings:read", body = ErrorBody),
+    )
+)]
+pub(super) async fn stream(
+    State(state): State<AppState>,
+    reader: Reader,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    reader.note_use(&state, "changes_stream", "mappings").await;
+    // The first event is read from the database now, so a new subscriber never starts from a version older
+    // than an export it just made; then every newer version the watcher sees.
+    let now = read_versions(state.heimdall()).await?;
+    let newer = WatchStream::from_changes(state.versions())
+        .filter(move |v| std::future::ready(v.change_version > now.change_version));
+    let events = futures_util::stream::once(std::future::ready(now))
+        .chain(newer)
+        .take_until(state.closing())
+        .map(|v| {
+        Ok(Event::default()
+            .event("versions")
+            .id(v.change_version.to_string())
+            .json_data(v)
+            .unwrap_or_else(|_| Event::default().comment("unencodable")))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The current versions, for a poller (the fallback to the stream).
+#[utoipa::path(
+    get, path = "/api/v1/changes/version", tag = "adapters",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The current versions", body = Versions),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        (status = 401, description = "No or bad credential", body = ErrorBody),
+        (status = 403, description = "The API key lacks mappings:read", body = ErrorBody),
+    )
+)]
+pub(super) async fn version(State(state): State<AppState>, reader: Reader) -> Result<Json<Versions>, ApiError> {
+    reader.note_use(&state, "changes_version", "mappings").await;
+    Ok(Json(read_versions(state.heimdall()).await?))
+}
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(export, stream, version))]
+pub(super) struct Api;
+
+pub(super) fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/mappings/export", get(export))
+        .route("/changes/stream", get(stream))
+        .route("/changes/version", get(version))
+}

@@ -1,0 +1,340 @@
+//! The REST server: routes, shared state, and the layers every request goes through.
+//!
+//! A handler parses, makes one facade call and converts the result; no SQL, no Cerbos payloads and no
+//! policy decisions live here. Layers, outermost first: request id → trace span (JSON log line) → metrics →
+//! timeout → body limit → panic catcher → the route.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use heimdall_core::Heimdall;
+use heimdall_core::identity::TokenVerifier;
+use heimdall_core::pdp::CerbosClient;
+use heimdall_core::sync::PolicyAdmin;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub mod auth;
+pub mod error;
+pub mod feeds;
+pub mod groups;
+pub mod mappings;
+pub mod openapi;
+pub mod ops;
+pub mod roles;
+pub mod users;
+
+pub use feeds::Versions;
+
+/// What the server needs beyond Heimdall itself.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The adapter feeds' shared secret (`STATIC_API_TOKEN`); `None` turns it off.
+    pub static_api_token: Option<String>,
+    /// Mutations per caller per minute (the burst is the same number); `None`: no limit.
+    pub mutations_per_minute: Option<NonZeroU32>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Longest time a request may take (the change feed's stream is exempt once it started).
+    pub request_timeout: Duration,
+    /// How often the change feed polls the database for changes made by other processes.
+    pub change_poll_interval: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            static_api_token: None,
+            mutations_per_minute: NonZeroU32::new(600),
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            change_poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Everything a handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    heimdall: Heimdall,
+    verifier: Option<TokenVerifier>,
+    static_token: Option<String>,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// The Cerbos the server asks (for `/readyz`), when one is configured.
+    cerbos: Option<CerbosClient>,
+    /// The Cerbos Admin API, for `POST /reconcile/push-to-cerbos`.
+    admin: Option<Arc<dyn PolicyAdmin>>,
+    versions: watch::Receiver<Versions>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    options: ServerOptions,
+    /// Turns true when the server starts shutting down: long-lived streams end then.
+    closing: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Builds the server's state.
+#[derive(Debug)]
+pub struct AppStateBuilder {
+    heimdall: Heimdall,
+    verifier: Option<TokenVerifier>,
+    cerbos: Option<CerbosClient>,
+    admin: Option<Arc<dyn PolicyAdmin>>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    options: ServerOptions,
+}
+
+impl AppStateBuilder {
+    /// The bearer-token verifier (without one, no user can sign in).
+    pub fn verifier(mut self, verifier: Option<TokenVerifier>) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
+    /// The Cerbos PDP the facade asks, checked by `/readyz`.
+    pub fn cerbos(mut self, cerbos: Option<CerbosClient>) -> Self {
+        self.cerbos = cerbos;
+        self
+    }
+
+    /// The Cerbos Admin API that `POST /reconcile/push-to-cerbos` reconciles and pushes to.
+    pub fn policy_admin(mut self, admin: Option<Arc<dyn PolicyAdmin>>) -> Self {
+        self.admin = admin;
+        self
+    }
+
+    /// The Prometheus recorder's handle that `/metrics` renders.
+    pub fn metrics(mut self, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Server options.
+    pub fn options(mut self, options: ServerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The state, and the change watcher's task (it polls the database until the state is dropped).
+    pub async fn build(self) -> heimdall_core::Result<AppState> {
+        let versions = feeds::watch_versions(self.heimdall.clone(), self.options.change_poll_interval).await?;
+        let limiter = self
+            .options
+            .mutations_per_minute
+            .map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)));
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                heimdall: self.heimdall,
+                verifier: self.verifier,
+                static_token: self.options.static_api_token.clone().filter(|t| !t.is_empty()),
+                limiter,
+                cerbos: self.cerbos,
+                admin: self.admin,
+                versions,
+                metrics: self.metrics,
+                options: self.options,
+                closing: watch::Sender::new(false),
+            }),
+        })
+    }
+}
+
+impl AppState {
+    /// Starts building the state of a server in front of `heimdall`.
+    pub fn builder(heimdall: Heimdall) -> AppStateBuilder {
+        AppStateBuilder {
+            heimdall,
+            verifier: None,
+            cerbos: None,
+            admin: None,
+            metrics: None,
+            options: ServerOptions::default(),
+        }
+    }
+
+    /// The facade.
+    pub fn heimdall(&self) -> &Heimdall {
+        &self.inner.heimdall
+    }
+
+    pub(crate) fn verifier(&self) -> Option<&TokenVerifier> {
+        self.inner.verifier.as_ref()
+    }
+
+    pub(crate) fn static_token(&self) -> Option<&str> {
+        self.inner.static_token.as_deref()
+    }
+
+    pub(crate) fn versions(&self) -> watch::Receiver<Versions> {
+        self.inner.versions.clone()
+    }
+
+    /// Resolves when the server starts shutting down.
+    pub(crate) fn closing(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let mut rx = self.inner.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// Takes one unit of `subject`'s mutation budget, or says how long to wait.
+    pub(crate) fn check_rate(&self, subject: &str) -> Result<(), error::ApiError> {
+        let Some(limiter) = &self.inner.limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&subject.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            metrics::counter!("heimdall_rate_limited_total").increment(1);
+            error::ApiError::rate_limited(wait.as_secs_f64().ceil() as u64)
+        })
+    }
+
+    /// Forgets callers whose budget is full again, so the limiter's memory stays bounded.
+    fn trim_limiter(&self) {
+        if let Some(limiter) = &self.inner.limiter {
+            limiter.retain_recent();
+        }
+    }
+}
+
+/// Records the request's metrics under its route template (never the raw path, whose values are unbounded).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::counter!("heimdall_http_requests_total", &labels).increment(1);
+    metrics::histogram!("heimdall_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The span of one request: its JSON log line carries these fields (the actor is recorded once known).
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let trace = ops::TraceIds::from_request(request);
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        actor_subject = tracing::field::Empty,
+        operation = tracing::field::Empty,
+        target = tracing::field::Empty,
+        result = tracing::field::Empty,
+    )
+}
+
+/// Names the operation and its target on the request's span, so the request's log line says what it did.
+pub(crate) fn note(operation: &str, target: &str) {
+    let span = tracing::Span::current();
+    span.record("operation", operation);
+    span.record("target", target);
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route of the API, with the layers around them.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(users::routes())
+        .merge(groups::routes())
+        .merge(roles::routes())
+        .merge(mappings::routes())
+        .merge(feeds::routes())
+        .merge(ops::api_routes());
+    let body_limit = state.inner.options.body_limit;
+    let timeout = state.inner.options.request_timeout;
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(ops::routes())
+        .merge(openapi::routes())
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(error::ApiError::internal())
+        }))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(|response: &Response, latency: Duration, span: &tracing::Span| {
+                    span.record("result", response.status().as_u16());
+                    tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "request");
+                }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::COOKIE,
+        ]))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let trimmer = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.trim_limiter();
+            }
+        })
+    };
+    let closing = state.inner.closing.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // End the change feeds' streams, or the graceful shutdown would wait for them forever.
+        closing.send_replace(true);
+    };
+    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    trimmer.abort();
+    result
+}
