@@ -1,0 +1,178 @@
+//! The spec's whole flow over HTTP, with PostgreSQL, the real Cerbos, `heimdall serve` and `heimdall worker`
+//! as the spec's two containers.
+
+use std::time::{Duration, Instant};
+
+use heimdall_core::model::Subject;
+use heimdall_core::pdp::{CerbosClient, Decision, Pdp as _, Principal, Resource, principal_id};
+use heimdall_core::test_utils::TestDatabase;
+use heimdall_core::test_utils::cerbos::Cerbos;
+use serde_json::{Value, json};
+
+use crate::support::{Api, Idp, Process, cerbos_env, secret, token};
+
+/// What Cerbos says when `subject` (with only the base role) asks for `action` on a course: only the
+/// principal policy the worker pushed can allow it.
+async fn decide(client: &CerbosClient, subject: &str, action: &str) -> Decision {
+    let principal = Principal::new(principal_id(&Subject::parse(subject).unwrap()), ["user"]);
+    client.check(&principal, &Resource::new("course", "course:1"), &[action]).await.unwrap()[0]
+}
+
+async fn eventually(client: &CerbosClient, subject: &str, action: &str, want: Decision) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = decide(client, subject, action).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{subject} {action}: Cerbos still says {got:?}, not {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads the change feed until the next `versions` event, and returns its data.
+pub(crate) async fn next_event(resp: &mut reqwest::Response, buffer: &mut String) -> Value {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if event.lines().any(|l| l == "event: versions") {
+                let data = event.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                return serde_json::from_str(data).unwrap();
+            }
+            continue;
+        }
+        let chunk = resp.chunk().await.unwrap().expect("the feed ended");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn the_spec_flow_end_to_end() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    let Some(cerbos) = Cerbos::start_new().await else { return };
+    cerbos.install_admin_pack().await;
+    let idp = Idp::start().await;
+    let static_token = secret("static-token-of-the-flow-test-0123456789");
+    let mut env = idp.env();
+    env.extend(cerbos_env(&cerbos));
+    env.push(("DB_DSN", db.url.clone()));
+    env.push(("HEIMDALL_BOOTSTRAP_SUPERADMINS", "root".to_owned()));
+    env.push(("STATIC_API_TOKEN", static_token.clone()));
+    env.push(("SYNC_RETRY_INTERVAL_SECONDS", "1".to_owned()));
+    let mut server = Process::serve(&env);
+    let mut worker = Process::spawn(&["worker"], &env, None);
+    let api = Api::new(&server.base);
+    let root = token("root");
+    let client = cerbos.client();
+
+    // The role and what it allows, the group and its role.
+    api.post("/api/v1/roles", &root, json!({"name": "go:course:editor"})).await.expect(201);
+    api.call(
+        "PUT",
+        "/api/v1/roles/go:course:editor/permissions/course:create",
+        Some(&root),
+        Some(json!({"effect": "allow"})),
+    )
+    .await
+    .expect(200);
+    let g = api
+        .post("/api/v1/groups", &root, json!({"name": "go:course:editor", "description": "Course editors"}))
+        .await
+        .expect(201);
+    assert_eq!(g.body["name"], "go:course:editor");
+    api.post("/api/v1/groups/go:course:editor/roles", &root, json!({"role": "go:course:editor"}))
+        .await
+        .expect(201);
+
+    // Add a member: 201, then 200; percent-encoded group names are the same group.
+    let added = api
+        .post("/api/v1/groups/go:course:editor/members", &root, json!({"subject": "alice"}))
+        .await
+        .expect(201);
+    assert_eq!(added.body, json!({"status": "member_added", "group": "go:course:editor", "subject": "alice"}));
+    let again = api
+        .post("/api/v1/groups/go%3Acourse%3Aeditor/members", &root, json!({"subject": "alice"}))
+        .await
+        .expect(200);
+    assert_eq!(again.body["status"], "already_member");
+
+    // The worker pushed alice's principal policy: Cerbos now allows her course:create.
+    eventually(&client, "alice", "course:create", Decision::Allow).await;
+
+    // A mapping, the adapter's lookup (static token), the export with its ETag, and the change feed.
+    let m = api
+        .post(
+            "/api/v1/mappings",
+            &root,
+            json!({"method": "POST", "path_pattern": "/courses/*", "action": "course:create", "owner_group": "go:course:editor"}),
+        )
+        .await
+        .expect(201);
+    let id = m.body["id"].as_i64().unwrap();
+    let found = api.get("/api/v1/mappings?path=/courses/123&method=POST", &static_token).await.expect(200);
+    assert_eq!(
+        found.body,
+        json!({"mapping_id": id, "action": "course:create", "path_pattern": "/courses/*", "owner_group": "go:course:editor", "params": {}})
+    );
+    api.get("/api/v1/mappings?path=/nothing/here&method=POST", &static_token).await.error(404, "not_found");
+    api.get("/api/v1/mappings?path=/courses/a%252Fb&method=POST", &static_token).await.error(400, "invalid_input");
+
+    let export = api.get("/api/v1/mappings/export", &static_token).await.expect(200);
+    let etag = export.header("etag").unwrap().to_owned();
+    assert_eq!(export.body["mappings"].as_array().unwrap().len(), 1);
+    assert_eq!(etag, format!("\"m{}\"", export.body["version"]));
+    let resp = api
+        .http
+        .get(format!("{}/api/v1/mappings/export", api.base))
+        .bearer_auth(&static_token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 304);
+
+    let mut feed = api
+        .http
+        .get(format!("{}/api/v1/changes/stream", api.base))
+        .bearer_auth(&static_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    let mut buffer = String::new();
+    let first = next_event(&mut feed, &mut buffer).await;
+    assert_eq!(first["mapping_version"], export.body["version"]);
+    let changed = Instant::now();
+    api.post(
+        "/api/v1/mappings",
+        &root,
+        json!({"method": "GET", "path_pattern": "/courses/:id", "action": "course:read", "owner_group": "go:course:editor"}),
+    )
+    .await
+    .expect(201);
+    let next = tokio::time::timeout(Duration::from_secs(1), next_event(&mut feed, &mut buffer))
+        .await
+        .expect("the feed tells a subscriber within a second");
+    assert!(next["mapping_version"].as_i64() > first["mapping_version"].as_i64(), "{next}");
+    eprintln!("change feed latency: {:?}", changed.elapsed());
+    let export2 = api.get("/api/v1/mappings/export", &static_token).await.expect(200);
+    assert_ne!(export2.header("etag").unwrap(), etag);
+    assert_eq!(export2.body["version"], next["mapping_version"]);
+
+    // The user, then removing the member: Cerbos denies again.
+    let alice = api.get("/api/v1/users/alice", &root).await.expect(200);
+    assert_eq!(alice.body["groups"], json!(["go:course:editor"]));
+    assert_eq!(alice.body["roles"], json!(["go:course:editor"]));
+    api.delete("/api/v1/groups/go:course:editor/members/alice", &root).await.expect(204);
+    eventually(&client, "alice", "course:create", Decision::Deny).await;
+    let alice = api.get("/api/v1/users/alice", &root).await.expect(200);
+    assert_eq!(alice.body["groups"], json!([]));
+
+    // Readiness sees both dependencies; the open feed does not hold up a graceful stop.
+    let ready = api.call("GET", "/readyz", None, None).await.expect(200);
+    assert_eq!(ready.body["cerbos"], "ok");
+    assert_eq!(ready.body["database"], "ok");
+    drop(feed);
+    assert!(worker.stop().success(), "{}", worker.log());
+    assert!(server.stop().success(), "{}", server.log());
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of the REST server: the `heimdall` binary over real HTTP, with PostgreSQL, SQLite and the
+//! real Cerbos, and tokens signed by the test with keys whose JWKS it serves on loopback.
+
+// Tests may unwrap: a panic is a test failure with a message.
+#![allow(clippy::unwrap_used)]
+
+mod errors;
+mod flow;
+mod fuzz;
+mod ops;
+mod support;
+mod tokens;
