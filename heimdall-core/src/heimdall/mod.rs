@@ -3,9 +3,11 @@
 //!
 //! One file per area: `groups.rs` (groups and memberships), `roles.rs` (roles, grants and permissions),
 //! `rights.rs` (group-management rights), `mappings.rs` (mappings and their resolution), `api_keys.rs`
-//! (API keys: creating, revoking, authenticating, recording uses).
+//! (API keys: creating, revoking, authenticating, recording uses), `explain.rs` (why a request would be
+//! allowed or denied).
 
 mod api_keys;
+mod explain;
 mod groups;
 mod mappings;
 mod rights;

@@ -273,6 +273,10 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// Sets key `id`'s `last_used_at` to `w.now` and writes `w`'s audit row.
     async fn record_api_key_use(&self, w: &Write, id: i64) -> Result<()>;
 
+    /// The user's roles with the group each comes through (`None`: given directly); a role held several
+    /// ways is listed once per way.
+    async fn role_sources(&self, user_id: i64) -> Result<Vec<(RoleName, Option<GroupName>)>>;
+
     // Audit and changes.
     async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()>;
     async fn list_audit(&self, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRecord>>;

@@ -1121,6 +1121,26 @@ macro_rules! sql_store {
                 finish(tx, w, None, &json!({"status": "recorded"})).await
             }
 
+            async fn role_sources(&self, user_id: i64) -> Result<Vec<(RoleName, Option<GroupName>)>> {
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT r.name, g.name FROM memberships m JOIN groups g ON g.id = m.group_id \
+                     JOIN group_roles gr ON gr.group_id = m.group_id JOIN roles r ON r.id = gr.role_id \
+                     WHERE m.user_id = $1 \
+                     UNION ALL SELECT r.name, NULL FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+                     WHERE ur.user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                // Sorted here: the databases order NULLs differently.
+                let mut out: Vec<(RoleName, Option<GroupName>)> = rows
+                    .into_iter()
+                    .map(|(role, group)| (RoleName::from_db(role), group.map(GroupName::from_db)))
+                    .collect();
+                out.sort();
+                Ok(out)
+            }
+
             async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()> {
                 let mut conn = self.pool.acquire().await?;
                 audit(&mut conn, w, result, success).await

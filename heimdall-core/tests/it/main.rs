@@ -7,6 +7,7 @@ mod api_keys;
 mod concurrency;
 mod convergence;
 mod escalation;
+mod explain;
 mod identity;
 mod pdp;
 mod store_suite;
