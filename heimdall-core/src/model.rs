@@ -2,7 +2,7 @@
 //!
 //! # Name grammar
 //!
-//! Group, role and action names are one or more *segments* joined by `:` (`go:course:editor`).
+//! Group, role, action and API key names are one or more *segments* joined by `:` (`go:course:editor`).
 //! A segment is 1 or more of `A-Z a-z 0-9 _ . -` and starts with a letter or a digit. A whole name is
 //! at most [`MAX_NAME_LEN`] bytes. Names are case-sensitive.
 //!
@@ -121,6 +121,11 @@ name_type!(
     /// An action's name, such as `course:create`.
     ActionName,
     "action name"
+);
+name_type!(
+    /// An API key's name, such as `adapter:go-courses` (the name grammar; unique among keys).
+    ApiKeyName,
+    "API key name"
 );
 
 /// A user's subject: the stable id the identity provider gives them.
@@ -791,4 +796,287 @@ pub struct ResolvedEndpoint {
     pub owner_group: Option<GroupName>,
     /// Captured parameters, in pattern order.
     pub params: Vec<(String, String)>,
+}
+
+// ---- API keys ------------------------------------------------------------------------------------------
+
+/// What an API key lets its holder do. Keys authenticate automation (adapters); each request an API key
+/// makes is checked against one scope by the frontend that serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ApiKeyScope {
+    /// `mappings:read`: read the mappings (an adapter's local snapshot).
+    MappingsRead,
+    /// `grants:read`: read users' grants (reserved for an adapter's local-decision snapshot).
+    GrantsRead,
+}
+
+impl ApiKeyScope {
+    /// Every scope.
+    pub const ALL: [ApiKeyScope; 2] = [ApiKeyScope::MappingsRead, ApiKeyScope::GrantsRead];
+
+    /// The scope's name (`mappings:read`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyScope::MappingsRead => "mappings:read",
+            ApiKeyScope::GrantsRead => "grants:read",
+        }
+    }
+
+    /// Parses a scope's name; anything else is invalid input naming the scopes there are.
+    pub fn parse(s: &str) -> Result<Self> {
+        ApiKeyScope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| {
+                let allowed: Vec<&str> = ApiKeyScope::ALL.iter().map(|s| s.as_str()).collect();
+                Error::invalid(format!(
+                    "unknown API key scope {:?}: use {}",
+                    bounded_for_message(s),
+                    allowed.join(", ")
+                ))
+            })
+    }
+
+    /// Parses a key's scopes: at least one, each known; returned sorted, without duplicates.
+    pub(crate) fn parse_all(scopes: &[&str]) -> Result<Vec<ApiKeyScope>> {
+        if scopes.is_empty() {
+            return Err(Error::invalid("an API key needs at least one scope"));
+        }
+        let mut parsed = scopes
+            .iter()
+            .map(|s| ApiKeyScope::parse(s))
+            .collect::<Result<Vec<_>>>()?;
+        parsed.sort_unstable();
+        parsed.dedup();
+        Ok(parsed)
+    }
+
+    /// Scopes as stored: their names separated by spaces.
+    pub(crate) fn to_db(scopes: &[ApiKeyScope]) -> String {
+        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Scopes read back from the database. A name this version does not know (written by a newer one)
+    /// grants nothing here, so it is left out.
+    pub(crate) fn from_db(text: &str) -> Vec<ApiKeyScope> {
+        let mut scopes: Vec<ApiKeyScope> = text
+            .split_whitespace()
+            .filter_map(|s| ApiKeyScope::parse(s).ok())
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    }
+}
+
+impl fmt::Display for ApiKeyScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// At most the first 64 bytes of untrusted input, for an error message.
+fn bounded_for_message(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// An API key as stored: everything but its secret, which Heimdall never keeps (only its SHA-256).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// Database id.
+    pub id: i64,
+    /// Its name (unique).
+    pub name: ApiKeyName,
+    /// What it may be used for, sorted.
+    pub scopes: Vec<ApiKeyScope>,
+    /// Who created it; `None` for the system caller (the audit log names it) or a deleted user.
+    pub created_by: Option<Subject>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When a use of it was last recorded (to the minute: see [`crate::Heimdall::record_api_key_use`]).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A key just created, with its secret: the only time the secret is shown. Its `Debug` leaves the secret
+/// out.
+#[derive(Clone)]
+pub struct NewApiKey {
+    /// The key.
+    pub key: ApiKey,
+    /// The secret to hand to the key's holder: `hk_` and 43 characters of base64url (32 random bytes).
+    pub secret: String,
+}
+
+impl fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewApiKey")
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Who presented a valid API key (see [`crate::Heimdall::authenticate_api_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyPrincipal {
+    /// The key's database id.
+    pub id: i64,
+    /// The key's name.
+    pub name: ApiKeyName,
+    /// Its scopes.
+    pub scopes: Vec<ApiKeyScope>,
+}
+
+impl ApiKeyPrincipal {
+    /// Whether the key holds `scope`.
+    pub fn has_scope(&self, scope: ApiKeyScope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    /// How the audit log names the key as an actor: `api_key:<name>`.
+    pub fn actor(&self) -> String {
+        format!("api_key:{}", self.name)
+    }
+}
+
+// ---- Explanations ---------------------------------------------------------------------------------------
+
+/// What to explain: would `subject` be allowed `method path`? See [`crate::Heimdall::explain`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ExplainRequest {
+    /// The user's subject.
+    pub subject: String,
+    /// The request's method, as an adapter receives it (`GET`; case-sensitive, as in resolving).
+    pub method: String,
+    /// The request's path as received, still percent-encoded; a query string is allowed and ignored.
+    pub path: String,
+}
+
+/// Why a request would be allowed or denied: the path check, the mappings that match, the subject's roles
+/// and the decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Explanation {
+    /// The subject, as asked.
+    pub subject: String,
+    /// The method, as asked.
+    pub method: String,
+    /// The canonical-path check.
+    pub path: PathCheck,
+    /// The mapping version the candidates come from.
+    pub mapping_version: i64,
+    /// Every mapping that matches, in the resolver's precedence order: the first is the one that decides.
+    pub candidates: Vec<ExplainCandidate>,
+    /// The id of the mapping that decides (the first candidate), if any.
+    pub winner: Option<i64>,
+    /// The action the request needs (the winner's), if any.
+    pub action: Option<String>,
+    /// Whether Heimdall knows the subject; an unknown one holds no roles.
+    pub known_user: bool,
+    /// The subject's roles in the database, each with where it comes from (a role held twice is listed
+    /// twice).
+    pub roles: Vec<RoleGrant>,
+    /// The outcome.
+    pub decision: ExplainDecision,
+    /// Who decided; `None` when no policy was asked (no mapping, rejected path).
+    pub decided_by: Option<DecidedBy>,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
+/// The outcome of the canonical-path check (see [`crate::mapping::check_path`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PathCheck {
+    /// The path is canonical.
+    Ok {
+        /// The path without its query string.
+        path: String,
+    },
+    /// The path is not canonical, so every request to it is refused before any mapping is consulted.
+    Rejected {
+        /// Why ([`crate::mapping::PathRejection::as_str`]).
+        reason: String,
+    },
+}
+
+/// One mapping that matches the request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExplainCandidate {
+    /// The mapping's id.
+    pub mapping_id: i64,
+    /// Its method (`GET`, ..., `ANY`).
+    pub method: String,
+    /// Its pattern (canonical).
+    pub path_pattern: String,
+    /// Its action.
+    pub action: String,
+    /// Its owner group.
+    pub owner_group: Option<String>,
+    /// Its priority (orders regular expressions only).
+    pub priority: i32,
+    /// Route pattern or regular expression.
+    pub kind: PatternKind,
+}
+
+/// Whether a pattern is a route pattern or a regular expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatternKind {
+    /// A route pattern (`/courses/:id`).
+    Route,
+    /// A regular expression (`~/courses/[0-9]+`).
+    Regex,
+}
+
+/// One role a user holds, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct RoleGrant {
+    /// The role.
+    pub role: String,
+    /// Through a group, or given directly.
+    pub source: RoleSource,
+    /// The group it comes through (for [`RoleSource::Group`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// Where a user's role comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleSource {
+    /// A group the user belongs to holds it.
+    Group,
+    /// It was given to the user directly.
+    Direct,
+}
+
+/// The outcome of an explanation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainDecision {
+    /// The request would be allowed.
+    Allow,
+    /// The request would be denied by the policy (or because the PDP could not decide).
+    Deny,
+    /// No mapping matches: the request would be denied as unmapped.
+    NoMapping,
+    /// The path is not canonical: the request would be refused (400).
+    RejectedPath,
+}
+
+/// Which policy decision point decided an explanation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// The configured Cerbos, from the principal policy pushed for the subject.
+    Cerbos,
+    /// Heimdall, from the subject's role permissions in the database (no Cerbos configured).
+    Builtin,
 }

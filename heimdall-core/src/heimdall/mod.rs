@@ -2,12 +2,18 @@
 //! and auditing what it did (successes inside the write transaction, every failed attempt here).
 //!
 //! One file per area: `groups.rs` (groups and memberships), `roles.rs` (roles, grants and permissions),
-//! `rights.rs` (group-management rights), `mappings.rs` (mappings and their resolution).
+//! `rights.rs` (group-management rights), `mappings.rs` (mappings and their resolution), `api_keys.rs`
+//! (API keys: creating, revoking, authenticating, recording uses), `explain.rs` (why a request would be
+//! allowed or denied).
 
+mod api_keys;
+mod explain;
 mod groups;
 mod mappings;
 mod rights;
 mod roles;
+
+pub use api_keys::{API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +57,8 @@ struct Inner {
     mappings_refreshing: AtomicBool,
     /// One rebuild of the snapshot at a time (background or after a local change).
     mappings_refresh: tokio::sync::Mutex<()>,
+    /// Verified API keys and recently recorded uses.
+    api_keys: api_keys::ApiKeyCache,
 }
 
 /// Builds a [`Heimdall`].
@@ -99,6 +107,7 @@ impl HeimdallBuilder {
                 started: Instant::now(),
                 mappings_refreshing: AtomicBool::new(false),
                 mappings_refresh: tokio::sync::Mutex::new(()),
+                api_keys: api_keys::ApiKeyCache::default(),
             }),
         };
         // The first snapshot is loaded before anyone may resolve: there is no moment without one.
@@ -342,6 +351,7 @@ impl Heimdall {
             now: self.inner.clock.now(),
             audit: Audit {
                 actor: Some(caller.clone()),
+                actor_name: None,
                 operation,
                 target_type: target.kind.strip_prefix("heimdall_").unwrap_or(&target.kind).to_owned(),
                 target_id: bounded_str(&target.id),
@@ -402,11 +412,7 @@ impl Heimdall {
                     continue;
                 }
                 Err(e) => {
-                    let result = json!({
-                        "outcome": outcome_of(e.kind()),
-                        "error": e.kind().as_str(),
-                        "message": bounded_str(e.message()),
-                    });
+                    let result = failure_result(e);
                     let w = write.lock().ok().map(|w| w.clone());
                     let audited = match &w {
                         Some(w) => self.store().write_audit(w, &result, false).await,
@@ -422,6 +428,48 @@ impl Heimdall {
     }
 }
 
+impl Heimdall {
+    /// Succeeds when the PDP allows `op` to `caller` (a read's authorization; mutations authorize through
+    /// [`Attempt::authorize`]).
+    async fn authorize_caller(&self, caller: &Caller, op: Operation) -> Result<()> {
+        let h = &self.inner;
+        authz::authorize(h.store.as_ref(), h.pdp.as_ref(), &h.config, caller, &[op]).await
+    }
+
+    /// Runs a read (`body` validates, authorizes through [`Heimdall::authorize_caller`] and reads) and
+    /// audits it only when it fails — a refusal above all, but also invalid input or an error — with its
+    /// outcome, `request` and `target`, as [`Heimdall::mutate`] does. Successful reads are not audited.
+    async fn audited_read<T, Fut>(
+        &self,
+        caller: &Caller,
+        operation: &'static str,
+        request: Value,
+        target: &Resource,
+        body: impl FnOnce() -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>>,
+    {
+        let outcome = body().await;
+        if let Err(e) = &outcome {
+            let w = self.write(caller, operation, target, request);
+            if let Err(audit_error) = self.store().write_audit(&w, &failure_result(e), false).await {
+                tracing::warn!(operation, error = %audit_error, "could not audit a failed read");
+            }
+        }
+        outcome
+    }
+}
+
+/// How the audit log records a failed operation.
+fn failure_result(e: &Error) -> Value {
+    json!({
+        "outcome": outcome_of(e.kind()),
+        "error": e.kind().as_str(),
+        "message": bounded_str(e.message()),
+    })
+}
+
 /// Where a mutation attempt stands: what the audit log will say about it.
 pub(crate) struct Attempt {
     heimdall: Heimdall,
@@ -431,12 +479,14 @@ pub(crate) struct Attempt {
 
 impl Attempt {
     /// Asks the PDP whether the caller may do every one of `ops` (the first names the audit target from
-    /// now on); when it may, returns the write context for the store, carrying `guard`: the facts the
-    /// decision read, which the write transaction checks again under its lock.
+    /// now on, unless it is Heimdall itself, which names nothing in particular: then the target given to
+    /// [`Heimdall::mutate`] stays, such as the API key an `api_key:create` is about); when it may, returns
+    /// the write context for the store, carrying `guard`: the facts the decision read, which the write
+    /// transaction checks again under its lock.
     async fn authorize(&self, ops: Vec<Operation>, guard: Option<Guard>) -> Result<Write> {
         let mut write = {
             let mut shared = self.write.lock().map_err(|_| Error::unexpected("poisoned lock"))?;
-            if let Some(first) = ops.first() {
+            if let Some(first) = ops.first().filter(|op| op.resource.kind != pack::KIND_SYSTEM) {
                 let target = &first.resource;
                 shared.audit.target_type = target.kind.strip_prefix("heimdall_").unwrap_or(&target.kind).to_owned();
                 shared.audit.target_id = bounded_str(&target.id);

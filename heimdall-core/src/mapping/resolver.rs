@@ -822,6 +822,73 @@ impl Snapshot {
             None => Resolution::NoMatch,
         }
     }
+
+    /// Every mapping that matches a request, best first: the first is the one [`resolve`](Self::resolve)
+    /// answers with, the second the one it would answer were the first deleted, and so on. Arguments and
+    /// rejection as for `resolve`.
+    ///
+    /// For explaining a decision, not for serving requests: it tries every mapping, allocates, and orders
+    /// the route patterns that match by asking the resolver itself, again and again, on a snapshot of the
+    /// candidates left (so their order is the resolver's by construction). Regular expressions come after
+    /// them in the order the resolver's regex stage uses: the request's method classes in turn (its own
+    /// method, `GET` for `HEAD`, `ANY`), then priority, then id.
+    pub fn candidates<'a>(&'a self, method: &str, raw_path: &str) -> Result<Vec<&'a MappingRule>, PathRejection> {
+        let path = check_path(raw_path)?;
+        let classes = method_classes(method);
+        let mut routes: Vec<&MappingRule> = Vec::new();
+        let mut regexes: Vec<&MappingRule> = Vec::new();
+        for rule in &self.rules {
+            if classes.mask & (1 << rule.method.index()) == 0 {
+                continue;
+            }
+            match rule.pattern.kind() {
+                Kind::Route(segments) if route_matches(segments, path) => routes.push(rule),
+                Kind::Regex { regex, .. } if regex.is_match(path) => regexes.push(rule),
+                _ => {}
+            }
+        }
+        let mut ordered = Vec::with_capacity(routes.len() + regexes.len());
+        while !routes.is_empty() {
+            // A subset of a snapshot's rules always builds; were it ever not to, the rest keeps id order.
+            let winner = Snapshot::build(routes.iter().map(|r| (*r).clone()), self.version)
+                .ok()
+                .and_then(|s| s.resolve(method, path).matched().map(|m| m.id()));
+            let Some(at) = winner.and_then(|id| routes.iter().position(|r| r.id == id)) else {
+                debug_assert!(false, "the resolver found none of the matching routes {routes:?}");
+                break;
+            };
+            ordered.push(routes.remove(at));
+        }
+        ordered.extend(routes);
+        for m in classes.order {
+            let mut of_method: Vec<&MappingRule> = regexes.iter().copied().filter(|r| r.method == *m).collect();
+            of_method.sort_unstable_by_key(|r| (r.priority, r.id));
+            ordered.extend(of_method);
+        }
+        Ok(ordered)
+    }
+}
+
+/// Whether a route pattern's `segments` match a canonical `path` on their own (the one-rule version of
+/// the trie walk): literals byte for byte, `:name` and `*` one segment, `**` one or more.
+fn route_matches(segments: &[Segment], path: &str) -> bool {
+    let mut rest = if path == "/" { "" } else { path };
+    for seg in segments {
+        if matches!(seg, Segment::Rest) {
+            return !rest.is_empty();
+        }
+        if rest.is_empty() {
+            return false;
+        }
+        let (value, tail) = next_segment(rest);
+        if let Segment::Lit(lit) = seg
+            && **lit != *value
+        {
+            return false;
+        }
+        rest = tail;
+    }
+    rest.is_empty()
 }
 
 fn check_regex_count(count: usize) -> Result<()> {

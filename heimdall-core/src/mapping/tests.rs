@@ -70,6 +70,46 @@ fn check(mappings: &str, method: &str, path: &str, expect: &str) {
         compiled, reference,
         "compiled and reference disagree on {method} {path}"
     );
+    // Every table row also checks the candidates: the resolver's answers, one removal after another.
+    let candidates = snapshot
+        .candidates(method, path)
+        .map(|c| c.iter().map(|r| r.id).collect::<Vec<_>>());
+    assert_eq!(
+        candidates,
+        successive(&rules, method, path),
+        "candidates of {method} {path} against\n{mappings}"
+    );
+}
+
+/// What the resolver answers for a request, then what it answers without that mapping, and so on: the
+/// ids in the order [`Snapshot::candidates`] must list them.
+fn successive(rules: &[MappingRule], method: &str, path: &str) -> Result<Vec<i64>, PathRejection> {
+    let mut left = rules.to_vec();
+    let mut ids = Vec::new();
+    loop {
+        let snapshot = Snapshot::build(left.clone(), 1).unwrap();
+        match snapshot.resolve(method, path) {
+            Resolution::Matched(m) => {
+                let id = m.id();
+                ids.push(id);
+                left.retain(|r| r.id != id);
+            }
+            Resolution::NoMatch => return Ok(ids),
+            Resolution::Rejected(why) => return Err(why),
+        }
+    }
+}
+
+/// The ids of the candidates for a request, best first.
+#[track_caller]
+fn candidate_ids(mappings: &str, method: &str, path: &str) -> Vec<i64> {
+    let snapshot = Snapshot::build(rules(mappings), 1).unwrap();
+    snapshot
+        .candidates(method, path)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect()
 }
 
 /// Resolves and returns the parameters of the match.
@@ -258,6 +298,43 @@ fn regexes_by_method_then_priority_then_id() {
     check(m, "GET", "/r/1", "any:first");
     check(m, "POST", "/r/abc", "any:first");
     check(m, "HEAD", "/r/abc", "get:early");
+}
+
+#[test]
+fn candidates_list_every_match_best_first() {
+    // Literal, parameter, `**`; method-specific before ANY between equal paths; routes before regexes;
+    // regexes by method class, then priority, then id.
+    let m = "ANY /a/** => any:rest
+             GET /a/:x => get:x
+             ANY /a/:x => any:x
+             GET /a/b => get:b
+             POST /a/b => post:b
+             GET ~/a/.* => re:late prio=5
+             ANY ~/a/b => re:any prio=-9
+             GET ~/a/[a-z] => re:early prio=5 id=0
+             GET /** => get:all
+             GET /c => get:c";
+    assert_eq!(candidate_ids(m, "GET", "/a/b"), [4, 2, 3, 1, 9, 0, 6, 7]);
+    assert_eq!(candidate_ids(m, "HEAD", "/a/b"), [4, 2, 3, 1, 9, 0, 6, 7]);
+    assert_eq!(candidate_ids(m, "POST", "/a/b"), [5, 3, 1, 7]);
+    assert_eq!(candidate_ids(m, "PROPFIND", "/a/b"), [3, 1, 7]);
+    assert_eq!(candidate_ids(m, "DELETE", "/c"), Vec::<i64>::new());
+    assert_eq!(candidate_ids(m, "GET", "/c"), [10, 9]);
+    let snapshot = Snapshot::build(rules(m), 1).unwrap();
+    assert_eq!(
+        snapshot.candidates("GET", "/a/../b").unwrap_err(),
+        PathRejection::DotSegment
+    );
+    // The query string is not part of the path.
+    assert_eq!(
+        snapshot
+            .candidates("GET", "/c?x=/a/b")
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        [10, 9]
+    );
 }
 
 #[test]
@@ -656,6 +733,24 @@ proptest! {
             };
             let expected = reference(&rules, method, path).map(|r| r.map(|r| r.id));
             prop_assert_eq!(compiled, expected, "{} {}", method, path);
+        }
+    }
+
+    #[test]
+    fn candidates_are_the_resolvers_successive_answers(
+        rules in arb_rules().prop_map(without_conflicts),
+        requests in prop::collection::vec((arb_request_method(), arb_path()), 1..8),
+    ) {
+        let snapshot = Snapshot::build(rules.clone(), 7).unwrap();
+        for (method, path) in &requests {
+            let candidates = snapshot.candidates(method, path).map(|c| c.iter().map(|r| r.id).collect::<Vec<_>>());
+            let first = match snapshot.resolve(method, path) {
+                Resolution::Matched(m) => Ok(Some(m.id())),
+                Resolution::NoMatch => Ok(None),
+                Resolution::Rejected(why) => Err(why),
+            };
+            prop_assert_eq!(candidates.clone().map(|c| c.first().copied()), first, "{} {}", method, path);
+            prop_assert_eq!(candidates, successive(&rules, method, path), "{} {}", method, path);
         }
     }
 

@@ -97,6 +97,22 @@ fn scope_covers(principal: &Principal, resource: &Resource) -> bool {
     })
 }
 
+/// Whether the request path of a `mapping:explain` resource lies inside one of the principal's mapping
+/// scopes: it starts with the scope's path prefix and goes on after it (`**` needs a segment). A prefix
+/// ends in `/`, so `/gox` is not inside `/go/**`, nor `/go`, nor `/` inside `/**`.
+fn explain_in_scope(principal: &Principal, resource: &Resource) -> bool {
+    let Some(Value::String(path)) = resource.attr.get(attr::REQUEST_PATH) else {
+        return false;
+    };
+    let Some(Value::Array(scopes)) = principal.attr.get(attr::MAPPING_SCOPES) else {
+        return false;
+    };
+    scopes.iter().any(|scope| {
+        matches!(scope.get("pathPrefix"), Some(Value::String(prefix))
+            if path.starts_with(prefix.as_str()) && path.len() > prefix.len())
+    })
+}
+
 impl BuiltinPdp {
     /// Decides one action; the same as [`Pdp::check`] for one action, without the async.
     pub fn decide(principal: &Principal, resource: &Resource, action: &str) -> Decision {
@@ -132,6 +148,7 @@ impl BuiltinPdp {
                     && attr_is(resource, attr::DEFAULT_PRIORITY, true)
                     && scope_covers(principal, resource)
             }
+            (pack::KIND_MAPPING, action::MAPPING_EXPLAIN) => explain_in_scope(principal, resource),
             _ => false,
         };
         if allowed { Decision::Allow } else { Decision::Deny }

@@ -525,6 +525,10 @@ impl Pdp for CerbosClient {
     async fn check_batch(&self, principal: &Principal, items: &[(&Resource, &[&str])]) -> Result<Vec<Vec<Decision>>> {
         self.check_resources(principal, items).await
     }
+
+    fn holds_principal_policies(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -141,4 +141,11 @@ pub trait Pdp: Send + Sync + std::fmt::Debug {
         }
         Ok(out)
     }
+
+    /// Whether this PDP also holds the principal policies Heimdall pushes for users, and so decides the
+    /// requests adapters ask about (a Cerbos does). `false` by default: the built-in PDP decides only the
+    /// admin pack, and [`crate::Heimdall::explain`] then decides from the database itself.
+    fn holds_principal_policies(&self) -> bool {
+        false
+    }
 }

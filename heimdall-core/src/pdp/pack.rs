@@ -20,7 +20,11 @@
 //!   [`attr::MAPPING_SCOPES`] has a group regex matching the mapping's non-empty [`attr::OWNER_GROUP`] and
 //!   a path prefix that the mapping's [`attr::PATH_BOUND`] starts with (see [`crate::model::PathScope`]):
 //!   a manager's mappings stay inside the path scope of the right that lets him manage the owner.
-//! - Everything else is denied.
+//! - A caller may `mapping:explain` a path ([`attr::REQUEST_PATH`]) that starts with the path prefix of one
+//!   of their [`attr::MAPPING_SCOPES`] (whatever its group regex) and is longer than it: a manager explains
+//!   requests inside the path scopes of his rights.
+//! - Everything else is denied: only superadmins read the audit log, reconcile, and create, list or
+//!   revoke API keys.
 //!
 //! Conditions are fixed templates: the patterns travel as data in the principal's attributes (anchored
 //! regexes from [`GroupPattern::to_regex`]), never as text in a policy.
@@ -110,6 +114,8 @@ pub mod attr {
     pub const MANAGER_GROUP: &str = "managerGroup";
     /// Management right: its target pattern, as written.
     pub const TARGET_PATTERN: &str = "targetPattern";
+    /// Mapping, for `mapping:explain`: the path to explain, as received up to its query string.
+    pub const REQUEST_PATH: &str = "requestPath";
 }
 
 /// The actions of the pack.
@@ -140,6 +146,8 @@ pub mod action {
     pub const MAPPING_UPDATE: &str = "mapping:update";
     /// Delete a mapping.
     pub const MAPPING_DELETE: &str = "mapping:delete";
+    /// Explain why a request to a path would be allowed or denied.
+    pub const MAPPING_EXPLAIN: &str = "mapping:explain";
     /// Create a management right.
     pub const MANAGEMENT_RIGHT_CREATE: &str = "management_right:create";
     /// Delete a management right.
@@ -148,6 +156,12 @@ pub mod action {
     pub const RECONCILE: &str = "reconcile";
     /// Read the audit log.
     pub const AUDIT_READ: &str = "audit:read";
+    /// Create an API key.
+    pub const API_KEY_CREATE: &str = "api_key:create";
+    /// List API keys (never their secrets).
+    pub const API_KEY_READ: &str = "api_key:read";
+    /// Revoke an API key.
+    pub const API_KEY_REVOKE: &str = "api_key:revoke";
 }
 
 /// The pack's policy files, `(file name, JSON text)`, as embedded from `heimdall-core/policies/`.
@@ -279,6 +293,12 @@ pub fn mapping(id: Option<i64>, owner_group: Option<&GroupName>, pattern: &PathP
         .with_attr(attr::DEFAULT_PRIORITY, priority == 0)
 }
 
+/// The explanation of a request to `request_path` (the path as received, up to its query string), for
+/// `mapping:explain`.
+pub fn explain(request_path: &str) -> Resource {
+    Resource::new(KIND_MAPPING, "mapping:explain").with_attr(attr::REQUEST_PATH, request_path)
+}
+
 /// A management right, for `management_right:create` and `management_right:delete`.
 pub fn management_right(manager_group: &GroupName, target_pattern: &GroupPattern) -> Resource {
     Resource::new(
@@ -289,7 +309,8 @@ pub fn management_right(manager_group: &GroupName, target_pattern: &GroupPattern
     .with_attr(attr::TARGET_PATTERN, target_pattern.as_str())
 }
 
-/// Heimdall itself, for `reconcile` and `audit:read`.
+/// Heimdall itself, for `reconcile`, `audit:read` and the API key actions (`api_key:create`, `api_key:read`,
+/// `api_key:revoke`).
 pub fn system() -> Resource {
     Resource {
         kind: KIND_SYSTEM.to_owned(),

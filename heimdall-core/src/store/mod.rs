@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    ActionName, AuditQuery, AuditRecord, Caller, Claims, Effect, Group, GroupName, GroupPattern, ManagementRight,
-    MembershipChange, PathScope, Role, RoleName, RolePermission, Subject, User, UserDetails,
+    ActionName, ApiKey, ApiKeyName, ApiKeyPrincipal, ApiKeyScope, AuditQuery, AuditRecord, Caller, Claims, Effect,
+    Group, GroupName, GroupPattern, ManagementRight, MembershipChange, PathScope, Role, RoleName, RolePermission,
+    Subject, User, UserDetails,
 };
 
 #[macro_use]
@@ -24,6 +25,8 @@ pub(crate) mod sqlite;
 #[derive(Debug, Clone)]
 pub(crate) struct Audit {
     pub(crate) actor: Option<Caller>,
+    /// Who acted when it was not a caller (an API key: `api_key:<name>`); the row's actor subject then.
+    pub(crate) actor_name: Option<String>,
     pub(crate) operation: &'static str,
     pub(crate) target_type: String,
     pub(crate) target_id: String,
@@ -253,6 +256,28 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn get_mapping(&self, id: i64) -> Result<MappingRow>;
     async fn list_mappings(&self, after_id: Option<i64>, limit: i64) -> Result<Vec<MappingRow>>;
     async fn all_mappings(&self) -> Result<Vec<MappingRow>>;
+
+    // API keys. They change nothing that caches or adapters follow: no change-version bump.
+    /// Stores a new key (only the SHA-256 of its secret, hex); a taken name is a conflict.
+    async fn create_api_key(
+        &self,
+        w: &Write,
+        name: &ApiKeyName,
+        key_hash: &str,
+        scopes: &[ApiKeyScope],
+    ) -> Result<ApiKey>;
+    /// Every key, revoked ones too, by id.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    /// Revokes key `id`; returns whether it was revoked already (then nothing changes). Unknown: not found.
+    async fn revoke_api_key(&self, w: &Write, id: i64) -> Result<bool>;
+    /// The key whose secret hashes to `key_hash`, unless it is revoked.
+    async fn active_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyPrincipal>>;
+    /// Sets key `id`'s `last_used_at` to `w.now` and writes `w`'s audit row.
+    async fn record_api_key_use(&self, w: &Write, id: i64) -> Result<()>;
+
+    /// The user's roles with the group each comes through (`None`: given directly); a role held several
+    /// ways is listed once per way.
+    async fn role_sources(&self, user_id: i64) -> Result<Vec<(RoleName, Option<GroupName>)>>;
 
     // Audit and changes.
     async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()>;

@@ -14,8 +14,9 @@ macro_rules! sql_store {
 
         use crate::error::{Error, Result};
         use crate::model::{
-            ActionName, AuditQuery, AuditRecord, Claims, Effect, Group, GroupName, GroupPattern,
-            ManagementRight, MembershipChange, PathScope, Role, RoleName, RolePermission, Subject, User, UserDetails,
+            ActionName, ApiKey, ApiKeyName, ApiKeyPrincipal, ApiKeyScope, AuditQuery, AuditRecord, Claims, Effect,
+            Group, GroupName, GroupPattern, ManagementRight, MembershipChange, PathScope, Role, RoleName,
+            RolePermission, Subject, User, UserDetails,
         };
         use crate::store::{
             db_error, ChangeRecord, EffectivePermission, GroupFacts, Guard, MappingFacts, MappingRow, NewMapping,
@@ -72,6 +73,31 @@ macro_rules! sql_store {
             }
         }
 
+        type ApiKeyTuple = (
+            i64,
+            String,
+            String,
+            Option<String>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+
+        const API_KEY_COLUMNS_SQL: &str = "SELECT k.id, k.name, k.scopes, u.subject, k.created_at, k.revoked_at, \
+            k.last_used_at FROM api_keys k LEFT JOIN users u ON u.id = k.created_by";
+
+        fn api_key_from(t: ApiKeyTuple) -> ApiKey {
+            ApiKey {
+                id: t.0,
+                name: ApiKeyName::from_db(t.1),
+                scopes: ApiKeyScope::from_db(&t.2),
+                created_by: t.3.map(Subject::from_db),
+                created_at: t.4,
+                revoked_at: t.5,
+                last_used_at: t.6,
+            }
+        }
+
         type RightTuple = (i64, String, String, Option<String>, DateTime<Utc>);
 
         fn right_from(t: RightTuple) -> Result<ManagementRight> {
@@ -92,7 +118,7 @@ macro_rules! sql_store {
                  request_payload, result, success, \"timestamp\") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(w.actor_id())
-            .bind(a.actor.as_ref().map(|c| c.subject().as_str()))
+            .bind(a.actor.as_ref().map(|c| c.subject().as_str()).or(a.actor_name.as_deref()))
             .bind(a.operation)
             .bind(&a.target_type)
             .bind(&a.target_id)
@@ -1008,6 +1034,111 @@ macro_rules! sql_store {
                         .fetch_all(&self.pool)
                         .await?;
                 Ok(rows.into_iter().map(mapping_from).collect())
+            }
+
+            async fn create_api_key(
+                &self,
+                w: &Write,
+                name: &ApiKeyName,
+                key_hash: &str,
+                scopes: &[ApiKeyScope],
+            ) -> Result<ApiKey> {
+                let mut tx = self.begin(w).await?;
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO api_keys (name, key_hash, scopes, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     RETURNING id",
+                )
+                .bind(name.as_str())
+                .bind(key_hash)
+                .bind(ApiKeyScope::to_db(scopes))
+                .bind(w.actor_id())
+                .bind(w.now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| db_error(e, Some(&|| format!("an API key named {name} already exists")), None))?;
+                let row: ApiKeyTuple = sqlx::query_as(sqlx::AssertSqlSafe(format!("{API_KEY_COLUMNS_SQL} WHERE k.id = $1")))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                // Never the secret nor its hash: the audit row names the key and its scopes.
+                finish(tx, w, None, &json!({"id": id, "scopes": ApiKeyScope::to_db(scopes)})).await?;
+                Ok(api_key_from(row))
+            }
+
+            async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+                let rows: Vec<ApiKeyTuple> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("{API_KEY_COLUMNS_SQL} ORDER BY k.id")))
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows.into_iter().map(api_key_from).collect())
+            }
+
+            async fn revoke_api_key(&self, w: &Write, id: i64) -> Result<bool> {
+                let mut tx = self.begin(w).await?;
+                let found: Option<(Option<DateTime<Utc>>,)> =
+                    sqlx::query_as("SELECT revoked_at FROM api_keys WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some((revoked_at,)) = found else {
+                    return Err(Error::not_found(format!("API key {id} does not exist")));
+                };
+                if revoked_at.is_some() {
+                    finish(tx, w, None, &json!({"status": "already_revoked"})).await?;
+                    return Ok(true);
+                }
+                sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2")
+                    .bind(w.now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                finish(tx, w, None, &json!({"status": "revoked"})).await?;
+                Ok(false)
+            }
+
+            async fn active_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyPrincipal>> {
+                // The unique index on key_hash finds the key: the secret itself is never compared.
+                let row: Option<(i64, String, String)> = sqlx::query_as(
+                    "SELECT id, name, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(id, name, scopes)| ApiKeyPrincipal {
+                    id,
+                    name: ApiKeyName::from_db(name),
+                    scopes: ApiKeyScope::from_db(&scopes),
+                }))
+            }
+
+            async fn record_api_key_use(&self, w: &Write, id: i64) -> Result<()> {
+                let mut tx = self.begin(w).await?;
+                sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+                    .bind(w.now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                finish(tx, w, None, &json!({"status": "recorded"})).await
+            }
+
+            async fn role_sources(&self, user_id: i64) -> Result<Vec<(RoleName, Option<GroupName>)>> {
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT r.name, g.name FROM memberships m JOIN groups g ON g.id = m.group_id \
+                     JOIN group_roles gr ON gr.group_id = m.group_id JOIN roles r ON r.id = gr.role_id \
+                     WHERE m.user_id = $1 \
+                     UNION ALL SELECT r.name, NULL FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+                     WHERE ur.user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                // Sorted here: the databases order NULLs differently.
+                let mut out: Vec<(RoleName, Option<GroupName>)> = rows
+                    .into_iter()
+                    .map(|(role, group)| (RoleName::from_db(role), group.map(GroupName::from_db)))
+                    .collect();
+                out.sort();
+                Ok(out)
             }
 
             async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()> {

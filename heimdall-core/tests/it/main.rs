@@ -3,9 +3,11 @@
 // Tests and their helpers may unwrap: a panic is a test failure with a message.
 #![allow(clippy::unwrap_used)]
 
+mod api_keys;
 mod concurrency;
 mod convergence;
 mod escalation;
+mod explain;
 mod identity;
 mod pdp;
 mod store_suite;

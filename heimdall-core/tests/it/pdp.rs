@@ -130,6 +130,8 @@ enum Target {
     /// A mapping: owner group, pattern, priority.
     Mapping(Option<&'static str>, &'static str, i32),
     Right(&'static str, &'static str),
+    /// The explanation of a request to a path (`mapping:explain`).
+    Explain(&'static str),
     System,
     Other(&'static str),
 }
@@ -158,6 +160,7 @@ impl Target {
                 priority,
             ),
             Right(m, p) => pack::management_right(&gname(m), &GroupPattern::parse(p).unwrap()),
+            Explain(path) => pack::explain(path),
             System => pack::system(),
             Other(kind) => Resource::new(kind, "x1"),
         }
@@ -301,6 +304,42 @@ const TABLE: &[(&str, Target, &str, Decision)] = &[
     ("multi_manager", GroupWithRoles("rmi:x", &["go:course:ee"], false), action::GROUP_ADD_MEMBER, D),
     ("everything_manager", GroupWithRoles("a", &["b", "c:d"], false), action::GROUP_ADD_MEMBER, A),
     ("everything_manager", GroupWithRoles("a", &["root"], true), action::GROUP_ADD_MEMBER, D),
+    // API keys are the superadmin's alone.
+    ("root", System, action::API_KEY_CREATE, A),
+    ("root", System, action::API_KEY_READ, A),
+    ("root", System, action::API_KEY_REVOKE, A),
+    ("go_manager", System, action::API_KEY_CREATE, D),
+    ("go_manager", System, action::API_KEY_READ, D),
+    ("everything_manager", System, action::API_KEY_REVOKE, D),
+    ("plain_user", System, action::API_KEY_READ, D),
+    ("impostor", System, action::API_KEY_CREATE, D),
+    // Explaining a request: superadmins anywhere, managers inside the path scopes of their rights.
+    ("root", Explain("/anything/at/all"), action::MAPPING_EXPLAIN, A),
+    ("root", Explain("/"), action::MAPPING_EXPLAIN, A),
+    ("root", Explain("/go/../admin"), action::MAPPING_EXPLAIN, A),
+    ("go_manager", Explain("/go/x"), action::MAPPING_EXPLAIN, A),
+    ("go_manager", Explain("/go/courses/7/files"), action::MAPPING_EXPLAIN, A),
+    ("go_manager", Explain("/gox"), action::MAPPING_EXPLAIN, D),
+    ("go_manager", Explain("/gox/y"), action::MAPPING_EXPLAIN, D),
+    ("go_manager", Explain("/go"), action::MAPPING_EXPLAIN, D),
+    ("go_manager", Explain("/go/"), action::MAPPING_EXPLAIN, D),
+    ("go_manager", Explain("/admin/go/x"), action::MAPPING_EXPLAIN, D),
+    ("go_manager", Explain("/rmi/x"), action::MAPPING_EXPLAIN, D),
+    // A non-canonical path under the prefix is explained (as a rejection: it matches no mapping).
+    ("go_manager", Explain("/go/../admin"), action::MAPPING_EXPLAIN, A),
+    // The attribute is required, and explaining is no right to write.
+    ("go_manager", Mapping(Some("go:x"), "/go/x", 0), action::MAPPING_EXPLAIN, D),
+    ("go_manager", Explain("/go/x"), action::MAPPING_CREATE, D),
+    ("course_manager", Explain("/go/courses/7"), action::MAPPING_EXPLAIN, A),
+    ("course_manager", Explain("/go/x"), action::MAPPING_EXPLAIN, D),
+    ("multi_manager", Explain("/rmi/x"), action::MAPPING_EXPLAIN, A),
+    // A right without a path scope lets its holders explain nothing.
+    ("multi_manager", Explain("/go/courses/1"), action::MAPPING_EXPLAIN, D),
+    ("escaped_manager", Explain("/x"), action::MAPPING_EXPLAIN, D),
+    ("everything_manager", Explain("/x"), action::MAPPING_EXPLAIN, A),
+    ("everything_manager", Explain("/"), action::MAPPING_EXPLAIN, D),
+    ("plain_user", Explain("/go/x"), action::MAPPING_EXPLAIN, D),
+    ("impostor", Explain("/x"), action::MAPPING_EXPLAIN, D),
 ];
 
 fn caller(name: &str) -> Principal {
