@@ -950,6 +950,7 @@ impl ApiKeyPrincipal {
 
 /// What to explain: would `subject` be allowed `method path`? See [`crate::Heimdall::explain`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExplainRequest {
     /// The user's subject.
     pub subject: String,
@@ -962,6 +963,7 @@ pub struct ExplainRequest {
 /// Why a request would be allowed or denied: the path check, the mappings that match, the subject's roles
 /// and the decision.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     /// The subject, as asked.
     pub subject: String,
@@ -992,6 +994,7 @@ pub struct Explanation {
 
 /// The outcome of the canonical-path check (see [`crate::mapping::check_path`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum PathCheck {
     /// The path is canonical.
@@ -1008,6 +1011,7 @@ pub enum PathCheck {
 
 /// One mapping that matches the request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExplainCandidate {
     /// The mapping's id.
     pub mapping_id: i64,
@@ -1027,6 +1031,7 @@ pub struct ExplainCandidate {
 
 /// Whether a pattern is a route pattern or a regular expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PatternKind {
     /// A route pattern (`/courses/:id`).
@@ -1037,6 +1042,7 @@ pub enum PatternKind {
 
 /// One role a user holds, and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleGrant {
     /// The role.
     pub role: String,
@@ -1049,6 +1055,7 @@ pub struct RoleGrant {
 
 /// Where a user's role comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RoleSource {
     /// A group the user belongs to holds it.
@@ -1059,6 +1066,7 @@ pub enum RoleSource {
 
 /// The outcome of an explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExplainDecision {
     /// The request would be allowed.
@@ -1073,6 +1081,7 @@ pub enum ExplainDecision {
 
 /// Which policy decision point decided an explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DecidedBy {
     /// The configured Cerbos, from the principal policy pushed for the subject.

@@ -97,4 +97,8 @@ impl Pdp for MeteredPdp {
         self.record(started, &result);
         result
     }
+
+    fn holds_principal_policies(&self) -> bool {
+        self.inner.holds_principal_policies()
+    }
 }

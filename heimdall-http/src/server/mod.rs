@@ -32,6 +32,7 @@ pub mod auth;
 pub mod error;
 pub mod feeds;
 pub mod groups;
+pub mod keys;
 pub mod mappings;
 pub mod openapi;
 pub mod ops;
@@ -279,6 +280,7 @@ pub fn router(state: AppState) -> Router {
         .merge(roles::routes())
         .merge(mappings::routes())
         .merge(feeds::routes())
+        .merge(keys::routes())
         .merge(ops::api_routes());
     let body_limit = state.inner.options.body_limit;
     let timeout = state.inner.options.request_timeout;

@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::OpenApi as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{AppState, feeds, groups, mappings, ops, roles, users};
+use super::{AppState, feeds, groups, keys, mappings, ops, roles, users};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -60,6 +60,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(mappings::Api::openapi());
     doc.merge(feeds::Api::openapi());
     doc.merge(ops::Api::openapi());
+    doc.merge(keys::Api::openapi());
     doc
 }
 

@@ -7,6 +7,7 @@
 mod errors;
 mod flow;
 mod fuzz;
+mod keys;
 mod ops;
 mod support;
 mod tokens;
