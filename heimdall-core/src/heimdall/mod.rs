@@ -188,11 +188,18 @@ impl Heimdall {
     /// Idempotent, also under concurrency: one subject is always one user.
     ///
     /// Call it only with claims from a token the frontend has verified: the caller it returns acts as that
-    /// user. Subjects starting with `system:` are reserved for [`Heimdall::system_caller`].
+    /// user. Subjects starting with `system:` are reserved for [`Heimdall::system_caller`], and those
+    /// starting with `api_key:` for API keys (the audit log's actor of a key's use), so that no user can
+    /// pass for either in the audit log.
     pub async fn provision(&self, claims: Claims, token_roles: &[&str]) -> Result<Caller> {
         if claims.subject.as_str().starts_with(SYSTEM_PREFIX) {
             return Err(Error::invalid(format!(
                 "subjects starting with {SYSTEM_PREFIX:?} are reserved for Heimdall's system caller"
+            )));
+        }
+        if claims.subject.as_str().starts_with(API_KEY_ACTOR_PREFIX) {
+            return Err(Error::invalid(format!(
+                "subjects starting with {API_KEY_ACTOR_PREFIX:?} are reserved for API keys"
             )));
         }
         // A token may carry roles that are not Heimdall names (an identity provider's own); they can grant
@@ -509,6 +516,8 @@ impl Attempt {
 const MAX_TRIES: u32 = 10;
 /// Subjects of system callers start with this.
 const SYSTEM_PREFIX: &str = "system:";
+/// The audit log's actors for API keys start with this (see [`crate::model::ApiKeyPrincipal::actor`]).
+const API_KEY_ACTOR_PREFIX: &str = "api_key:";
 /// Longest string the audit log keeps of a request field, an id or an error message, in bytes.
 const AUDIT_STRING_LIMIT: usize = 256;
 /// Most items the audit log keeps of a list or an object in a request.

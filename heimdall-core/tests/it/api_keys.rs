@@ -218,6 +218,12 @@ async fn story(db: &TestDatabase) {
     }
     assert_eq!(h.list_api_keys(&root).await.unwrap().len(), 2);
 
+    // No user can pass for a key in the audit log.
+    assert_eq!(
+        kind(h.provision(crate::support::claims("api_key:adapter:go"), &[]).await),
+        ErrorKind::InvalidInput
+    );
+
     // No audit row holds a secret or its hash.
     let everything = h
         .audit_log(

@@ -68,9 +68,15 @@ async fn setup(h: &Heimdall) -> (Caller, Vec<i64>) {
 }
 
 #[tokio::test]
-async fn explanations_with_the_builtin_pdp() {
-    let db = TestDatabase::sqlite();
-    let h = crate::support::heimdall(&db).await;
+async fn explanations_with_the_builtin_pdp_on_every_backend() {
+    for db in TestDatabase::all().await {
+        explanations_with_the_builtin_pdp(&db).await;
+        db.drop_database().await;
+    }
+}
+
+async fn explanations_with_the_builtin_pdp(db: &TestDatabase) {
+    let h = crate::support::heimdall(db).await;
     let (root, m) = setup(&h).await;
 
     // Allowed: the path, the one candidate, both sources of bob's role, and the role that allows.
