@@ -29,7 +29,9 @@ pub struct DevIssuer {
 
 impl std::fmt::Debug for DevIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevIssuer").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("DevIssuer")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -65,7 +67,10 @@ impl DevIssuer {
 
     /// A token for `subject`, valid for `ttl`.
     pub fn mint(&self, subject: &str, name: &str, ttl: Duration) -> Result<String, String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
         let claims = json!({
             "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "preferred_username": subject, "name": name,
             "iat": now, "nbf": now, "exp": now + ttl.as_secs(),
@@ -123,6 +128,8 @@ pub fn banner(base: &str, admin_token: &str, user_token: &str, database: &str) -
    curl -s {base}/api/v1/users/alice -H "Authorization: Bearer $ALICE_TOKEN"
    curl -s -X POST {base}/api/v1/explain -H "Authorization: Bearer $ADMIN_TOKEN" \
         -H 'content-type: application/json' -d '{{"subject":"alice","method":"POST","path":"/courses/123"}}'
+
+ The demo's data is gone when it stops. Stop with Ctrl-C.
 ================================================================================
 "#
     )

@@ -131,7 +131,11 @@ async fn demo(s: &Settings, port: u16) -> heimdall_core::Result<()> {
         .await?;
     let addr = listener.local_addr().map_err(|e| config_error("PORT", e))?;
     let ttl = Duration::from_secs(12 * 3600);
-    let mint = |sub: &str, name: &str| issuer.mint(sub, name, ttl).map_err(|e| Error::new(ErrorKind::Unexpected, e));
+    let mint = |sub: &str, name: &str| {
+        issuer
+            .mint(sub, name, ttl)
+            .map_err(|e| Error::new(ErrorKind::Unexpected, e))
+    };
     println!(
         "{}",
         demo::banner(
@@ -174,17 +178,17 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
             println!("migrated the {} database", h.backend());
         }
         Command::InstallPolicies => {
-            let admin = s.cerbos_admin()?.ok_or_else(|| {
-                Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
-            })?;
+            let admin = s
+                .cerbos_admin()?
+                .ok_or_else(|| Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set"))?;
             heimdall_core::pdp::pack::install_admin_pack(&admin).await?;
             println!("installed the admin policy pack into {}", admin.admin_endpoint());
         }
         Command::Reconcile => {
             let h = s.heimdall().await?;
-            let admin = s.cerbos_admin()?.ok_or_else(|| {
-                Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
-            })?;
+            let admin = s
+                .cerbos_admin()?
+                .ok_or_else(|| Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set"))?;
             let r = h.reconcile(&admin).await?;
             // Reconciliation only queues what differs; the worker's code pushes it, as the only writer.
             let p = worker(&h, s, Arc::new(admin))?.push_due().await?;
@@ -199,9 +203,10 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
         }
         Command::Worker => {
             let h = s.heimdall().await?;
-            let admin: Arc<dyn PolicyAdmin> = Arc::new(s.cerbos_admin()?.ok_or_else(|| {
-                Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set")
-            })?);
+            let admin: Arc<dyn PolicyAdmin> = Arc::new(
+                s.cerbos_admin()?
+                    .ok_or_else(|| Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set"))?,
+            );
             let worker = worker(&h, s, admin.clone())?;
             let interval = Duration::from_secs(s.reconcile_interval_seconds.max(1));
             tracing::info!(?interval, "worker started");

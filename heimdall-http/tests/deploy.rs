@@ -65,14 +65,19 @@ fn services() -> BTreeMap<String, Service> {
         if indent == 4 {
             in_env = text == "environment:";
             if let Some(rest) = text.strip_prefix("build:") {
-                service.target = rest.split("target:").nth(1).map(|t| t.trim().trim_end_matches('}').trim().to_owned());
+                service.target = rest
+                    .split("target:")
+                    .nth(1)
+                    .map(|t| t.trim().trim_end_matches('}').trim().to_owned());
             }
             if let Some(rest) = text.strip_prefix("command:") {
                 service.command = list(rest);
             }
         } else if indent == 6 && in_env {
             let (k, v) = text.split_once(':').unwrap();
-            service.env.insert(k.trim().to_owned(), v.trim().trim_matches('"').to_owned());
+            service
+                .env
+                .insert(k.trim().to_owned(), v.trim().trim_matches('"').to_owned());
         }
     }
     out
@@ -94,8 +99,16 @@ fn stage_commands() -> BTreeMap<String, Vec<String>> {
 
 /// The environment variables in `heimdall <args> --help`.
 fn help_env(args: &[&str]) -> BTreeSet<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_heimdall")).args(args).arg("--help").env_clear().output().unwrap();
-    assert!(out.status.success(), "heimdall {args:?} --help failed: the image runs a command that does not exist");
+    let out = Command::new(env!("CARGO_BIN_EXE_heimdall"))
+        .args(args)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "heimdall {args:?} --help failed: the image runs a command that does not exist"
+    );
     let help = String::from_utf8(out.stdout).unwrap();
     help.split("[env: ")
         .skip(1)
@@ -114,11 +127,17 @@ fn reads(command: &str) -> BTreeSet<String> {
 fn compose_sets_only_variables_its_commands_read() {
     let services = services();
     let stages = stage_commands();
-    assert!(stages.contains_key("api") && stages.contains_key("worker"), "{stages:?}");
+    assert!(
+        stages.contains_key("api") && stages.contains_key("worker"),
+        "{stages:?}"
+    );
     assert_eq!(stages["api"], ["serve"]);
     assert_eq!(stages["worker"], ["worker"]);
     let ours: Vec<_> = services.iter().filter(|(_, s)| s.target.is_some()).collect();
-    assert!(ours.len() >= 2, "the compose file builds the api and the worker: {services:?}");
+    assert!(
+        ours.len() >= 2,
+        "the compose file builds the api and the worker: {services:?}"
+    );
     for (name, service) in ours {
         let command = if service.command.is_empty() {
             stages[service.target.as_ref().unwrap()].clone()
@@ -127,16 +146,33 @@ fn compose_sets_only_variables_its_commands_read() {
         };
         let known = reads(&command[0]);
         for var in service.env.keys() {
-            assert!(known.contains(var), "service {name} sets {var}, which `heimdall {}` does not read", command[0]);
+            assert!(
+                known.contains(var),
+                "service {name} sets {var}, which `heimdall {}` does not read",
+                command[0]
+            );
         }
     }
-    for needed in ["DB_DSN", "CERBOS_CHECK_URL", "CERBOS_ADMIN_URL", "KEYCLOAK_JWKS_URL", "HOST", "PORT"] {
-        assert!(services["api"].env.contains_key(needed), "the api service lacks {needed}");
+    for needed in [
+        "DB_DSN",
+        "CERBOS_CHECK_URL",
+        "CERBOS_ADMIN_URL",
+        "KEYCLOAK_JWKS_URL",
+        "HOST",
+        "PORT",
+    ] {
+        assert!(
+            services["api"].env.contains_key(needed),
+            "the api service lacks {needed}"
+        );
     }
     assert!(services["worker"].env.contains_key("DB_DSN"));
     assert!(services.contains_key("postgres") && services.contains_key("cerbos"));
     let port = &services["api"].env["PORT"];
-    assert!(DOCKERFILE.contains(&format!("EXPOSE {port}")), "the image exposes another port than PORT={port}");
+    assert!(
+        DOCKERFILE.contains(&format!("EXPOSE {port}")),
+        "the image exposes another port than PORT={port}"
+    );
 }
 
 #[test]
@@ -164,7 +200,10 @@ async fn cerbos_config_accepts_the_compose_admin_password() {
     let config = CERBOS_CONFIG
         .replace("\":3592\"", &format!("\"127.0.0.1:{port}\""))
         .replace("\":3593\"", &format!("\"127.0.0.1:{grpc}\""))
-        .replace("/var/lib/cerbos/cerbos.sqlite", &dir.path().join("cerbos.sqlite").display().to_string());
+        .replace(
+            "/var/lib/cerbos/cerbos.sqlite",
+            &dir.path().join("cerbos.sqlite").display().to_string(),
+        );
     assert_ne!(config, CERBOS_CONFIG, "the test could not adapt the configuration");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
@@ -186,7 +225,10 @@ async fn cerbos_config_accepts_the_compose_admin_password() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while client("x").health().await.is_err() {
-        assert!(Instant::now() < deadline, "Cerbos did not start with the compose configuration");
+        assert!(
+            Instant::now() < deadline,
+            "Cerbos did not start with the compose configuration"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let installed = pack::install_admin_pack(&client(&api["CERBOS_ADMIN_PASSWORD"])).await;

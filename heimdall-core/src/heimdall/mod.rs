@@ -153,7 +153,8 @@ impl Heimdall {
         self.inner.store.as_ref()
     }
 
-    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+    /// The time by this Heimdall's clock (the builder's [`Clock`](crate::Clock)).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.inner.clock.now()
     }
 

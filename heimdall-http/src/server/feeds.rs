@@ -117,7 +117,11 @@ fn etag(version: i64) -> String {
         (status = 503, description = "The database is unreachable", body = ErrorBody),
     )
 )]
-pub(super) async fn export(State(state): State<AppState>, reader: Reader, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn export(
+    State(state): State<AppState>,
+    reader: Reader,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     reader.note_use(&state, "mappings_export", "mappings").await;
     // Confirm against the database first, so that a replica never exports an older version than the feed
     // announced.
@@ -183,12 +187,12 @@ pub(super) async fn stream(
         .chain(newer)
         .take_until(state.closing())
         .map(|v| {
-        Ok(Event::default()
-            .event("versions")
-            .id(v.change_version.to_string())
-            .json_data(v)
-            .unwrap_or_else(|_| Event::default().comment("unencodable")))
-    });
+            Ok(Event::default()
+                .event("versions")
+                .id(v.change_version.to_string())
+                .json_data(v)
+                .unwrap_or_else(|_| Event::default().comment("unencodable")))
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -416,7 +416,12 @@ async fn create_right(
     super::note("create_right", &body.manager_group);
     let right = state
         .heimdall()
-        .create_management_right(&caller, &body.manager_group, &body.target_pattern, body.path_scope.as_deref())
+        .create_management_right(
+            &caller,
+            &body.manager_group,
+            &body.target_pattern,
+            body.path_scope.as_deref(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(right.into())))
 }
@@ -464,7 +469,21 @@ async fn delete_right(
 
 /// This module's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(create_group, list_groups, get_group, delete_group, add_member, list_members, remove_member, group_roles, assign_group_role, remove_group_role, create_right, list_rights, delete_right))]
+#[openapi(paths(
+    create_group,
+    list_groups,
+    get_group,
+    delete_group,
+    add_member,
+    list_members,
+    remove_member,
+    group_roles,
+    assign_group_role,
+    remove_group_role,
+    create_right,
+    list_rights,
+    delete_right
+))]
 pub(super) struct Api;
 
 pub(super) fn routes() -> axum::Router<AppState> {

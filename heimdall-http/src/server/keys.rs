@@ -156,6 +156,7 @@ pub struct ExplainIn {
         (status = 403, description = "Not allowed to explain this path", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "JSON of the wrong shape", body = ErrorBody),
+        (status = 429, description = "Too many requests (explain counts against the caller's budget)", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 async fn explain(

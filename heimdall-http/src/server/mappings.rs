@@ -169,7 +169,9 @@ async fn lookup_or_list(
         return Err(ApiError::invalid("a lookup needs both path and method"));
     };
     if q.after.is_some() || q.limit.is_some() {
-        return Err(ApiError::invalid("after and limit are only for the listing (without path)"));
+        return Err(ApiError::invalid(
+            "after and limit are only for the listing (without path)",
+        ));
     }
     reader.note_use(&state, "mappings_lookup", "mappings").await;
     let Some(m) = state.heimdall().resolve(&method, &path).await? else {
@@ -249,7 +251,9 @@ async fn update(
     Json(body): Json<MappingIn>,
 ) -> Result<Json<MappingOut>, ApiError> {
     super::note("update", &id.to_string());
-    Ok(Json(state.heimdall().update_mapping(&caller, id, &body.into()).await?.into()))
+    Ok(Json(
+        state.heimdall().update_mapping(&caller, id, &body.into()).await?.into(),
+    ))
 }
 
 /// Deletes a mapping.

@@ -25,7 +25,6 @@ use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
@@ -295,7 +294,18 @@ pub fn router(state: AppState) -> Router {
             axum::response::IntoResponse::into_response(error::ApiError::internal())
         }))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(middleware::from_fn(move |request: Request, next: Next| async move {
+            // A request that takes too long is answered 503 with the JSON error body; a stream already
+            // answered (the change feed) is not cut.
+            match tokio::time::timeout(timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long",
+                )),
+            }
+        }))
         .layer(middleware::from_fn(record_metrics))
         .layer(
             TraceLayer::new_for_http()
@@ -303,7 +313,11 @@ pub fn router(state: AppState) -> Router {
                 .on_request(())
                 .on_response(|response: &Response, latency: Duration, span: &tracing::Span| {
                     span.record("result", response.status().as_u16());
-                    tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "request");
+                    tracing::info!(
+                        status = response.status().as_u16(),
+                        latency_ms = latency.as_millis() as u64,
+                        "request"
+                    );
                 }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -336,7 +350,9 @@ pub async fn serve(
         // End the change feeds' streams, or the graceful shutdown would wait for them forever.
         closing.send_replace(true);
     };
-    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
     trimmer.abort();
     result
 }

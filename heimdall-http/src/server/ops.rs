@@ -163,9 +163,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     metrics::gauge!("heimdall_outbox_pending").set(stats.pending as f64);
     metrics::gauge!("heimdall_outbox_failed").set(stats.failed as f64);
     metrics::gauge!("heimdall_outbox_retrying").set(stats.retrying as f64);
-    let oldest = stats
-        .oldest_pending
-        .map_or(0.0, |t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+    let oldest = stats.oldest_pending.map_or(0.0, |t| {
+        (state.heimdall().now() - t).num_milliseconds().max(0) as f64 / 1000.0
+    });
     metrics::gauge!("heimdall_outbox_oldest_pending_age_seconds").set(oldest);
     let snapshot = state.heimdall().mapping_snapshot_status();
     metrics::gauge!("heimdall_mapping_snapshot_age_seconds").set(snapshot.age.as_secs_f64());
@@ -175,11 +175,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         metrics::gauge!("heimdall_jwks_fetches", "result" => "ok").set(ok as f64);
         metrics::gauge!("heimdall_jwks_fetches", "result" => "error").set(failed as f64);
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response())
 }
 
 /// Filters and paging of `GET /audit`.
@@ -313,7 +309,11 @@ async fn reconcile(State(state): State<AppState>, User(caller): User) -> Result<
         ));
     };
     let r = state.heimdall().reconcile_as(&caller, admin.as_ref()).await?;
-    for (what, n) in [("to_push", r.to_push), ("to_delete", r.to_delete), ("foreign", r.foreign)] {
+    for (what, n) in [
+        ("to_push", r.to_push),
+        ("to_delete", r.to_delete),
+        ("foreign", r.foreign),
+    ] {
         metrics::counter!("heimdall_reconcile_items_total", "kind" => what).increment(n as u64);
     }
     let worker = PushWorker::new(state.heimdall().clone(), admin, SyncConfig::default());

@@ -29,17 +29,37 @@ async fn errors_jit_audit_and_rate_limits() {
     renamed["name"] = json!("Alice Liddell");
     let me = api.get("/api/v1/users/me", &rs256(&renamed)).await.expect(200);
     assert_eq!(me.body["display_name"], "Alice Liddell");
-    assert_eq!(api.get("/api/v1/users/alice", &root).await.expect(200).body["display_name"], "Alice Liddell");
+    assert_eq!(
+        api.get("/api/v1/users/alice", &root).await.expect(200).body["display_name"],
+        "Alice Liddell"
+    );
 
     // 400: an invalid name; nothing was written.
-    api.post("/api/v1/groups", &root, json!({"name": "go::bad"})).await.error(400, "invalid_input");
-    api.post("/api/v1/groups", &root, json!({"name": "x".repeat(129)})).await.error(400, "invalid_input");
-    api.get("/api/v1/groups?limit=0", &root).await.error(400, "invalid_input");
-    api.get("/api/v1/groups?limit=abc", &root).await.error(400, "invalid_input");
-    api.get("/api/v1/groups?unknown=1", &root).await.error(400, "invalid_input");
-    api.get("/api/v1/management-rights/not-a-number", &root).await.error(405, "method_not_allowed");
-    api.delete("/api/v1/management-rights/not-a-number", &root).await.error(400, "invalid_input");
-    assert_eq!(api.get("/api/v1/groups", &root).await.expect(200).body["items"], json!([]));
+    api.post("/api/v1/groups", &root, json!({"name": "go::bad"}))
+        .await
+        .error(400, "invalid_input");
+    api.post("/api/v1/groups", &root, json!({"name": "x".repeat(129)}))
+        .await
+        .error(400, "invalid_input");
+    api.get("/api/v1/groups?limit=0", &root)
+        .await
+        .error(400, "invalid_input");
+    api.get("/api/v1/groups?limit=abc", &root)
+        .await
+        .error(400, "invalid_input");
+    api.get("/api/v1/groups?unknown=1", &root)
+        .await
+        .error(400, "invalid_input");
+    api.get("/api/v1/management-rights/not-a-number", &root)
+        .await
+        .error(405, "method_not_allowed");
+    api.delete("/api/v1/management-rights/not-a-number", &root)
+        .await
+        .error(400, "invalid_input");
+    assert_eq!(
+        api.get("/api/v1/groups", &root).await.expect(200).body["items"],
+        json!([])
+    );
 
     // 415, 422, 413 (and still nothing written).
     let no_type = api
@@ -51,8 +71,12 @@ async fn errors_jit_audit_and_rate_limits() {
         .await
         .unwrap();
     Api::reply(no_type).await.error(415, "unsupported_media_type");
-    api.post("/api/v1/groups", &root, json!({"nam": "go:x"})).await.error(422, "unprocessable");
-    api.post("/api/v1/groups", &root, json!({"name": 5})).await.error(422, "unprocessable");
+    api.post("/api/v1/groups", &root, json!({"nam": "go:x"}))
+        .await
+        .error(422, "unprocessable");
+    api.post("/api/v1/groups", &root, json!({"name": 5}))
+        .await
+        .error(422, "unprocessable");
     let bad_json = api
         .http
         .post(format!("{}/api/v1/groups", api.base))
@@ -63,20 +87,35 @@ async fn errors_jit_audit_and_rate_limits() {
         .await
         .unwrap();
     Api::reply(bad_json).await.error(400, "invalid_input");
-    api.post("/api/v1/groups", &root, json!({"name": "go:big", "description": "d".repeat(4096)}))
-        .await
-        .error(413, "payload_too_large");
-    assert_eq!(api.get("/api/v1/groups", &root).await.expect(200).body["items"], json!([]));
+    api.post(
+        "/api/v1/groups",
+        &root,
+        json!({"name": "go:big", "description": "d".repeat(4096)}),
+    )
+    .await
+    .error(413, "payload_too_large");
+    assert_eq!(
+        api.get("/api/v1/groups", &root).await.expect(200).body["items"],
+        json!([])
+    );
 
     // 201, then 409 for the same name; 404 for what does not exist; 404/405 for routes.
-    api.post("/api/v1/groups", &root, json!({"name": "go:x"})).await.expect(201);
-    api.post("/api/v1/groups", &root, json!({"name": "go:x"})).await.error(409, "conflict");
+    api.post("/api/v1/groups", &root, json!({"name": "go:x"}))
+        .await
+        .expect(201);
+    api.post("/api/v1/groups", &root, json!({"name": "go:x"}))
+        .await
+        .error(409, "conflict");
     api.get("/api/v1/groups/go:nope", &root).await.error(404, "not_found");
     api.get("/api/v1/no/such/route", &root).await.error(404, "not_found");
-    api.call("PATCH", "/api/v1/groups", Some(&root), None).await.error(405, "method_not_allowed");
+    api.call("PATCH", "/api/v1/groups", Some(&root), None)
+        .await
+        .error(405, "method_not_allowed");
 
     // 403: alice may not create groups; the denial is audited, and so is root's success.
-    api.post("/api/v1/groups", &alice, json!({"name": "go:alice"})).await.error(403, "forbidden");
+    api.post("/api/v1/groups", &alice, json!({"name": "go:alice"}))
+        .await
+        .error(403, "forbidden");
     api.get("/api/v1/groups/go:alice", &root).await.error(404, "not_found");
     let denied = api.get("/api/v1/audit?actor=alice", &root).await.expect(200);
     let row = &denied.body[0];
@@ -84,30 +123,47 @@ async fn errors_jit_audit_and_rate_limits() {
     assert_eq!(row["success"], false);
     assert_eq!(row["result"]["outcome"], "denied");
     // Every attempt is audited with its outcome: two invalid, one done, one conflict.
-    let rows = api.get("/api/v1/audit?actor=root&operation=create_group", &root).await.expect(200);
+    let rows = api
+        .get("/api/v1/audit?actor=root&operation=create_group", &root)
+        .await
+        .expect(200);
     let outcomes: Vec<_> = rows
         .body
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["success"].as_bool().unwrap(), r["result"]["outcome"].as_str().unwrap_or("done").to_owned()))
+        .map(|r| {
+            (
+                r["success"].as_bool().unwrap(),
+                r["result"]["outcome"].as_str().unwrap_or("done").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         outcomes,
-        [(false, "conflict".to_owned()), (true, "done".to_owned()), (false, "invalid".to_owned()), (false, "invalid".to_owned())],
+        [
+            (false, "conflict".to_owned()),
+            (true, "done".to_owned()),
+            (false, "invalid".to_owned()),
+            (false, "invalid".to_owned())
+        ],
         "{}",
         rows.text
     );
     assert_eq!(rows.body[1]["target_id"], "group:go:x");
     // Only superadmins read the audit log; a page is bounded.
     api.get("/api/v1/audit", &alice).await.error(403, "forbidden");
-    api.get("/api/v1/audit?limit=100000", &root).await.error(400, "invalid_input");
+    api.get("/api/v1/audit?limit=100000", &root)
+        .await
+        .error(400, "invalid_input");
 
     // 429 with Retry-After once a caller spends the minute's budget of mutations; other callers go on.
     let spammer = token("spammer");
     let mut limited = None;
     for i in 0..25 {
-        let r = api.post("/api/v1/groups", &spammer, json!({"name": format!("go:spam{i}")})).await;
+        let r = api
+            .post("/api/v1/groups", &spammer, json!({"name": format!("go:spam{i}")}))
+            .await;
         if r.status == 429 {
             limited = Some((i, r));
             break;
@@ -119,7 +175,9 @@ async fn errors_jit_audit_and_rate_limits() {
     let r = r.error(429, "rate_limited");
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "Retry-After {wait}");
-    api.post("/api/v1/groups", &root, json!({"name": "go:y"})).await.expect(201);
+    api.post("/api/v1/groups", &root, json!({"name": "go:y"}))
+        .await
+        .expect(201);
     // Reads are not rate limited.
     api.get("/api/v1/groups", &spammer).await.expect(200);
 

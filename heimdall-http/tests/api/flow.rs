@@ -15,7 +15,10 @@ use crate::support::{Api, Idp, Process, cerbos_env, secret, token};
 /// principal policy the worker pushed can allow it.
 async fn decide(client: &CerbosClient, subject: &str, action: &str) -> Decision {
     let principal = Principal::new(principal_id(&Subject::parse(subject).unwrap()), ["user"]);
-    client.check(&principal, &Resource::new("course", "course:1"), &[action]).await.unwrap()[0]
+    client
+        .check(&principal, &Resource::new("course", "course:1"), &[action])
+        .await
+        .unwrap()[0]
 }
 
 async fn eventually(client: &CerbosClient, subject: &str, action: &str, want: Decision) {
@@ -25,7 +28,10 @@ async fn eventually(client: &CerbosClient, subject: &str, action: &str, want: De
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{subject} {action}: Cerbos still says {got:?}, not {want:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{subject} {action}: Cerbos still says {got:?}, not {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -48,8 +54,12 @@ pub(crate) async fn next_event(resp: &mut reqwest::Response, buffer: &mut String
 
 #[tokio::test]
 async fn the_spec_flow_end_to_end() {
-    let Some(db) = TestDatabase::postgres().await else { return };
-    let Some(cerbos) = Cerbos::start_new().await else { return };
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
     cerbos.install_admin_pack().await;
     let idp = Idp::start().await;
     let static_token = secret("static-token-of-the-flow-test-0123456789");
@@ -66,7 +76,9 @@ async fn the_spec_flow_end_to_end() {
     let client = cerbos.client();
 
     // The role and what it allows, the group and its role.
-    api.post("/api/v1/roles", &root, json!({"name": "go:course:editor"})).await.expect(201);
+    api.post("/api/v1/roles", &root, json!({"name": "go:course:editor"}))
+        .await
+        .expect(201);
     api.call(
         "PUT",
         "/api/v1/roles/go:course:editor/permissions/course:create",
@@ -76,22 +88,41 @@ async fn the_spec_flow_end_to_end() {
     .await
     .expect(200);
     let g = api
-        .post("/api/v1/groups", &root, json!({"name": "go:course:editor", "description": "Course editors"}))
+        .post(
+            "/api/v1/groups",
+            &root,
+            json!({"name": "go:course:editor", "description": "Course editors"}),
+        )
         .await
         .expect(201);
     assert_eq!(g.body["name"], "go:course:editor");
-    api.post("/api/v1/groups/go:course:editor/roles", &root, json!({"role": "go:course:editor"}))
-        .await
-        .expect(201);
+    api.post(
+        "/api/v1/groups/go:course:editor/roles",
+        &root,
+        json!({"role": "go:course:editor"}),
+    )
+    .await
+    .expect(201);
 
     // Add a member: 201, then 200; percent-encoded group names are the same group.
     let added = api
-        .post("/api/v1/groups/go:course:editor/members", &root, json!({"subject": "alice"}))
+        .post(
+            "/api/v1/groups/go:course:editor/members",
+            &root,
+            json!({"subject": "alice"}),
+        )
         .await
         .expect(201);
-    assert_eq!(added.body, json!({"status": "member_added", "group": "go:course:editor", "subject": "alice"}));
+    assert_eq!(
+        added.body,
+        json!({"status": "member_added", "group": "go:course:editor", "subject": "alice"})
+    );
     let again = api
-        .post("/api/v1/groups/go%3Acourse%3Aeditor/members", &root, json!({"subject": "alice"}))
+        .post(
+            "/api/v1/groups/go%3Acourse%3Aeditor/members",
+            &root,
+            json!({"subject": "alice"}),
+        )
         .await
         .expect(200);
     assert_eq!(again.body["status"], "already_member");
@@ -109,13 +140,20 @@ async fn the_spec_flow_end_to_end() {
         .await
         .expect(201);
     let id = m.body["id"].as_i64().unwrap();
-    let found = api.get("/api/v1/mappings?path=/courses/123&method=POST", &static_token).await.expect(200);
+    let found = api
+        .get("/api/v1/mappings?path=/courses/123&method=POST", &static_token)
+        .await
+        .expect(200);
     assert_eq!(
         found.body,
         json!({"mapping_id": id, "action": "course:create", "path_pattern": "/courses/*", "owner_group": "go:course:editor", "params": {}})
     );
-    api.get("/api/v1/mappings?path=/nothing/here&method=POST", &static_token).await.error(404, "not_found");
-    api.get("/api/v1/mappings?path=/courses/a%252Fb&method=POST", &static_token).await.error(400, "invalid_input");
+    api.get("/api/v1/mappings?path=/nothing/here&method=POST", &static_token)
+        .await
+        .error(404, "not_found");
+    api.get("/api/v1/mappings?path=/courses/a%252Fb&method=POST", &static_token)
+        .await
+        .error(400, "invalid_input");
 
     let export = api.get("/api/v1/mappings/export", &static_token).await.expect(200);
     let etag = export.header("etag").unwrap().to_owned();
@@ -153,7 +191,10 @@ async fn the_spec_flow_end_to_end() {
     let next = tokio::time::timeout(Duration::from_secs(1), next_event(&mut feed, &mut buffer))
         .await
         .expect("the feed tells a subscriber within a second");
-    assert!(next["mapping_version"].as_i64() > first["mapping_version"].as_i64(), "{next}");
+    assert!(
+        next["mapping_version"].as_i64() > first["mapping_version"].as_i64(),
+        "{next}"
+    );
     eprintln!("change feed latency: {:?}", changed.elapsed());
     let export2 = api.get("/api/v1/mappings/export", &static_token).await.expect(200);
     assert_ne!(export2.header("etag").unwrap(), etag);
@@ -163,7 +204,9 @@ async fn the_spec_flow_end_to_end() {
     let alice = api.get("/api/v1/users/alice", &root).await.expect(200);
     assert_eq!(alice.body["groups"], json!(["go:course:editor"]));
     assert_eq!(alice.body["roles"], json!(["go:course:editor"]));
-    api.delete("/api/v1/groups/go:course:editor/members/alice", &root).await.expect(204);
+    api.delete("/api/v1/groups/go:course:editor/members/alice", &root)
+        .await
+        .expect(204);
     eventually(&client, "alice", "course:create", Decision::Deny).await;
     let alice = api.get("/api/v1/users/alice", &root).await.expect(200);
     assert_eq!(alice.body["groups"], json!([]));

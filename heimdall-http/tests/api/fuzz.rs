@@ -19,14 +19,21 @@ async fn schemathesis_finds_no_5xx_and_no_contradiction() {
         eprintln!("SKIPPED schemathesis: HEIMDALL_SCHEMATHESIS is not set (scripts/test sets it)");
         return;
     };
-    let Some(db) = TestDatabase::postgres().await else { return };
-    let Some(cerbos) = Cerbos::start_new().await else { return };
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
     cerbos.install_admin_pack().await;
     let idp = Idp::start().await;
     let mut env = idp.env();
     env.extend(cerbos_env(&cerbos));
     env.push(("DB_DSN", db.url.clone()));
     env.push(("HEIMDALL_BOOTSTRAP_SUPERADMINS", "root".to_owned()));
+    // A budget schemathesis does not exhaust, so that it reaches the logic behind every operation (the limit
+    // itself is tested in errors.rs).
+    env.push(("HEIMDALL_MUTATIONS_PER_MINUTE", "1000000".to_owned()));
     let mut server = Process::serve(&env);
     let root = token("root");
     let base = server.base.clone();
@@ -44,9 +51,16 @@ async fn schemathesis_finds_no_5xx_and_no_contradiction() {
     })
     .await
     .unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(server.stop().success());
-    let summary: Vec<&str> = report.lines().filter(|l| l.contains("generated") || l.contains("Seed")).collect();
+    let summary: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("generated") || l.contains("Seed"))
+        .collect();
     eprintln!("schemathesis: {summary:?}");
     assert!(out.status.success(), "schemathesis found problems:\n{report}");
     // Count what the server answered, from its own log: every request has one line.
@@ -57,7 +71,11 @@ async fn schemathesis_finds_no_5xx_and_no_contradiction() {
         .filter(|l| l["message"] == "request")
         .filter_map(|l| l["status"].as_u64())
         .collect();
-    assert!(answered.len() >= 500, "only {} requests reached the server", answered.len());
+    assert!(
+        answered.len() >= 500,
+        "only {} requests reached the server",
+        answered.len()
+    );
     let errors = answered.iter().filter(|s| **s >= 500).count();
     assert_eq!(errors, 0, "the server answered {errors} requests with a 5xx");
 }

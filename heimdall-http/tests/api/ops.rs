@@ -10,7 +10,9 @@ use crate::support::{Api, Idp, Process, token};
 
 #[tokio::test]
 async fn operations_endpoints_and_a_database_outage() {
-    let Some(mut cluster) = PrivateCluster::start() else { return };
+    let Some(mut cluster) = PrivateCluster::start() else {
+        return;
+    };
     let idp = Idp::start().await;
     let mut env = idp.env();
     env.push(("DB_DSN", cluster.url()));
@@ -19,7 +21,10 @@ async fn operations_endpoints_and_a_database_outage() {
     let api = Api::new(&server.base);
     let root = token("root");
 
-    assert_eq!(api.call("GET", "/healthz", None, None).await.expect(200).body, json!({"status": "ok"}));
+    assert_eq!(
+        api.call("GET", "/healthz", None, None).await.expect(200).body,
+        json!({"status": "ok"})
+    );
     let ready = api.call("GET", "/readyz", None, None).await.expect(200);
     assert_eq!(ready.body["database"], "ok");
     assert_eq!(ready.body["cerbos"], "not_configured");
@@ -41,7 +46,9 @@ async fn operations_endpoints_and_a_database_outage() {
         .await
         .unwrap();
     assert_eq!(given.headers()["x-request-id"], "req-from-the-test-42");
-    api.post("/api/v1/groups", &root, json!({"name": "go:ops"})).await.expect(201);
+    api.post("/api/v1/groups", &root, json!({"name": "go:ops"}))
+        .await
+        .expect(201);
 
     // Metrics are measured figures: the requests above, the outbox, the snapshot, the JWKS fetch.
     let metrics = api.call("GET", "/metrics", None, None).await.expect(200).text;
@@ -60,7 +67,12 @@ async fn operations_endpoints_and_a_database_outage() {
     // The OpenAPI document: 3.x, with the spec's paths.
     let doc = api.call("GET", "/openapi.json", None, None).await.expect(200).body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/groups/{group}/members", "/api/v1/mappings", "/api/v1/mappings/export", "/readyz"] {
+    for path in [
+        "/api/v1/groups/{group}/members",
+        "/api/v1/mappings",
+        "/api/v1/mappings/export",
+        "/readyz",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the document");
     }
 
@@ -70,7 +82,9 @@ async fn operations_endpoints_and_a_database_outage() {
     let ready = api.call("GET", "/readyz", None, None).await.expect(503);
     assert_eq!(ready.body["status"], "not_ready");
     assert!(ready.body["database"].as_str().unwrap().starts_with("unavailable"));
-    let failed = api.post("/api/v1/groups", &token("root"), json!({"name": "go:during-outage"})).await;
+    let failed = api
+        .post("/api/v1/groups", &token("root"), json!({"name": "go:during-outage"}))
+        .await;
     assert!(failed.status >= 500, "{}", failed.text);
     let message = failed.body["error"]["message"].as_str().unwrap().to_lowercase();
     for internal in ["sqlx", "postgres", "connection", "127.0.0.1", "refused", "pool"] {
@@ -86,12 +100,17 @@ async fn operations_endpoints_and_a_database_outage() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(back, "readiness did not come back after the database did");
-    api.get("/api/v1/groups/go:during-outage", &root).await.error(404, "not_found");
+    api.get("/api/v1/groups/go:during-outage", &root)
+        .await
+        .error(404, "not_found");
 
     // One JSON object per log line, with the request's fields; the given request id and trace id are there.
     assert!(server.stop().success());
     let log = server.log();
-    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).expect("a JSON log line")).collect();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
     let line = lines
         .iter()
         .find(|l| l["span"]["request_id"] == "req-from-the-test-42")

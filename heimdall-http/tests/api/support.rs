@@ -115,7 +115,12 @@ pub(crate) fn sign(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Value)
 
 /// An RS256 token with these claims.
 pub(crate) fn rs256(claims: &Value) -> String {
-    sign(Algorithm::RS256, "rsa-1", &EncodingKey::from_rsa_pem(RSA).unwrap(), claims)
+    sign(
+        Algorithm::RS256,
+        "rsa-1",
+        &EncodingKey::from_rsa_pem(RSA).unwrap(),
+        claims,
+    )
 }
 
 /// A good token for `subject`.
@@ -167,10 +172,10 @@ impl Process {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
                     Ok(line) => {
-                        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")) {
-                            if base.is_empty() {
-                                base = url.trim_end_matches("/api/v1").to_owned();
-                            }
+                        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:"))
+                            && base.is_empty()
+                        {
+                            base = url.trim_end_matches("/api/v1").to_owned();
                         }
                         let done = line.contains(ready);
                         stdout.push(line);
@@ -243,7 +248,9 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -306,7 +313,10 @@ impl Api {
     pub(crate) fn new(base: &str) -> Api {
         Api {
             base: base.to_owned(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
         }
     }
 

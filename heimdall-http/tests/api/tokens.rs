@@ -24,17 +24,34 @@ async fn forged_stale_and_foreign_tokens_are_401() {
 
     // The good ones first: RS256 and ES256 both sign in.
     api.get("/api/v1/users/me", &token("alice")).await.expect(200);
-    let es = sign(Algorithm::ES256, "ec-1", &EncodingKey::from_ec_pem(EC).unwrap(), &claims("erin"));
-    assert_eq!(api.get("/api/v1/users/me", &es).await.expect(200).body["subject"], "erin");
+    let es = sign(
+        Algorithm::ES256,
+        "ec-1",
+        &EncodingKey::from_ec_pem(EC).unwrap(),
+        &claims("erin"),
+    );
+    assert_eq!(
+        api.get("/api/v1/users/me", &es).await.expect(200).body["subject"],
+        "erin"
+    );
 
     let mut attacks: Vec<(&str, String)> = Vec::new();
     attacks.push((
         "alg none",
-        secret(&format!("{}.{}.", b64(&json!({"alg": "none", "kid": "rsa-1"})), b64(&claims("mallory")))),
+        secret(&format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "kid": "rsa-1"})),
+            b64(&claims("mallory"))
+        )),
     ));
     attacks.push((
         "HS256 signed with the RSA public key",
-        sign(Algorithm::HS256, "rsa-1", &EncodingKey::from_secret(RSA_PUBLIC).unwrap(), &claims("mallory")),
+        sign(
+            Algorithm::HS256,
+            "rsa-1",
+            &EncodingKey::from_secret(RSA_PUBLIC).unwrap(),
+            &claims("mallory"),
+        ),
     ));
     let mut c = claims("mallory");
     c["exp"] = json!(now() - 3600);
@@ -50,11 +67,21 @@ async fn forged_stale_and_foreign_tokens_are_401() {
     attacks.push(("wrong issuer", rs256(&c)));
     attacks.push((
         "unknown kid",
-        sign(Algorithm::RS256, "rsa-2", &EncodingKey::from_rsa_pem(RSA_OTHER).unwrap(), &claims("mallory")),
+        sign(
+            Algorithm::RS256,
+            "rsa-2",
+            &EncodingKey::from_rsa_pem(RSA_OTHER).unwrap(),
+            &claims("mallory"),
+        ),
     ));
     attacks.push((
         "a known kid, signed by another key",
-        sign(Algorithm::RS256, "rsa-1", &EncodingKey::from_rsa_pem(RSA_OTHER).unwrap(), &claims("mallory")),
+        sign(
+            Algorithm::RS256,
+            "rsa-1",
+            &EncodingKey::from_rsa_pem(RSA_OTHER).unwrap(),
+            &claims("mallory"),
+        ),
     ));
     let good = token("mallory");
     attacks.push(("truncated", secret(&good[..good.len() - 10])));
@@ -62,10 +89,17 @@ async fn forged_stale_and_foreign_tokens_are_401() {
     attacks.push(("three garbage parts", secret("aaa.bbb.ccc")));
     for (what, t) in &attacks {
         let r = api.get("/api/v1/users/me", t).await.error(401, "unauthenticated");
-        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"heimdall\""), "{what}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"heimdall\""),
+            "{what}"
+        );
     }
     // Missing and malformed headers.
-    let r = api.call("GET", "/api/v1/users/me", None, None).await.error(401, "unauthenticated");
+    let r = api
+        .call("GET", "/api/v1/users/me", None, None)
+        .await
+        .error(401, "unauthenticated");
     assert!(r.header("www-authenticate").is_some());
     let basic = api
         .http
@@ -77,13 +111,20 @@ async fn forged_stale_and_foreign_tokens_are_401() {
     assert_eq!(basic.status(), 401);
     // None of the attackers became a user.
     let root_like = token("alice");
-    api.get("/api/v1/users/mallory", &root_like).await.error(404, "not_found");
+    api.get("/api/v1/users/mallory", &root_like)
+        .await
+        .error(404, "not_found");
 
     // The identity provider goes down: a token with a kid Heimdall has not fetched yet is 503 (it cannot tell),
     // while tokens with known keys keep working.
     idp.set_down(true);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let unknown = sign(Algorithm::RS256, "rsa-3", &EncodingKey::from_rsa_pem(RSA_OTHER).unwrap(), &claims("bob"));
+    let unknown = sign(
+        Algorithm::RS256,
+        "rsa-3",
+        &EncodingKey::from_rsa_pem(RSA_OTHER).unwrap(),
+        &claims("bob"),
+    );
     api.get("/api/v1/users/me", &unknown).await.error(503, "unavailable");
     api.get("/api/v1/users/me", &token("alice")).await.expect(200);
     idp.set_down(false);
