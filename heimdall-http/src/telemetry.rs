@@ -21,14 +21,22 @@ pub enum LogFormat {
     Text,
 }
 
-/// Installs the global log subscriber (filter from `RUST_LOG`, default `info`).
+/// Installs the global log subscriber (filter from `RUST_LOG`, default `info`), writing to stderr.
 pub fn init_logging(format: LogFormat) {
+    init_logging_to(format, std::io::stderr);
+}
+
+/// [`init_logging`] with another writer (the benchmarks log to a sink, to pay what a server pays).
+pub fn init_logging_to<W>(format: LogFormat, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
+        // The spec's field `target` (what an operation acted on) takes the key tracing uses for the module.
         LogFormat::Json => builder
+            .with_target(false)
             .json()
             .flatten_event(true)
             .with_current_span(true)

@@ -35,9 +35,9 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(credential.trim())
 }
 
-/// Records who is calling on the request's span (for the JSON log line of the request).
+/// Records who is calling, for the request's access log line.
 fn record_actor(actor: &str) {
-    tracing::Span::current().record("actor_subject", actor);
+    super::note_actor(actor);
 }
 
 /// A user authenticated by a JWT, provisioned (or refreshed) in the database. Mutating requests also pass

@@ -4,6 +4,7 @@
 //! policy decisions live here. Layers, outermost first: request id → trace span (JSON log line) → metrics →
 //! timeout → body limit → panic catcher → the route.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 
 pub mod auth;
 pub mod error;
@@ -219,54 +220,85 @@ impl AppState {
     }
 }
 
-/// Records the request's metrics under its route template (never the raw path, whose values are unbounded).
-async fn record_metrics(request: Request, next: Next) -> Response {
+/// What the handler learned about a request, for its access log line: who called, what and on what.
+#[derive(Debug, Default)]
+struct Notes {
+    actor: Option<String>,
+    operation: Option<String>,
+    target: Option<String>,
+}
+
+tokio::task_local! {
+    static NOTES: RefCell<Notes>;
+}
+
+/// Names the caller on the request's access log line.
+pub(crate) fn note_actor(actor: &str) {
+    let _ = NOTES.try_with(|n| n.borrow_mut().actor = Some(actor.to_owned()));
+}
+
+/// Names the operation and its target on the request's access log line.
+pub(crate) fn note(operation: &str, target: &str) {
+    let _ = NOTES.try_with(|n| {
+        let mut n = n.borrow_mut();
+        n.operation = Some(operation.to_owned());
+        n.target = Some(target.to_owned());
+    });
+}
+
+/// One JSON line per request (method, route template, status, latency, request and trace ids, actor,
+/// operation, target) and the request metrics, by route template (never the raw path, whose values are
+/// unbounded). Logs made while the request runs carry its request and trace ids (its span).
+async fn access_log(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let method = request.method().as_str().to_owned();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("heimdall_http_requests_total", &labels).increment(1);
-    metrics::histogram!("heimdall_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
-    response
-}
-
-/// The span of one request: its JSON log line carries these fields (the actor is recorded once known).
-fn request_span(request: &Request) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
+    let method = request.method().clone();
     let request_id = request
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let trace = ops::TraceIds::from_request(request);
-    tracing::info_span!(
+        .unwrap_or("")
+        .to_owned();
+    let trace = ops::TraceIds::from_request(&request);
+    let span = tracing::info_span!(
         "request",
-        method = %request.method(),
-        route,
-        request_id,
+        request_id = %request_id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id
+    );
+    let started = std::time::Instant::now();
+    let (response, notes) = NOTES
+        .scope(RefCell::new(Notes::default()), async move {
+            let response = next.run(request).instrument(span).await;
+            (response, NOTES.with(|n| n.take()))
+        })
+        .await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = latency.as_secs_f64() * 1e3,
+        request_id = %request_id,
         trace_id = %trace.trace_id,
         span_id = %trace.span_id,
-        actor_subject = tracing::field::Empty,
-        operation = tracing::field::Empty,
-        target = tracing::field::Empty,
-        result = tracing::field::Empty,
-    )
-}
-
-/// Names the operation and its target on the request's span, so the request's log line says what it did.
-pub(crate) fn note(operation: &str, target: &str) {
-    let span = tracing::Span::current();
-    span.record("operation", operation);
-    span.record("target", target);
+        actor_subject = notes.actor.as_deref(),
+        operation = notes.operation.as_deref(),
+        target = notes.target.as_deref(),
+        "request"
+    );
+    let labels = [
+        ("route", route),
+        ("method", method.as_str().to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("heimdall_http_requests_total", &labels).increment(1);
+    metrics::histogram!("heimdall_http_request_duration_seconds", &labels).record(latency.as_secs_f64());
+    response
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -306,20 +338,7 @@ pub fn router(state: AppState) -> Router {
                 )),
             }
         }))
-        .layer(middleware::from_fn(record_metrics))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_request(())
-                .on_response(|response: &Response, latency: Duration, span: &tracing::Span| {
-                    span.record("result", response.status().as_u16());
-                    tracing::info!(
-                        status = response.status().as_u16(),
-                        latency_ms = latency.as_millis() as u64,
-                        "request"
-                    );
-                }),
-        )
+        .layer(middleware::from_fn(access_log))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([
