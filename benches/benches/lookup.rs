@@ -21,7 +21,7 @@ use heimdall_core::test_utils::cerbos::Cerbos;
 use heimdall_core::test_utils::{TestDatabase, required};
 use heimdall_core::{Config, Heimdall};
 use heimdall_http::server::{self, AppState, ServerOptions};
-use heimdall_http::telemetry::{LogFormat, init_logging_to};
+use heimdall_http::telemetry::{LogFormat, TraceExport, init_logging_to};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -106,7 +106,7 @@ async fn run(server_runtime: tokio::runtime::Handle) -> Result<(), BoxError> {
         };
         h.create_mapping(&system, &input).await?;
     }
-    init_logging_to(LogFormat::Json, std::io::sink);
+    init_logging_to(LogFormat::Json, &TraceExport::default(), std::io::sink)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;

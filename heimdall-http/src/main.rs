@@ -219,11 +219,29 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging(cli.log.log_format);
-    match run(cli).await {
+    // Before the runtime: the trace exporter's HTTP client runs on a thread of its own, outside tokio.
+    let telemetry = match telemetry::init_logging(cli.log.log_format, &cli.log.trace_export()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("heimdall: config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => {
+            let result = runtime.block_on(run(cli));
+            drop(runtime);
+            result
+        }
+        Err(e) => Err(Error::new(
+            ErrorKind::Unexpected,
+            format!("cannot start the runtime: {e}"),
+        )),
+    };
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("heimdall: {e}");

@@ -10,7 +10,7 @@ use heimdall_core::pdp::{BuiltinPdp, CerbosClient, CerbosConfig, Pdp};
 use heimdall_core::{Config, Heimdall};
 
 use crate::server::ServerOptions;
-use crate::telemetry::{LogFormat, MeteredPdp};
+use crate::telemetry::{LogFormat, MeteredPdp, TraceExport};
 
 /// A secret from the command line or the environment: `Debug` never shows it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -161,6 +161,26 @@ pub struct LogSettings {
     /// `json` (one object per line) or `text`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json", global = true)]
     pub log_format: LogFormat,
+    /// An OTLP/HTTP collector (`http://otel-collector:4318`): traces of every request go to
+    /// `<endpoint>/v1/traces`. Unset: no traces are exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// The service name on exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "heimdall", global = true)]
+    pub otel_service_name: String,
+}
+
+impl LogSettings {
+    /// Where traces go.
+    pub fn trace_export(&self) -> TraceExport {
+        TraceExport {
+            endpoint: self
+                .otel_exporter_otlp_endpoint
+                .clone()
+                .filter(|e| !e.trim().is_empty()),
+            service_name: self.otel_service_name.clone(),
+        }
+    }
 }
 
 impl Settings {

@@ -262,13 +262,17 @@ async fn access_log(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let trace = ops::TraceIds::from_request(&request);
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id,
-        trace_id = %trace.trace_id,
-        span_id = %trace.span_id
-    );
+    let mut trace = ops::TraceIds::from_request(&request);
+    let span = tracing::info_span!("request", request_id = %request_id, route = %route, method = %method);
+    // With an OpenTelemetry exporter, the request's span continues the caller's trace, and the log line
+    // names the exported span.
+    if let Some(parent) = &trace.parent_span_id {
+        crate::telemetry::continue_trace(&span, &trace.trace_id, parent);
+    }
+    if let Some((trace_id, span_id)) = crate::telemetry::exported_ids(&span) {
+        trace.trace_id = trace_id;
+        trace.span_id = span_id;
+    }
     let started = std::time::Instant::now();
     let (response, notes) = NOTES
         .scope(RefCell::new(Notes::default()), async move {

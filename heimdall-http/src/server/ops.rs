@@ -22,26 +22,38 @@ use super::error::{ApiError, ErrorBody, Json, Query};
 pub(super) struct TraceIds {
     pub(super) trace_id: String,
     pub(super) span_id: String,
+    /// The caller's span, from a valid `traceparent`.
+    pub(super) parent_span_id: Option<String>,
 }
 
 impl TraceIds {
     pub(super) fn from_request(request: &Request) -> Self {
+        let hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && s.bytes().any(|b| b != b'0')
+        };
         let parent = request
             .headers()
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 let mut parts = v.split('-');
-                let (_version, trace, _parent) = (parts.next()?, parts.next()?, parts.next()?);
-                let valid = trace.len() == 32
-                    && trace.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                    && trace.bytes().any(|b| b != b'0');
-                valid.then(|| trace.to_owned())
+                let (_version, trace, parent) = (parts.next()?, parts.next()?, parts.next()?);
+                (hex(trace, 32) && hex(parent, 16)).then(|| (trace.to_owned(), parent.to_owned()))
             });
         let span = uuid_like();
-        TraceIds {
-            trace_id: parent.unwrap_or_else(uuid_like),
-            span_id: span[..16].to_owned(),
+        match parent {
+            Some((trace_id, parent)) => TraceIds {
+                trace_id,
+                span_id: span[..16].to_owned(),
+                parent_span_id: Some(parent),
+            },
+            None => TraceIds {
+                trace_id: uuid_like(),
+                span_id: span[..16].to_owned(),
+                parent_span_id: None,
+            },
         }
     }
 }

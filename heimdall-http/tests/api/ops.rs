@@ -124,3 +124,96 @@ async fn operations_endpoints_and_a_database_outage() {
         .expect("the create's log line");
     assert_eq!(created["target"], "go:ops");
 }
+
+/// A loopback receiver of OTLP/HTTP exports: it keeps every body posted to `/v1/traces` (no collector is
+/// packaged for this machine; the bodies are decoded with the OTLP protobuf types, as a collector would).
+async fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let b = bodies.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let b = b.clone();
+            async move {
+                b.lock().unwrap().push(body.to_vec());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), bodies)
+}
+
+// Multi-threaded: the receiver must keep answering while the test waits for the server to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_go_over_otlp_and_continue_the_callers_trace() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+
+    let (endpoint, bodies) = otlp_receiver().await;
+    let db = heimdall_core::test_utils::TestDatabase::sqlite();
+    let idp = Idp::start().await;
+    let mut env = idp.env();
+    env.push(("DB_DSN", db.url.clone()));
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
+    env.push(("OTEL_SERVICE_NAME", "heimdall-under-test".to_owned()));
+    let mut server = Process::serve(&env);
+    let api = Api::new(&server.base);
+    let traced = api
+        .http
+        .get(format!("{}/api/v1/users/me", api.base))
+        .bearer_auth(token("alice"))
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traced.status(), 200);
+    api.call("GET", "/healthz", None, None).await.expect(200);
+    assert!(server.stop().success(), "{}", server.log());
+
+    let mut spans = Vec::new();
+    for body in bodies.lock().unwrap().iter() {
+        let export = ExportTraceServiceRequest::decode(body.as_slice()).expect("an OTLP protobuf export");
+        for resource in export.resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .map(|a| format!("{:?}", a.value));
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    spans.push((service.clone(), span));
+                }
+            }
+        }
+    }
+    assert!(
+        spans.len() >= 2,
+        "expected the requests' spans, got {}; log:\n{}",
+        spans.len(),
+        server.log()
+    );
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let (service, span) = spans
+        .iter()
+        .find(|(_, s)| hex(&s.trace_id) == "0af7651916cd43dd8448eb211c80319c")
+        .expect("the traced request's span continues the caller's trace");
+    assert_eq!(span.name, "request");
+    assert_eq!(hex(&span.parent_span_id), "b7ad6b7169203331");
+    assert!(
+        service.as_deref().is_some_and(|s| s.contains("heimdall-under-test")),
+        "{service:?}"
+    );
+    // The request's log line names the same trace and the exported span.
+    let log = server.log();
+    let line: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "request" && l["route"] == "/api/v1/users/me")
+        .expect("the request's log line");
+    assert_eq!(line["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(line["span_id"], hex(&span.span_id));
+}
