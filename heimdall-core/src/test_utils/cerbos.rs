@@ -275,6 +275,20 @@ telemetry:
         let _ = child.wait();
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the PDP process: while frozen it accepts connections and answers
+    /// nothing, as a hung PDP does.
+    pub fn pause(&self, paused: bool) {
+        let Some(child) = &self.child else {
+            return;
+        };
+        let pid = child.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        for pdp in children.split_whitespace() {
+            let _ = Command::new("kill").arg(signal).arg(pdp).status();
+        }
+    }
+
     /// Whether the PDP is running.
     #[allow(dead_code)]
     pub fn is_running(&self) -> bool {

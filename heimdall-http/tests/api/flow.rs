@@ -219,3 +219,72 @@ async fn the_spec_flow_end_to_end() {
     assert!(worker.stop().success(), "{}", worker.log());
     assert!(server.stop().success(), "{}", server.log());
 }
+
+/// A request that takes too long is answered 503 with the JSON body; on SIGTERM the server lets a request in
+/// flight finish before it exits. The slow request is a reconciliation while Cerbos is frozen (SIGSTOP: it
+/// accepts connections and answers nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_graceful_shutdown() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let db = TestDatabase::sqlite();
+    let idp = Idp::start().await;
+    let mut env = idp.env();
+    // The built-in PDP decides; only the reconciliation talks to Cerbos.
+    env.extend(
+        cerbos_env(&cerbos)
+            .into_iter()
+            .filter(|(k, _)| *k != "CERBOS_CHECK_URL"),
+    );
+    env.push(("DB_DSN", db.url.clone()));
+    env.push(("HEIMDALL_BOOTSTRAP_SUPERADMINS", "root".to_owned()));
+    let root = token("root");
+
+    // A 1 s limit: the frozen Cerbos makes the reconciliation overrun it.
+    let mut short = env.clone();
+    short.push(("HEIMDALL_REQUEST_TIMEOUT_SECONDS", "1".to_owned()));
+    let mut server = Process::serve(&short);
+    let api = Api::new(&server.base);
+    api.post("/api/v1/reconcile/push-to-cerbos", &root, json!({}))
+        .await
+        .expect(200);
+    api.post("/api/v1/reconcile/push-to-cerbos", &token("alice"), json!({}))
+        .await
+        .error(403, "forbidden");
+    cerbos.pause(true);
+    let started = Instant::now();
+    let r = api
+        .post("/api/v1/reconcile/push-to-cerbos", &root, json!({}))
+        .await
+        .error(503, "timeout");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(r.header("x-request-id").is_some());
+    cerbos.pause(false);
+    assert!(server.stop().success());
+
+    // SIGTERM while a reconciliation waits on the frozen Cerbos: it finishes (200) once Cerbos thaws, and
+    // only then does the server exit.
+    let mut server = Process::serve(&env);
+    let api = Api::new(&server.base);
+    cerbos.pause(true);
+    let in_flight = {
+        let (api, root) = (api.clone(), root.clone());
+        tokio::spawn(async move { api.post("/api/v1/reconcile/push-to-cerbos", &root, json!({})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = server.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(server.running(), "the server exited with a request in flight");
+    cerbos.pause(false);
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(server.stop().success(), "{}", server.log());
+}
