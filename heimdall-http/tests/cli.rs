@@ -111,3 +111,36 @@ fn a_missing_admin_password_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CERBOS_ADMIN_PASSWORD is empty"), "{stderr}");
 }
+
+/// `heimdall serve` refuses bad configuration at start, naming the variable, and exits non-zero.
+#[test]
+fn serve_fails_at_start_naming_the_bad_variable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("KEYCLOAK_JWKS_URL", "keycloak:8080/certs")], "KEYCLOAK_JWKS_URL"),
+        (&[("PORT", port.as_str())], "HOST/PORT"),
+        (&[("PORT", "not-a-port")], "PORT"),
+        (
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+    ];
+    for (env, variable) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_heimdall"))
+            .arg("serve")
+            .env_clear()
+            .env("DB_DSN", "sqlite::memory:")
+            .env("HOST", "127.0.0.1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{env:?} started: {stderr}");
+        assert!(
+            stderr.contains(variable),
+            "{env:?}: the error does not name {variable}: {stderr}"
+        );
+    }
+    drop(taken);
+}
