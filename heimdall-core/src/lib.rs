@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod authorizer;
 mod authz;
 pub mod clock;
 pub mod config;

@@ -10,8 +10,8 @@ use crate::model::{
     ActionName, Caller, DecidedBy, ExplainCandidate, ExplainDecision, ExplainRequest, Explanation, PathCheck,
     PatternKind, RoleGrant, RoleName, RoleSource, Subject,
 };
+use crate::pdp::Decision;
 use crate::pdp::pack::{self, action};
-use crate::pdp::{Decision, Principal, Resource, principal_id, resource_kind_for_action};
 
 /// Longest request target (path and query string) an explanation accepts, in bytes.
 const MAX_EXPLAIN_TARGET_LEN: usize = 4 * MAX_PATH_LEN;
@@ -180,19 +180,8 @@ impl Heimdall {
         explanation.decided_by = Some(DecidedBy::Cerbos);
         // Exactly what an adapter asks in principal-policy mode: the principal policy pushed for the subject
         // decides, and the role `user` alone gains nothing from any other policy.
-        let principal = Principal::new(principal_id(subject), [pack::USER_ROLE]);
-        let resource = Resource::new(
-            resource_kind_for_action(&winner.action),
-            format!("mapping:{}", winner.id),
-        );
-        match self
-            .inner
-            .pdp
-            .check(&principal, &resource, &[winner.action.as_str()])
-            .await
-        {
-            Ok(answer) => {
-                let by_cerbos = answer.first().copied().unwrap_or(Decision::Deny);
+        match crate::authorizer::adapter_check(self.inner.pdp.as_ref(), subject, winner).await {
+            Ok(by_cerbos) => {
                 explanation.decision = decision(by_cerbos);
                 explanation.reason = format!(
                     "Cerbos {} {} for {subject} (the principal policy pushed for them)",
