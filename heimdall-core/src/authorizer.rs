@@ -455,3 +455,214 @@ impl Authorizer {
         })
     }
 }
+
+/// Where a [`follow_export`] task reads mappings: heimdall-http's export and change feed.
+#[derive(Clone)]
+pub struct RemoteMappings {
+    /// heimdall-http's base URL (`http://heimdall:8080`).
+    pub base_url: String,
+    /// An API key with `mappings:read`, or the static API token.
+    pub credential: String,
+    /// The fallback: the export is asked again at least this often, also when the feed says nothing.
+    pub poll_interval: Duration,
+    /// Time limit of one export request (and of connecting to the feed).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RemoteMappings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteMappings")
+            .field("base_url", &self.base_url)
+            .field("credential", &"<redacted>")
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteMappings {
+    /// Following `base_url` with `credential`, polling every 30 s as the fallback.
+    pub fn new(base_url: impl Into<String>, credential: impl Into<String>) -> Self {
+        RemoteMappings {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            credential: credential.into(),
+            poll_interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One mapping of the export.
+#[derive(serde::Deserialize)]
+struct ExportedMapping {
+    id: i64,
+    method: String,
+    path_pattern: String,
+    action: String,
+    owner_group: Option<String>,
+    priority: i32,
+}
+
+#[derive(serde::Deserialize)]
+struct Export {
+    version: i64,
+    mappings: Vec<ExportedMapping>,
+}
+
+#[derive(serde::Deserialize)]
+struct Versions {
+    change_version: i64,
+    mapping_version: i64,
+}
+
+/// Loads the export into `cell` (unless `If-None-Match` says it holds it already).
+async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &SnapshotCell) -> Result<()> {
+    use crate::error::Error;
+    use crate::mapping::{Method, PathPattern};
+    use crate::model::GroupName;
+    let mut request = http
+        .get(format!("{}/api/v1/mappings/export", remote.base_url))
+        .bearer_auth(&remote.credential)
+        .timeout(remote.timeout);
+    if let Some(current) = cell.get() {
+        request = request.header("if-none-match", format!("\"m{}\"", current.version()));
+    }
+    let response = request.send().await.map_err(|e| {
+        Error::new(ErrorKind::Unavailable, "heimdall-http's export is unreachable").with_source(e.without_url())
+    })?;
+    match response.status().as_u16() {
+        304 => {
+            cell.confirm();
+            return Ok(());
+        }
+        200 => {}
+        401 | 403 => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("heimdall-http refused the export's credential ({})", response.status()),
+            ));
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("heimdall-http's export answered {other}"),
+            ));
+        }
+    }
+    let export: Export = response.json().await.map_err(|e| {
+        Error::new(ErrorKind::Unavailable, "heimdall-http's export is not readable").with_source(e.without_url())
+    })?;
+    let rules = export
+        .mappings
+        .into_iter()
+        .map(|m| {
+            Ok(MappingRule {
+                id: m.id,
+                method: Method::parse(&m.method)?,
+                pattern: PathPattern::parse(&m.path_pattern)?,
+                action: ActionName::parse(m.action)?,
+                owner_group: m.owner_group.map(GroupName::parse).transpose()?,
+                priority: m.priority,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    cell.install(Snapshot::build(rules, export.version)?);
+    Ok(())
+}
+
+/// Follows heimdall-http: loads the export into `cell`, then listens to the change feed and reloads whenever
+/// the mapping version moves, telling `on_change` every change version it hears of; asks the export again
+/// at least every [`RemoteMappings::poll_interval`] (the fallback when the feed is silent or down). While
+/// heimdall-http is unreachable the cell keeps its last good snapshot (its [`SnapshotCell::age`] grows) and
+/// the task retries with growing pauses (up to the poll interval). Runs until aborted.
+pub async fn follow_export(remote: RemoteMappings, cell: Arc<SnapshotCell>, on_change: impl Fn(i64) + Send + Sync) {
+    let http = match reqwest::Client::builder().connect_timeout(remote.timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client that follows heimdall-http");
+            return;
+        }
+    };
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let round = async {
+            load_export(&http, &remote, &cell).await?;
+            let mut feed = http
+                .get(format!("{}/api/v1/changes/stream", remote.base_url))
+                .bearer_auth(&remote.credential)
+                .send()
+                .await
+                .map_err(|e| {
+                    crate::Error::new(ErrorKind::Unavailable, "heimdall-http's change feed is unreachable")
+                        .with_source(e.without_url())
+                })?;
+            if !feed.status().is_success() {
+                return Err(crate::Error::new(
+                    ErrorKind::Unavailable,
+                    format!("heimdall-http's change feed answered {}", feed.status()),
+                ));
+            }
+            let mut buffer = String::new();
+            loop {
+                let chunk = match tokio::time::timeout(remote.poll_interval, feed.chunk()).await {
+                    Err(_) => {
+                        // Silent for a whole interval: ask the export anyway.
+                        load_export(&http, &remote, &cell).await?;
+                        continue;
+                    }
+                    Ok(Ok(Some(chunk))) => chunk,
+                    Ok(Ok(None)) => return Ok(()),
+                    Ok(Err(e)) => {
+                        return Err(crate::Error::new(ErrorKind::Unavailable, "the change feed broke off")
+                            .with_source(e.without_url()));
+                    }
+                };
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
+                        continue;
+                    };
+                    let Ok(v) = serde_json::from_str::<Versions>(data.trim()) else {
+                        continue;
+                    };
+                    if cell.get().is_none_or(|s| s.version() < v.mapping_version) {
+                        load_export(&http, &remote, &cell).await?;
+                    } else {
+                        cell.confirm();
+                    }
+                    on_change(v.change_version);
+                }
+            }
+        };
+        match round.await {
+            Ok(()) => pause = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "following heimdall-http failed; serving the last good snapshot");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(remote.poll_interval);
+            }
+        }
+    }
+}
+
+impl Authorizer {
+    /// An authorizer whose mappings follow heimdall-http (see [`follow_export`]), and the task that follows
+    /// (abort it to stop). Until the first export arrives every request is refused with 503.
+    pub fn following(
+        verifier: TokenVerifier,
+        remote: RemoteMappings,
+        pdp: Arc<dyn Pdp>,
+        config: AuthorizerConfig,
+    ) -> (Authorizer, tokio::task::JoinHandle<()>) {
+        let cell = SnapshotCell::new();
+        let authorizer = Authorizer::new(verifier, MappingSource::Cell(cell.clone()), pdp, config);
+        let observer = authorizer.clone();
+        let task = tokio::spawn(follow_export(remote, cell, move |v| observer.observe_change_version(v)));
+        (authorizer, task)
+    }
+
+    /// The snapshot requests are resolved on, if any.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.inner.mappings.snapshot()
+    }
+}

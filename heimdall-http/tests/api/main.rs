@@ -4,6 +4,7 @@
 // Tests may unwrap: a panic is a test failure with a message.
 #![allow(clippy::unwrap_used)]
 
+mod adapter;
 mod crud;
 mod demo;
 mod errors;

@@ -206,7 +206,9 @@ impl Process {
     pub(crate) fn serve(env: &[(&str, String)]) -> Process {
         let mut env = env.to_vec();
         env.push(("HOST", "127.0.0.1".to_owned()));
-        env.push(("PORT", "0".to_owned()));
+        if !env.iter().any(|(k, _)| *k == "PORT") {
+            env.push(("PORT", "0".to_owned()));
+        }
         Process::spawn(&["serve"], &env, Some("listening on"))
     }
 
