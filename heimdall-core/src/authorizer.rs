@@ -456,6 +456,15 @@ impl Authorizer {
     }
 }
 
+/// Who decides for an authorizer that follows heimdall-http.
+#[derive(Debug, Clone)]
+pub enum Decider {
+    /// A PDP holding the pushed principal policies (a Cerbos).
+    Pdp(Arc<dyn Pdp>),
+    /// Locally, from heimdall-http's grants export ([`LocalPdp`]): no network call per request.
+    Local,
+}
+
 /// Where a [`follow_export`] task reads mappings: heimdall-http's export and change feed.
 #[derive(Clone)]
 pub struct RemoteMappings {
@@ -574,7 +583,15 @@ async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sna
 /// at least every [`RemoteMappings::poll_interval`] (the fallback when the feed is silent or down). While
 /// heimdall-http is unreachable the cell keeps its last good snapshot (its [`SnapshotCell::age`] grows) and
 /// the task retries with growing pauses (up to the poll interval). Runs until aborted.
-pub async fn follow_export(remote: RemoteMappings, cell: Arc<SnapshotCell>, on_change: impl Fn(i64) + Send + Sync) {
+///
+/// With `grants`, the grants export (`/api/v1/grants/export`, scope `grants:read`) is loaded into it too,
+/// first and whenever the change version moves, before `on_change` hears of the new version.
+pub async fn follow_export(
+    remote: RemoteMappings,
+    cell: Arc<SnapshotCell>,
+    grants: Option<Arc<LocalPdp>>,
+    on_change: impl Fn(i64) + Send + Sync,
+) {
     let http = match reqwest::Client::builder().connect_timeout(remote.timeout).build() {
         Ok(c) => c,
         Err(e) => {
@@ -586,6 +603,9 @@ pub async fn follow_export(remote: RemoteMappings, cell: Arc<SnapshotCell>, on_c
     loop {
         let round = async {
             load_export(&http, &remote, &cell).await?;
+            if let Some(local) = &grants {
+                load_grants(&http, &remote, local).await?;
+            }
             let mut feed = http
                 .get(format!("{}/api/v1/changes/stream", remote.base_url))
                 .bearer_auth(&remote.credential)
@@ -605,8 +625,11 @@ pub async fn follow_export(remote: RemoteMappings, cell: Arc<SnapshotCell>, on_c
             loop {
                 let chunk = match tokio::time::timeout(remote.poll_interval, feed.chunk()).await {
                     Err(_) => {
-                        // Silent for a whole interval: ask the export anyway.
+                        // Silent for a whole interval: ask the exports anyway.
                         load_export(&http, &remote, &cell).await?;
+                        if let Some(local) = &grants {
+                            load_grants(&http, &remote, local).await?;
+                        }
                         continue;
                     }
                     Ok(Ok(Some(chunk))) => chunk,
@@ -630,6 +653,11 @@ pub async fn follow_export(remote: RemoteMappings, cell: Arc<SnapshotCell>, on_c
                     } else {
                         cell.confirm();
                     }
+                    if let Some(local) = &grants
+                        && local.version().is_none_or(|have| have < v.change_version)
+                    {
+                        load_grants(&http, &remote, local).await?;
+                    }
                     on_change(v.change_version);
                 }
             }
@@ -646,18 +674,28 @@ pub async fn follow_export(remote: RemoteMappings, cell: Arc<SnapshotCell>, on_c
 }
 
 impl Authorizer {
-    /// An authorizer whose mappings follow heimdall-http (see [`follow_export`]), and the task that follows
-    /// (abort it to stop). Until the first export arrives every request is refused with 503.
+    /// An authorizer whose mappings (and, with [`Decider::Local`], grants) follow heimdall-http (see
+    /// [`follow_export`]), and the task that follows (abort it to stop). Until the first export arrives every
+    /// request is refused with 503.
     pub fn following(
         verifier: TokenVerifier,
         remote: RemoteMappings,
-        pdp: Arc<dyn Pdp>,
+        decider: Decider,
         config: AuthorizerConfig,
     ) -> (Authorizer, tokio::task::JoinHandle<()>) {
         let cell = SnapshotCell::new();
+        let (pdp, grants): (Arc<dyn Pdp>, _) = match decider {
+            Decider::Pdp(pdp) => (pdp, None),
+            Decider::Local => {
+                let local = LocalPdp::new();
+                (local.clone(), Some(local))
+            }
+        };
         let authorizer = Authorizer::new(verifier, MappingSource::Cell(cell.clone()), pdp, config);
         let observer = authorizer.clone();
-        let task = tokio::spawn(follow_export(remote, cell, move |v| observer.observe_change_version(v)));
+        let task = tokio::spawn(follow_export(remote, cell, grants, move |v| {
+            observer.observe_change_version(v)
+        }));
         (authorizer, task)
     }
 
@@ -665,4 +703,159 @@ impl Authorizer {
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.inner.mappings.snapshot()
     }
+}
+
+// ---- Local decisions ---------------------------------------------------------------------------------------
+
+/// One permission a subject holds, as their pushed principal policy states it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrantedPermission {
+    /// The resource kind (the action's name before its last `:`).
+    pub resource_kind: String,
+    /// The action.
+    pub action: String,
+    /// `allow` or `deny`.
+    pub effect: String,
+}
+
+/// Every subject's effective permissions at one change version: what the principal policies Heimdall pushes
+/// say, for deciding without a network call per request ([`LocalPdp`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GrantsSnapshot {
+    /// The change version read before the grants (a later change makes a newer version).
+    pub version: i64,
+    /// Subject → permissions (subjects holding none are left out).
+    pub subjects: std::collections::BTreeMap<String, Vec<GrantedPermission>>,
+}
+
+impl Heimdall {
+    /// Every subject's effective permissions, for adapters deciding locally (`grants:read`).
+    pub async fn grants_snapshot(&self) -> Result<GrantsSnapshot> {
+        // The version first: the grants read after it are at least that new, and any later change moves it.
+        let version = self.change_version().await?;
+        let mut out = GrantsSnapshot {
+            version,
+            subjects: Default::default(),
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store().subjects(after.as_deref(), 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.as_str().to_owned());
+            let names: Vec<String> = page.iter().map(|s| s.as_str().to_owned()).collect();
+            for (subject, permissions) in self.store().effective_permissions(&names).await? {
+                if permissions.is_empty() {
+                    continue;
+                }
+                let granted = permissions
+                    .into_iter()
+                    .map(|p| GrantedPermission {
+                        resource_kind: p.resource_kind,
+                        action: p.action.as_str().to_owned(),
+                        effect: p.effect.as_str().to_owned(),
+                    })
+                    .collect();
+                out.subjects.insert(subject, granted);
+            }
+            if page.len() < 1000 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A PDP that decides adapters' questions from a [`GrantsSnapshot`], as Cerbos decides them from the pushed
+/// principal policies: for the principal's subject, a `deny` of the action on the resource's kind beats an
+/// `allow`; nothing stated means deny; reserved kinds (Heimdall's own) grant nothing. Before its first
+/// snapshot it cannot decide (an error: requests fail closed).
+#[derive(Debug, Default)]
+pub struct LocalPdp {
+    grants: ArcSwapOption<GrantsSnapshot>,
+}
+
+impl LocalPdp {
+    /// An empty local PDP.
+    pub fn new() -> Arc<Self> {
+        Arc::new(LocalPdp::default())
+    }
+
+    /// Installs `grants` unless a newer snapshot is installed.
+    pub fn install(&self, grants: GrantsSnapshot) {
+        if self.version().is_none_or(|v| v <= grants.version) {
+            self.grants.store(Some(Arc::new(grants)));
+        }
+    }
+
+    /// The installed snapshot's version.
+    pub fn version(&self) -> Option<i64> {
+        self.grants.load().as_ref().map(|g| g.version)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pdp for LocalPdp {
+    async fn check(&self, principal: &Principal, resource: &Resource, actions: &[&str]) -> Result<Vec<Decision>> {
+        let Some(grants) = self.grants.load_full() else {
+            return Err(crate::Error::new(
+                ErrorKind::Unavailable,
+                "no grants snapshot is loaded yet",
+            ));
+        };
+        let held = crate::pdp::subject_from_principal_id(&principal.id)
+            .ok()
+            .and_then(|s| grants.subjects.get(s.as_str()));
+        Ok(actions
+            .iter()
+            .map(|action| {
+                let Some(held) = held else { return Decision::Deny };
+                if crate::pdp::principal::is_reserved_resource_kind(&resource.kind) {
+                    return Decision::Deny;
+                }
+                let mut allowed = false;
+                for p in held
+                    .iter()
+                    .filter(|p| p.resource_kind == resource.kind && p.action == *action)
+                {
+                    if p.effect == "deny" {
+                        return Decision::Deny;
+                    }
+                    allowed |= p.effect == "allow";
+                }
+                if allowed { Decision::Allow } else { Decision::Deny }
+            })
+            .collect())
+    }
+
+    fn holds_principal_policies(&self) -> bool {
+        true
+    }
+}
+
+/// Loads heimdall-http's grants export into `local`.
+async fn load_grants(http: &reqwest::Client, remote: &RemoteMappings, local: &LocalPdp) -> Result<()> {
+    let response = http
+        .get(format!("{}/api/v1/grants/export", remote.base_url))
+        .bearer_auth(&remote.credential)
+        .timeout(remote.timeout)
+        .send()
+        .await
+        .map_err(|e| {
+            crate::Error::new(ErrorKind::Unavailable, "heimdall-http's grants export is unreachable")
+                .with_source(e.without_url())
+        })?;
+    if !response.status().is_success() {
+        return Err(crate::Error::new(
+            ErrorKind::Unavailable,
+            format!("heimdall-http's grants export answered {}", response.status()),
+        ));
+    }
+    let grants: GrantsSnapshot = response.json().await.map_err(|e| {
+        crate::Error::new(ErrorKind::Unavailable, "heimdall-http's grants export is not readable")
+            .with_source(e.without_url())
+    })?;
+    local.install(grants);
+    Ok(())
 }

@@ -9,6 +9,7 @@ mod convergence;
 mod escalation;
 mod explain;
 mod identity;
+mod local_pdp;
 mod pdp;
 mod store_suite;
 mod support;

@@ -117,3 +117,45 @@ impl FromRequestParts<AppState> for Reader {
         Ok(Reader::User(user(state, token).await?))
     }
 }
+
+/// Who may read the grants export: the static token, or an API key with the `grants:read` scope. It holds every
+/// user's permissions, so it is for adapters, not for users' tokens.
+#[derive(Debug, Clone)]
+pub enum GrantsReader {
+    /// The deployment's `STATIC_API_TOKEN`.
+    StaticToken,
+    /// An API key with `grants:read`.
+    ApiKey(ApiKeyPrincipal),
+}
+
+impl FromRequestParts<AppState> for GrantsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        if token.starts_with(API_KEY_PREFIX) {
+            let key = state.heimdall().authenticate_api_key(token).await?;
+            record_actor(&format!("api_key:{}", key.name));
+            if !key.has_scope(ApiKeyScope::GrantsRead) {
+                return Err(ApiError::forbidden("this API key lacks the grants:read scope"));
+            }
+            if let Err(e) = state
+                .heimdall()
+                .record_api_key_use(&key, "grants_export", "grants")
+                .await
+            {
+                tracing::warn!(error = %e, "could not record an API key's use");
+            }
+            return Ok(GrantsReader::ApiKey(key));
+        }
+        if let Some(expected) = state.static_token()
+            && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
+        {
+            record_actor("static_api_token");
+            return Ok(GrantsReader::StaticToken);
+        }
+        Err(ApiError::unauthenticated(
+            "the grants export takes an API key with grants:read or the static API token",
+        ))
+    }
+}

@@ -214,12 +214,32 @@ pub(super) async fn version(State(state): State<AppState>, reader: Reader) -> Re
 
 /// This module's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(export, stream, version))]
+#[openapi(paths(export, stream, version, grants))]
 pub(super) struct Api;
+
+/// Every subject's effective permissions (what the pushed principal policies say) at one change version:
+/// what an adapter deciding locally loads. Takes an API key with `grants:read` or the static API token.
+#[utoipa::path(
+    get, path = "/api/v1/grants/export", tag = "adapters",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every subject's permissions", body = heimdall_core::authorizer::GrantsSnapshot),
+        (status = 401, description = "No or bad credential", body = ErrorBody),
+        (status = 403, description = "The API key lacks grants:read", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub(super) async fn grants(
+    State(state): State<AppState>,
+    _reader: super::auth::GrantsReader,
+) -> Result<Json<heimdall_core::authorizer::GrantsSnapshot>, ApiError> {
+    Ok(Json(state.heimdall().grants_snapshot().await?))
+}
 
 pub(super) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/mappings/export", get(export))
         .route("/changes/stream", get(stream))
         .route("/changes/version", get(version))
+        .route("/grants/export", get(grants))
 }

@@ -56,7 +56,7 @@ async fn the_snapshot_follows_heimdall_http_through_a_restart() {
     };
     let follower = {
         let (cell, heard) = (cell.clone(), heard.clone());
-        tokio::spawn(follow_export(remote, cell, move |v| {
+        tokio::spawn(follow_export(remote, cell, None, move |v| {
             heard.fetch_max(v, Ordering::SeqCst);
         }))
     };
@@ -94,6 +94,113 @@ async fn the_snapshot_follows_heimdall_http_through_a_restart() {
         .expect(201);
     until_resolves(&cell, "/c/1", "c:read", Duration::from_secs(10)).await;
 
+    follower.abort();
+    assert!(server.stop().success());
+}
+
+/// An authorizer deciding locally from heimdall-http's grants export: a new membership is allowed, and a
+/// revoked one denied, within one change-feed round trip; no Cerbos is involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_decisions_follow_the_grants_export() {
+    use heimdall_core::authorizer::{Authorizer, AuthorizerConfig, Decider};
+    use heimdall_core::identity::{IdentityConfig, TokenVerifier};
+
+    let db = TestDatabase::sqlite();
+    let idp = Idp::start().await;
+    let mut env = idp.env();
+    env.push(("DB_DSN", db.url.clone()));
+    env.push(("HEIMDALL_BOOTSTRAP_SUPERADMINS", "root".to_owned()));
+    let mut server = Process::serve(&env);
+    let api = Api::new(&server.base);
+    let root = token("root");
+    api.post("/api/v1/groups", &root, json!({"name": "go:readers"}))
+        .await
+        .expect(201);
+    api.post("/api/v1/roles", &root, json!({"name": "go:reader"}))
+        .await
+        .expect(201);
+    api.call(
+        "PUT",
+        "/api/v1/roles/go:reader/permissions/course:read",
+        Some(&root),
+        Some(json!({"effect": "allow"})),
+    )
+    .await
+    .expect(200);
+    api.post("/api/v1/groups/go:readers/roles", &root, json!({"role": "go:reader"}))
+        .await
+        .expect(201);
+    api.post(
+        "/api/v1/mappings",
+        &root,
+        json!({"method": "GET", "path_pattern": "/courses/:id", "action": "course:read"}),
+    )
+    .await
+    .expect(201);
+    // Only an API key with grants:read (or the static token) reads the grants.
+    let mappings_only = api
+        .post(
+            "/api/v1/api-keys",
+            &root,
+            json!({"name": "mappings-only", "scopes": ["mappings:read"]}),
+        )
+        .await
+        .expect(201);
+    let mappings_only = secret(mappings_only.body["secret"].as_str().unwrap());
+    api.get("/api/v1/grants/export", &mappings_only)
+        .await
+        .error(403, "forbidden");
+    api.get("/api/v1/grants/export", &root)
+        .await
+        .error(401, "unauthenticated");
+    let key = api
+        .post(
+            "/api/v1/api-keys",
+            &root,
+            json!({"name": "adapter", "scopes": ["mappings:read", "grants:read"]}),
+        )
+        .await
+        .expect(201);
+    let key = secret(key.body["secret"].as_str().unwrap());
+
+    let verifier = TokenVerifier::new(IdentityConfig::new(idp.jwks_url.clone())).unwrap();
+    let remote = RemoteMappings {
+        poll_interval: Duration::from_secs(5),
+        ..RemoteMappings::new(&server.base, &key)
+    };
+    let (authorizer, follower) = Authorizer::following(verifier, remote, Decider::Local, AuthorizerConfig::default());
+    let alice = token("alice");
+    let decide = |expected: u16| {
+        let (authorizer, alice) = (authorizer.clone(), alice.clone());
+        async move {
+            let started = Instant::now();
+            loop {
+                let status = match authorizer.authorize("GET", "/courses/1", Some(&alice)).await {
+                    Ok(_) => 200,
+                    Err(r) => r.status,
+                };
+                if status == expected {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "still {status}, not {expected}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    decide(403).await;
+    api.post("/api/v1/groups/go:readers/members", &root, json!({"subject": "alice"}))
+        .await
+        .expect(201);
+    let took = decide(200).await;
+    eprintln!("a new membership was allowed locally after {took:?}");
+    api.delete("/api/v1/groups/go:readers/members/alice", &root)
+        .await
+        .expect(204);
+    let took = decide(403).await;
+    assert!(took < Duration::from_secs(1), "the revocation took {took:?}");
     follower.abort();
     assert!(server.stop().success());
 }
