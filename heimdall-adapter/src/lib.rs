@@ -7,6 +7,12 @@
 //! extensions; a refused one is answered with the project's JSON error body
 //! (`{"error":{"code":"forbidden","message":"…"}}`, 401 with `WWW-Authenticate: Bearer`).
 //!
+//! Metrics go through the `metrics` facade, so the host service's exporter picks them up:
+//! `heimdall_adapter_requests_total{outcome}` (`allowed`, `unmapped_allowed`, or the refusal's code:
+//! `unauthenticated`, `invalid_input`, `forbidden`, `unavailable` — a PDP that could not decide counts as
+//! `unavailable`) and `heimdall_adapter_snapshot_age_seconds` (how long ago the mapping snapshot was last
+//! confirmed).
+//!
 //! ```no_run
 //! # fn demo(authorizer: heimdall_core::authorizer::Authorizer) {
 //! use heimdall_adapter::AuthorizeLayer;
@@ -146,12 +152,20 @@ where
             let decided = authorizer
                 .authorize(request.method().as_str(), &target, token.as_deref())
                 .await;
+            if let Some(age) = authorizer.snapshot_age() {
+                metrics::gauge!("heimdall_adapter_snapshot_age_seconds").set(age.as_secs_f64());
+            }
             match decided {
                 Ok(grant) => {
+                    let outcome = if grant.action.is_some() { "allowed" } else { "unmapped_allowed" };
+                    metrics::counter!("heimdall_adapter_requests_total", "outcome" => outcome).increment(1);
                     request.extensions_mut().insert(grant);
                     inner.call(request).await
                 }
-                Err(r) => Ok(refusal(&r)),
+                Err(r) => {
+                    metrics::counter!("heimdall_adapter_requests_total", "outcome" => r.code).increment(1);
+                    Ok(refusal(&r))
+                }
             }
         })
     }

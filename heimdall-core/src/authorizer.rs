@@ -699,6 +699,14 @@ impl Authorizer {
         (authorizer, task)
     }
 
+    /// How long ago the mapping snapshot was last confirmed against its source; `None` before the first.
+    pub fn snapshot_age(&self) -> Option<Duration> {
+        match &self.inner.mappings {
+            MappingSource::Embedded(h) => Some(h.mapping_snapshot_status().age),
+            MappingSource::Cell(c) => c.age(),
+        }
+    }
+
     /// The snapshot requests are resolved on, if any.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.inner.mappings.snapshot()
