@@ -232,7 +232,11 @@ fn benches(c: &mut Criterion) {
     let mut forged = token().expect("a token");
     forged.truncate(forged.len() - 4);
     forged.push_str("AAAA");
-    assert_eq!(rt.block_on(call(&setup.local, &forged)), 401, "a forged token got through");
+    assert_eq!(
+        rt.block_on(call(&setup.local, &forged)),
+        401,
+        "a forged token got through"
+    );
     // The verification alone, for the record: a fresh verifier (keys fetched once) on tokens it has not seen.
     let verify = rt.block_on(async {
         let verifier = TokenVerifier::new(IdentityConfig::new(setup.jwks.clone())).expect("a verifier");

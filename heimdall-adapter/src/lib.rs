@@ -157,7 +157,11 @@ where
             }
             match decided {
                 Ok(grant) => {
-                    let outcome = if grant.action.is_some() { "allowed" } else { "unmapped_allowed" };
+                    let outcome = if grant.action.is_some() {
+                        "allowed"
+                    } else {
+                        "unmapped_allowed"
+                    };
                     metrics::counter!("heimdall_adapter_requests_total", "outcome" => outcome).increment(1);
                     request.extensions_mut().insert(grant);
                     inner.call(request).await

@@ -34,7 +34,11 @@ async fn outcomes_are_counted_through_the_metrics_facade() {
         .route("/x", axum::routing::get(|| async { "x" }))
         .layer(AuthorizeLayer::new(authorizer));
     for _ in 0..3 {
-        let response = app.clone().oneshot(Request::get("/x").body(Body::empty()).unwrap()).await.unwrap();
+        let response = app
+            .clone()
+            .oneshot(Request::get("/x").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     let counted: Vec<_> = snapshotter
@@ -42,7 +46,12 @@ async fn outcomes_are_counted_through_the_metrics_facade() {
         .into_vec()
         .into_iter()
         .filter(|(key, ..)| key.key().name() == "heimdall_adapter_requests_total")
-        .map(|(key, _, _, value)| (key.key().labels().map(|l| l.value().to_owned()).collect::<Vec<_>>(), value))
+        .map(|(key, _, _, value)| {
+            (
+                key.key().labels().map(|l| l.value().to_owned()).collect::<Vec<_>>(),
+                value,
+            )
+        })
         .collect();
     assert_eq!(counted, [(vec!["unauthenticated".to_owned()], DebugValue::Counter(3))]);
     let age = snapshotter

@@ -101,7 +101,7 @@ impl DevIssuer {
 }
 
 /// What `heimdall demo` prints once the server listens.
-pub fn banner(base: &str, admin_token: &str, user_token: &str, database: &str) -> String {
+pub fn banner(base: &str, jwks: &str, admin_token: &str, user_token: &str, database: &str) -> String {
     format!(
         r#"
 ================================================================================
@@ -110,6 +110,7 @@ pub fn banner(base: &str, admin_token: &str, user_token: &str, database: &str) -
  Database: {database} (SQLite, built-in PDP). Bound to 127.0.0.1 only.
 ================================================================================
  API:        {base}/api/v1   (OpenAPI: {base}/openapi.json)
+ JWKS:       {jwks}   (the development issuer's keys, for adapters)
 
  Superadmin token (subject demo-admin, valid 12 h):
    export ADMIN_TOKEN={admin_token}

@@ -118,7 +118,7 @@ async fn demo(s: &Settings, port: u16) -> heimdall_core::Result<()> {
             .parse()
             .map_err(|e| config_error("DB_DSN", e))?;
     }
-    s.keycloak_jwks_url = Some(jwks);
+    s.keycloak_jwks_url = Some(jwks.clone());
     s.jwt_issuer = Some(demo::ISSUER.to_owned());
     s.jwt_audience = Some(demo::AUDIENCE.to_owned());
     s.bootstrap_superadmins = vec!["demo-admin".to_owned()];
@@ -140,6 +140,7 @@ async fn demo(s: &Settings, port: u16) -> heimdall_core::Result<()> {
         "{}",
         demo::banner(
             &format!("http://{addr}"),
+            &jwks,
             &mint("demo-admin", "Demo Admin")?,
             &mint("alice", "Alice")?,
             &format!("{:?}", s.db_dsn),
