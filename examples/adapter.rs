@@ -13,9 +13,7 @@
 use std::time::Duration;
 
 use axum::Extension;
-use heimdall_adapter::{AuthorizeLayer, Grant};
-use heimdall_core::authorizer::{Authorizer, AuthorizerConfig, Decider, RemoteMappings};
-use heimdall_core::identity::{IdentityConfig, TokenVerifier};
+use heimdall_adapter::{AuthorizeLayer, Grant, RemoteMappings};
 
 fn setting(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set (see the example's header)"))
@@ -26,13 +24,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let heimdall = std::env::var("HEIMDALL_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned());
     let key = setting("HEIMDALL_API_KEY")?;
     let jwks = setting("KEYCLOAK_JWKS_URL")?;
-    let verifier = TokenVerifier::new(IdentityConfig::new(jwks))?;
-    let remote = RemoteMappings {
-        poll_interval: Duration::from_secs(30),
-        ..RemoteMappings::new(heimdall, key)
-    };
-    // Local decisions: no call to Heimdall or Cerbos per request. Unmapped routes are refused.
-    let (authorizer, _follower) = Authorizer::following(verifier, remote, Decider::Local, AuthorizerConfig::default());
+    // Local decisions (no pdp given): no call to Heimdall or Cerbos per request. Unmapped routes are refused.
+    let (layer, _follower) = AuthorizeLayer::builder()
+        .jwks_url(jwks)
+        .follow(RemoteMappings {
+            poll_interval: Duration::from_secs(30),
+            ..RemoteMappings::new(heimdall, key)
+        })
+        .build()?;
     let app = axum::Router::new()
         .route(
             "/courses/{id}",
@@ -46,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
             }),
         )
-        .layer(AuthorizeLayer::new(authorizer));
+        .layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("the example service listens on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;

@@ -27,7 +27,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-pub use heimdall_core::authorizer::{Authorizer, Grant, Refusal};
+use heimdall_core::Heimdall;
+use heimdall_core::authorizer::MappingSource;
+pub use heimdall_core::authorizer::{Authorizer, AuthorizerConfig, Decider, Grant, Refusal, RemoteMappings, Unmapped};
+use heimdall_core::identity::{IdentityConfig, TokenVerifier};
+use heimdall_core::pdp::Pdp;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 
 /// Finds the bearer token of a request.
@@ -66,7 +70,137 @@ impl std::fmt::Debug for AuthorizeLayer {
     }
 }
 
+/// Configures an [`AuthorizeLayer`] (see [`AuthorizeLayer::builder`]); [`AuthorizeLayerBuilder::build`]
+/// checks the whole configuration and names what is wrong.
+#[must_use]
+pub struct AuthorizeLayerBuilder {
+    jwks_url: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    remote: Option<RemoteMappings>,
+    embedded: Option<Heimdall>,
+    pdp: Option<Arc<dyn Pdp>>,
+    config: AuthorizerConfig,
+    extractor: Arc<dyn TokenExtractor>,
+}
+
+impl std::fmt::Debug for AuthorizeLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizeLayerBuilder")
+            .field("jwks_url", &self.jwks_url)
+            .field("remote", &self.remote)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthorizeLayerBuilder {
+    /// The identity provider's JWKS (required).
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// The `iss` every token must carry.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The `aud` every token must carry.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Mappings (and, deciding locally, grants) from a running heimdall-http, with an API key or the static
+    /// token. Exclusive with [`AuthorizeLayerBuilder::embedded`].
+    pub fn follow(mut self, remote: RemoteMappings) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// Mappings read through heimdall-core directly (services sharing Heimdall's database); needs
+    /// [`AuthorizeLayerBuilder::pdp`].
+    pub fn embedded(mut self, heimdall: Heimdall) -> Self {
+        self.embedded = Some(heimdall);
+        self
+    }
+
+    /// Decide with this PDP (a Cerbos holding the pushed principal policies) instead of locally.
+    pub fn pdp(mut self, pdp: Arc<dyn Pdp>) -> Self {
+        self.pdp = Some(pdp);
+        self
+    }
+
+    /// Caches, unmapped routes, the time before the first snapshot.
+    pub fn config(mut self, config: AuthorizerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Reads the token another way than `Authorization: Bearer`.
+    pub fn token_extractor(mut self, extractor: impl TokenExtractor) -> Self {
+        self.extractor = Arc::new(extractor);
+        self
+    }
+
+    /// The layer, and the task that follows heimdall-http (with [`AuthorizeLayerBuilder::follow`]; abort it
+    /// to stop). A configuration error names what is missing or wrong.
+    pub fn build(self) -> Result<(AuthorizeLayer, Option<tokio::task::JoinHandle<()>>), heimdall_core::Error> {
+        let config_error = |m: &str| heimdall_core::Error::new(heimdall_core::ErrorKind::Config, m);
+        let jwks = self.jwks_url.ok_or_else(|| config_error("jwks_url is required"))?;
+        let verifier = TokenVerifier::new(IdentityConfig {
+            issuer: self.issuer,
+            audience: self.audience,
+            ..IdentityConfig::new(jwks)
+        })?;
+        let (authorizer, task) = match (self.remote, self.embedded) {
+            (Some(remote), None) => {
+                let decider = self.pdp.map_or(Decider::Local, Decider::Pdp);
+                let (authorizer, task) = Authorizer::following(verifier, remote, decider, self.config)?;
+                (authorizer, Some(task))
+            }
+            (None, Some(heimdall)) => {
+                let pdp = self.pdp.ok_or_else(|| {
+                    config_error(
+                        "an embedded layer needs a pdp (local decisions come from heimdall-http's grants export)",
+                    )
+                })?;
+                let mappings = MappingSource::Embedded(heimdall);
+                (Authorizer::new(verifier, mappings, pdp, self.config), None)
+            }
+            (None, None) => return Err(config_error("give the mappings' source: follow(...) or embedded(...)")),
+            (Some(_), Some(_)) => return Err(config_error("follow(...) and embedded(...) exclude each other")),
+        };
+        let layer = AuthorizeLayer {
+            authorizer,
+            extractor: self.extractor,
+        };
+        Ok((layer, task))
+    }
+}
+
 impl AuthorizeLayer {
+    /// Starts configuring a layer.
+    pub fn builder() -> AuthorizeLayerBuilder {
+        AuthorizeLayerBuilder {
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            remote: None,
+            embedded: None,
+            pdp: None,
+            config: AuthorizerConfig::default(),
+            extractor: Arc::new(BearerHeader),
+        }
+    }
+
+    /// The authorizer (its stats, its snapshot's age, and [`Authorizer::observe_change_version`]).
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
+    }
+
     /// A layer deciding with `authorizer`, reading `Authorization: Bearer`.
     pub fn new(authorizer: Authorizer) -> Self {
         AuthorizeLayer {

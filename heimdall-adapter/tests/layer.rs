@@ -97,16 +97,18 @@ async fn the_layer_allows_denies_and_fails_closed() {
     h.create_mapping(&root, &input).await.unwrap();
     settle(&worker).await;
 
-    let verifier = TokenVerifier::new(IdentityConfig::new(jwks_server().await)).unwrap();
-    let authorizer = Authorizer::new(
-        verifier,
-        MappingSource::Embedded(h.clone()),
-        Arc::new(cerbos.client()),
-        AuthorizerConfig {
+    let (layer, follower) = AuthorizeLayer::builder()
+        .jwks_url(jwks_server().await)
+        .embedded(h.clone())
+        .pdp(Arc::new(cerbos.client()))
+        .config(AuthorizerConfig {
             decision_ttl: Duration::from_secs(60),
             ..AuthorizerConfig::default()
-        },
-    );
+        })
+        .build()
+        .unwrap();
+    assert!(follower.is_none(), "an embedded layer follows nothing");
+    let authorizer = layer.authorizer().clone();
     let app = axum::Router::new()
         .route(
             "/courses/{id}",
@@ -119,7 +121,7 @@ async fn the_layer_allows_denies_and_fails_closed() {
             }),
         )
         .route("/unmapped", axum::routing::get(|| async { "open" }))
-        .layer(AuthorizeLayer::new(authorizer.clone()));
+        .layer(layer);
     let alice = token("alice", now() + 600);
     let bob = token("bob", now() + 600);
 
@@ -228,4 +230,47 @@ async fn without_a_snapshot_every_request_fails_closed() {
         .unwrap_err();
     assert_eq!((refused.status, refused.code), (503, "unavailable"));
     assert_eq!(authorizer.stats().no_snapshot, 1);
+
+    // Configured to let requests through before the first snapshot: authenticated ones pass and are counted;
+    // a request without a valid token is still refused.
+    let lenient = Authorizer::new(
+        TokenVerifier::new(IdentityConfig::new(jwks_server().await)).unwrap(),
+        MappingSource::Cell(heimdall_core::authorizer::SnapshotCell::new()),
+        Arc::new(heimdall_core::pdp::BuiltinPdp),
+        AuthorizerConfig {
+            allow_before_snapshot: true,
+            ..AuthorizerConfig::default()
+        },
+    );
+    let grant = lenient
+        .authorize("GET", "/courses/1", Some(&token("alice", now() + 60)))
+        .await
+        .unwrap();
+    assert_eq!((grant.subject.as_str(), grant.action), ("alice", None));
+    assert_eq!(lenient.stats().no_snapshot, 1);
+    let refused = lenient
+        .authorize("GET", "/courses/1", Some("garbage"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 401);
+}
+
+#[test]
+fn the_builder_names_what_is_wrong() {
+    use heimdall_adapter::RemoteMappings;
+    let error = |b: heimdall_adapter::AuthorizeLayerBuilder| b.build().unwrap_err().message().to_owned();
+    assert!(error(AuthorizeLayer::builder()).contains("jwks_url"));
+    assert!(error(AuthorizeLayer::builder().jwks_url("http://127.0.0.1:9/certs")).contains("follow"));
+    let bad_url = AuthorizeLayer::builder()
+        .jwks_url("http://127.0.0.1:9/certs")
+        .follow(RemoteMappings::new("heimdall:8080", "hk_x"));
+    assert!(error(bad_url).contains("heimdall:8080"));
+    let no_runtime = AuthorizeLayer::builder()
+        .jwks_url("http://127.0.0.1:9/certs")
+        .follow(RemoteMappings::new("http://127.0.0.1:9", "hk_x"));
+    assert!(error(no_runtime).contains("Tokio runtime"));
+    let bad_jwks = AuthorizeLayer::builder()
+        .jwks_url("not a url")
+        .follow(RemoteMappings::new("http://127.0.0.1:9", "hk_x"));
+    assert_eq!(bad_jwks.build().unwrap_err().kind(), heimdall_core::ErrorKind::Config);
 }

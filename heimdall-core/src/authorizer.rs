@@ -64,6 +64,10 @@ pub struct AuthorizerConfig {
     pub decision_capacity: u64,
     /// Most verified tokens kept (each until its `exp`).
     pub token_capacity: u64,
+    /// Before the first mapping snapshot arrives: `false` (the default) refuses every request with 503 (fail
+    /// closed); `true` lets authenticated requests through unchecked and counts them
+    /// ([`AuthorizerStats::no_snapshot`]), for services that must start before Heimdall answers.
+    pub allow_before_snapshot: bool,
 }
 
 impl Default for AuthorizerConfig {
@@ -73,6 +77,7 @@ impl Default for AuthorizerConfig {
             decision_ttl: Duration::from_secs(5),
             decision_capacity: 100_000,
             token_capacity: 100_000,
+            allow_before_snapshot: false,
         }
     }
 }
@@ -201,7 +206,7 @@ pub struct AuthorizerStats {
     pub unmapped_allowed: u64,
     /// Requests refused because the PDP could not decide.
     pub pdp_errors: u64,
-    /// Requests refused because no snapshot was loaded yet.
+    /// Requests that came before the first snapshot (refused, unless `allow_before_snapshot`).
     pub no_snapshot: u64,
 }
 
@@ -214,13 +219,13 @@ struct Counters {
     no_snapshot: AtomicU64,
 }
 
-/// The decision cache's key: everything a decision read.
+/// The decision cache's key: everything a decision read (a mapping's action is fixed by its id at one
+/// mapping version).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct DecisionKey {
     subject: Subject,
     mapping_version: i64,
     mapping_id: i64,
-    action: ActionName,
 }
 
 /// The per-request logic (see the module docs). Cheap to clone; clones share caches and counters.
@@ -379,6 +384,15 @@ impl Authorizer {
         let subject = identity.claims().subject.clone();
         let Some(snapshot) = self.inner.mappings.snapshot() else {
             self.inner.counters.no_snapshot.fetch_add(1, Ordering::Relaxed);
+            if self.inner.config.allow_before_snapshot {
+                self.inner.counters.allowed.fetch_add(1, Ordering::Relaxed);
+                return Ok(Grant {
+                    subject,
+                    action: None,
+                    mapping_id: None,
+                    params: Vec::new(),
+                });
+            }
             return self.deny(Refusal::new(
                 503,
                 "unavailable",
@@ -408,22 +422,17 @@ impl Authorizer {
                     }
                 };
             }
-            Resolution::Matched(m) => (
-                m.rule().clone(),
-                m.params()
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect::<Vec<_>>(),
-            ),
+            // The rule is borrowed from the snapshot this request holds: nothing is copied until the grant.
+            Resolution::Matched(m) => (m.rule(), m.params()),
         };
         let key = DecisionKey {
             subject: subject.clone(),
             mapping_version: snapshot.version(),
             mapping_id: rule.id,
-            action: rule.action.clone(),
         };
         let decision = match self.inner.decisions.get(&key) {
             Some(d) => d,
-            None => match adapter_check(self.inner.pdp.as_ref(), &subject, &rule).await {
+            None => match adapter_check(self.inner.pdp.as_ref(), &subject, rule).await {
                 Ok(d) => {
                     self.inner.decisions.insert(key, d);
                     d
@@ -449,9 +458,9 @@ impl Authorizer {
         self.inner.counters.allowed.fetch_add(1, Ordering::Relaxed);
         Ok(Grant {
             subject,
-            action: Some(rule.action),
+            action: Some(rule.action.clone()),
             mapping_id: Some(rule.id),
-            params,
+            params: params.map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
         })
     }
 }
@@ -677,12 +686,33 @@ impl Authorizer {
     /// An authorizer whose mappings (and, with [`Decider::Local`], grants) follow heimdall-http (see
     /// [`follow_export`]), and the task that follows (abort it to stop). Until the first export arrives every
     /// request is refused with 503.
+    ///
+    /// A configuration error when `remote.base_url` is not an `http(s)://` URL or when called outside a Tokio
+    /// runtime (the follower is a task).
     pub fn following(
         verifier: TokenVerifier,
         remote: RemoteMappings,
         decider: Decider,
         config: AuthorizerConfig,
-    ) -> (Authorizer, tokio::task::JoinHandle<()>) {
+    ) -> Result<(Authorizer, tokio::task::JoinHandle<()>)> {
+        let parsed = reqwest::Url::parse(&remote.base_url).map_err(|e| {
+            crate::Error::new(
+                ErrorKind::Config,
+                format!("heimdall-http's URL {:?} is invalid: {e}", remote.base_url),
+            )
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(crate::Error::new(
+                ErrorKind::Config,
+                format!("heimdall-http's URL {:?} must be http:// or https://", remote.base_url),
+            ));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            crate::Error::new(
+                ErrorKind::Config,
+                "Authorizer::following must be called inside a Tokio runtime",
+            )
+        })?;
         let cell = SnapshotCell::new();
         let (pdp, grants): (Arc<dyn Pdp>, _) = match decider {
             Decider::Pdp(pdp) => (pdp, None),
@@ -693,10 +723,10 @@ impl Authorizer {
         };
         let authorizer = Authorizer::new(verifier, MappingSource::Cell(cell.clone()), pdp, config);
         let observer = authorizer.clone();
-        let task = tokio::spawn(follow_export(remote, cell, grants, move |v| {
+        let task = runtime.spawn(follow_export(remote, cell, grants, move |v| {
             observer.observe_change_version(v)
         }));
-        (authorizer, task)
+        Ok((authorizer, task))
     }
 
     /// How long ago the mapping snapshot was last confirmed against its source; `None` before the first.

@@ -69,93 +69,94 @@ async fn user(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     Ok(caller)
 }
 
-/// Who may read the adapter feeds (mapping lookups, the export, the change feed).
+/// A service's credential: the deployment's `STATIC_API_TOKEN`, or a scoped API key.
+#[derive(Debug, Clone)]
+pub enum Machine {
+    /// The deployment's `STATIC_API_TOKEN`.
+    StaticToken,
+    /// An API key holding the scope the endpoint needs.
+    ApiKey(ApiKeyPrincipal),
+}
+
+/// `token` as a machine credential holding `scope`: `Ok(None)` when it is neither an API key nor the static
+/// token (it may be a user's JWT); an API key without the scope is 403.
+async fn machine(state: &AppState, token: &str, scope: ApiKeyScope) -> Result<Option<Machine>, ApiError> {
+    if token.starts_with(heimdall_core::API_KEY_PREFIX) {
+        let key = state.heimdall().authenticate_api_key(token).await?;
+        record_actor(&key.actor());
+        if !key.has_scope(scope) {
+            return Err(ApiError::forbidden(format!(
+                "this API key lacks the {} scope",
+                scope.as_str()
+            )));
+        }
+        return Ok(Some(Machine::ApiKey(key)));
+    }
+    if let Some(expected) = state.static_token()
+        && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
+    {
+        record_actor("static_api_token");
+        return Ok(Some(Machine::StaticToken));
+    }
+    Ok(None)
+}
+
+/// Who may read the adapter feeds (mapping lookups, the export, the change feed): a user, or a machine
+/// credential with `mappings:read`.
 #[derive(Debug, Clone)]
 pub enum Reader {
     /// A user with a JWT.
     User(Caller),
-    /// The deployment's `STATIC_API_TOKEN`.
-    StaticToken,
-    /// An API key with the `mappings:read` scope.
-    ApiKey(ApiKeyPrincipal),
+    /// The static token or an API key with `mappings:read`.
+    Machine(Machine),
 }
 
 impl Reader {
     /// Audits a use of an API key (at most once per key, operation and minute, by core); other readers
     /// are not audited per read.
     pub async fn note_use(&self, state: &AppState, operation: &str, target: &str) {
-        if let Reader::ApiKey(key) = self
-            && let Err(e) = state.heimdall().record_api_key_use(key, operation, target).await
-        {
-            tracing::warn!(error = %e, "could not record an API key's use");
+        if let Reader::Machine(Machine::ApiKey(key)) = self {
+            note_key_use(state, key, operation, target).await;
         }
     }
 }
 
-/// API keys start with this; nothing else does.
-const API_KEY_PREFIX: &str = "hk_";
+async fn note_key_use(state: &AppState, key: &ApiKeyPrincipal, operation: &str, target: &str) {
+    if let Err(e) = state.heimdall().record_api_key_use(key, operation, target).await {
+        tracing::warn!(error = %e, "could not record an API key's use");
+    }
+}
 
 impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        if token.starts_with(API_KEY_PREFIX) {
-            let key = state.heimdall().authenticate_api_key(token).await?;
-            record_actor(&format!("api_key:{}", key.name));
-            if !key.has_scope(ApiKeyScope::MappingsRead) {
-                return Err(ApiError::forbidden("this API key lacks the mappings:read scope"));
-            }
-            return Ok(Reader::ApiKey(key));
+        match machine(state, token, ApiKeyScope::MappingsRead).await? {
+            Some(m) => Ok(Reader::Machine(m)),
+            None => Ok(Reader::User(user(state, token).await?)),
         }
-        if let Some(expected) = state.static_token()
-            && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
-        {
-            record_actor("static_api_token");
-            return Ok(Reader::StaticToken);
-        }
-        Ok(Reader::User(user(state, token).await?))
     }
 }
 
-/// Who may read the grants export: the static token, or an API key with the `grants:read` scope. It holds every
-/// user's permissions, so it is for adapters, not for users' tokens.
+/// Who may read the grants export: a machine credential with `grants:read`. It holds every user's
+/// permissions, so it is for adapters, not for users' tokens.
 #[derive(Debug, Clone)]
-pub enum GrantsReader {
-    /// The deployment's `STATIC_API_TOKEN`.
-    StaticToken,
-    /// An API key with `grants:read`.
-    ApiKey(ApiKeyPrincipal),
-}
+pub struct GrantsReader(pub Machine);
 
 impl FromRequestParts<AppState> for GrantsReader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        if token.starts_with(API_KEY_PREFIX) {
-            let key = state.heimdall().authenticate_api_key(token).await?;
-            record_actor(&format!("api_key:{}", key.name));
-            if !key.has_scope(ApiKeyScope::GrantsRead) {
-                return Err(ApiError::forbidden("this API key lacks the grants:read scope"));
-            }
-            if let Err(e) = state
-                .heimdall()
-                .record_api_key_use(&key, "grants_export", "grants")
-                .await
-            {
-                tracing::warn!(error = %e, "could not record an API key's use");
-            }
-            return Ok(GrantsReader::ApiKey(key));
+        let Some(m) = machine(state, token, ApiKeyScope::GrantsRead).await? else {
+            return Err(ApiError::unauthenticated(
+                "the grants export takes an API key with grants:read or the static API token",
+            ));
+        };
+        if let Machine::ApiKey(key) = &m {
+            note_key_use(state, key, "grants_export", "grants").await;
         }
-        if let Some(expected) = state.static_token()
-            && bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
-        {
-            record_actor("static_api_token");
-            return Ok(GrantsReader::StaticToken);
-        }
-        Err(ApiError::unauthenticated(
-            "the grants export takes an API key with grants:read or the static API token",
-        ))
+        Ok(GrantsReader(m))
     }
 }

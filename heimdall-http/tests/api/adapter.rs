@@ -168,7 +168,8 @@ async fn local_decisions_follow_the_grants_export() {
         poll_interval: Duration::from_secs(5),
         ..RemoteMappings::new(&server.base, &key)
     };
-    let (authorizer, follower) = Authorizer::following(verifier, remote, Decider::Local, AuthorizerConfig::default());
+    let (authorizer, follower) =
+        Authorizer::following(verifier, remote, Decider::Local, AuthorizerConfig::default()).unwrap();
     let alice = token("alice");
     let decide = |expected: u16| {
         let (authorizer, alice) = (authorizer.clone(), alice.clone());
