@@ -315,6 +315,9 @@ impl TokenVerifier {
         })?;
         let claims = data.claims;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        // Display data only: a NUL (which PostgreSQL's text cannot hold) is shown as U+FFFD. The subject is
+        // never rewritten: one that is not valid (a NUL is not printable) refuses the token.
+        let display = |name: &str| text(name).map(|s| s.replace('\0', "\u{FFFD}"));
         let subject = text(&self.config.subject_claim)
             .or_else(|| text("sub"))
             .ok_or_else(|| unauthenticated("no subject"))?;
@@ -322,8 +325,8 @@ impl TokenVerifier {
         Ok(VerifiedIdentity {
             claims: Claims {
                 subject,
-                display_name: text("name"),
-                email: text("email"),
+                display_name: display("name"),
+                email: display("email"),
             },
             groups: strings_at(&claims, &self.config.groups_claim),
             roles: strings_at(&claims, &self.config.roles_claim),

@@ -448,6 +448,10 @@ pub(crate) fn check_description(d: Option<&str>) -> Result<()> {
         Some(d) if d.len() > MAX_DESCRIPTION_LEN => Err(Error::invalid(format!(
             "description must be at most {MAX_DESCRIPTION_LEN} bytes long"
         ))),
+        // PostgreSQL's text holds no NUL, and no other control character belongs in a description.
+        Some(d) if d.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) => Err(Error::invalid(
+            "description must not contain control characters (other than tab and line breaks)",
+        )),
         _ => Ok(()),
     }
 }

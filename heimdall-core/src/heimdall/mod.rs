@@ -537,6 +537,14 @@ fn outcome_of(kind: ErrorKind) -> &'static str {
 
 /// `s` cut to [`AUDIT_STRING_LIMIT`] bytes (on a character boundary), marked when cut.
 fn bounded_str(s: &str) -> String {
+    // PostgreSQL's jsonb and text hold no NUL: the audit log shows it as U+FFFD instead of failing.
+    let cleaned;
+    let s = if s.contains('\0') {
+        cleaned = s.replace('\0', "\u{FFFD}");
+        cleaned.as_str()
+    } else {
+        s
+    };
     if s.len() <= AUDIT_STRING_LIMIT {
         return s.to_owned();
     }
@@ -565,7 +573,7 @@ fn bounded(v: Value) -> Value {
 
 /// The audit target of an input not validated yet: `kind` and `<kind>:<raw>`.
 fn raw_target(kind: &str, raw: impl std::fmt::Display) -> Resource {
-    Resource::new(format!("heimdall_{kind}"), format!("{kind}:{raw}"))
+    Resource::new(format!("heimdall_{kind}"), bounded_str(&format!("{kind}:{raw}")))
 }
 
 #[cfg(test)]
