@@ -442,6 +442,20 @@ pub(crate) fn path_bound(pattern: &crate::mapping::PathPattern) -> Option<String
     Some(bound)
 }
 
+/// Checks a free-text filter or paging cursor from a request: no control characters (PostgreSQL's text holds
+/// no NUL), at most [`MAX_DESCRIPTION_LEN`] bytes.
+pub(crate) fn check_text(what: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) if v.len() > MAX_DESCRIPTION_LEN => Err(Error::invalid(format!(
+            "{what} must be at most {MAX_DESCRIPTION_LEN} bytes long"
+        ))),
+        Some(v) if v.chars().any(char::is_control) => {
+            Err(Error::invalid(format!("{what} must not contain control characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks an optional description's length.
 pub(crate) fn check_description(d: Option<&str>) -> Result<()> {
     match d {

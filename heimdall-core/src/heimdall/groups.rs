@@ -43,6 +43,8 @@ impl Heimdall {
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Page<Group>> {
+        crate::model::check_text("prefix", prefix)?;
+        crate::model::check_text("after", after)?;
         let limit = page_size(limit)?;
         let items = self.store().list_groups(prefix, after, limit).await?;
         Ok(Page::new(items, limit, |g| g.name.to_string()))
@@ -71,6 +73,7 @@ impl Heimdall {
 
     /// Members of a group, by subject; `after` is the last subject of the previous page.
     pub async fn group_members(&self, group: &str, after: Option<&str>, limit: Option<u32>) -> Result<Page<Subject>> {
+        crate::model::check_text("after", after)?;
         let limit = page_size(limit)?;
         let items = self
             .store()

@@ -284,6 +284,9 @@ impl Heimdall {
     /// Audit rows matching `query`, newest first. Authorized as `audit:read`; reading is not itself audited.
     pub async fn audit_log(&self, caller: &Caller, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let limit = page_size(query.limit)?;
+        crate::model::check_text("actor", query.actor.as_deref())?;
+        crate::model::check_text("operation", query.operation.as_deref())?;
+        crate::model::check_text("target_id", query.target_id.as_deref())?;
         let op = Operation::new(action::AUDIT_READ, pack::system());
         authz::authorize(self.store(), self.inner.pdp.as_ref(), &self.inner.config, caller, &[op]).await?;
         self.store().list_audit(query, limit).await

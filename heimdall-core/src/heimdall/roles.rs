@@ -34,6 +34,7 @@ impl Heimdall {
 
     /// Roles in name order; `after` is the last name of the previous page.
     pub async fn list_roles(&self, after: Option<&str>, limit: Option<u32>) -> Result<Page<Role>> {
+        crate::model::check_text("after", after)?;
         let limit = page_size(limit)?;
         let items = self.store().list_roles(after, limit).await?;
         Ok(Page::new(items, limit, |r| r.name.to_string()))
