@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The API key needs the scopes `mappings:read` and `grants:read`; the README's adapter section shows the
-//! whole walk-through.
+//! whole walk-through (run as written by heimdall-http's `walkthrough` test). `EXAMPLE_ADDR` changes where the
+//! service listens (default `127.0.0.1:3000`).
 
 use std::time::Duration;
 
@@ -46,7 +47,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let addr = std::env::var("EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("the example service listens on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())

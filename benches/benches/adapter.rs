@@ -54,13 +54,18 @@ struct Setup {
     jwks: String,
 }
 
+/// A token never made before: RS256 signatures are deterministic, so two tokens with the same claims made in
+/// the same second are the same string (and the second would be a token-cache hit). A counter in `jti` keeps
+/// every one new.
 fn token() -> Result<String, BoxError> {
+    static MINTED: AtomicI64 = AtomicI64::new(0);
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("rsa-1".to_owned());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let claims = serde_json::json!({"sub": "alice", "preferred_username": "alice", "iat": now, "exp": now + 3600});
+    let jti = MINTED.fetch_add(1, Ordering::Relaxed);
+    let claims = serde_json::json!({"sub": "alice", "preferred_username": "alice", "iat": now, "exp": now + 3600, "jti": jti.to_string()});
     Ok(jsonwebtoken::encode(
         &header,
         &claims,

@@ -14,3 +14,4 @@ mod keys;
 mod ops;
 mod support;
 mod tokens;
+mod walkthrough;
