@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use heimdall_core::Heimdall;
-use heimdall_core::authorizer::MappingSource;
+use heimdall_core::authorizer::Source;
 pub use heimdall_core::authorizer::{Authorizer, AuthorizerConfig, Decider, Grant, Refusal, RemoteMappings, Unmapped};
 use heimdall_core::identity::{IdentityConfig, TokenVerifier};
 use heimdall_core::pdp::Pdp;
@@ -155,24 +155,13 @@ impl AuthorizeLayerBuilder {
             audience: self.audience,
             ..IdentityConfig::new(jwks)
         })?;
-        let (authorizer, task) = match (self.remote, self.embedded) {
-            (Some(remote), None) => {
-                let decider = self.pdp.map_or(Decider::Local, Decider::Pdp);
-                let (authorizer, task) = Authorizer::following(verifier, remote, decider, self.config)?;
-                (authorizer, Some(task))
-            }
-            (None, Some(heimdall)) => {
-                let pdp = self.pdp.ok_or_else(|| {
-                    config_error(
-                        "an embedded layer needs a pdp (local decisions come from heimdall-http's grants export)",
-                    )
-                })?;
-                let mappings = MappingSource::Embedded(heimdall);
-                (Authorizer::new(verifier, mappings, pdp, self.config), None)
-            }
+        let source = match (self.remote, self.embedded) {
+            (Some(remote), None) => Source::Follow(remote),
+            (None, Some(heimdall)) => Source::Embedded(heimdall),
             (None, None) => return Err(config_error("give the mappings' source: follow(...) or embedded(...)")),
             (Some(_), Some(_)) => return Err(config_error("follow(...) and embedded(...) exclude each other")),
         };
+        let (authorizer, task) = Authorizer::start(verifier, source, self.pdp, self.config)?;
         let layer = AuthorizeLayer {
             authorizer,
             extractor: self.extractor,

@@ -509,21 +509,77 @@ impl RemoteMappings {
     }
 }
 
-/// One mapping of the export.
-#[derive(serde::Deserialize)]
-struct ExportedMapping {
-    id: i64,
-    method: String,
-    path_pattern: String,
-    action: String,
-    owner_group: Option<String>,
-    priority: i32,
+/// One mapping as heimdall-http's export (`GET /api/v1/mappings/export`) lists it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ExportedMapping {
+    /// The mapping's id.
+    pub id: i64,
+    /// `GET`, `POST`, … or `ANY`.
+    pub method: String,
+    /// The path pattern (`/courses/:id`).
+    pub path_pattern: String,
+    /// The action it maps to.
+    pub action: String,
+    /// The group that owns it, if any.
+    #[serde(default)]
+    pub owner_group: Option<String>,
+    /// Higher wins among equally specific patterns.
+    #[serde(default)]
+    pub priority: i32,
 }
 
-#[derive(serde::Deserialize)]
-struct Export {
-    version: i64,
-    mappings: Vec<ExportedMapping>,
+impl ExportedMapping {
+    /// The rule, every field validated as the database would.
+    pub fn into_rule(self) -> Result<MappingRule> {
+        use crate::mapping::{Method, PathPattern};
+        use crate::model::GroupName;
+        Ok(MappingRule {
+            id: self.id,
+            method: Method::parse(&self.method)?,
+            pattern: PathPattern::parse(&self.path_pattern)?,
+            action: ActionName::parse(self.action)?,
+            owner_group: self.owner_group.map(GroupName::parse).transpose()?,
+            priority: self.priority,
+        })
+    }
+}
+
+/// heimdall-http's mapping export: every mapping at one version.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Export {
+    /// The mapping version the export shows.
+    pub version: i64,
+    /// Every mapping.
+    pub mappings: Vec<ExportedMapping>,
+}
+
+impl Export {
+    /// The export's JSON body read; invalid input when it is not one.
+    pub fn from_json(body: &[u8]) -> Result<Export> {
+        serde_json::from_slice(body).map_err(|e| crate::Error::invalid(format!("not a mapping export: {e}")))
+    }
+
+    /// The compiled snapshot (a pattern the resolver can't hold is invalid input, as it is when written).
+    pub fn into_snapshot(self) -> Result<Snapshot> {
+        let rules = self
+            .mappings
+            .into_iter()
+            .map(ExportedMapping::into_rule)
+            .collect::<Result<Vec<_>>>()?;
+        Snapshot::build(rules, self.version)
+    }
+}
+
+/// Fetches heimdall-http's mapping export once and compiles it (what a follower does first).
+pub async fn fetch_export(remote: &RemoteMappings) -> Result<Arc<Snapshot>> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(remote.timeout)
+        .build()
+        .map_err(|e| crate::Error::new(ErrorKind::Config, "cannot build an HTTP client").with_source(e))?;
+    let cell = SnapshotCell::new();
+    load_export(&http, remote, &cell).await?;
+    cell.get()
+        .ok_or_else(|| crate::Error::new(ErrorKind::Unexpected, "the export loaded no snapshot"))
 }
 
 #[derive(serde::Deserialize)]
@@ -535,8 +591,6 @@ struct Versions {
 /// Loads the export into `cell` (unless `If-None-Match` says it holds it already).
 async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &SnapshotCell) -> Result<()> {
     use crate::error::Error;
-    use crate::mapping::{Method, PathPattern};
-    use crate::model::GroupName;
     let mut request = http
         .get(format!("{}/api/v1/mappings/export", remote.base_url))
         .bearer_auth(&remote.credential)
@@ -569,21 +623,7 @@ async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sna
     let export: Export = response.json().await.map_err(|e| {
         Error::new(ErrorKind::Unavailable, "heimdall-http's export is not readable").with_source(e.without_url())
     })?;
-    let rules = export
-        .mappings
-        .into_iter()
-        .map(|m| {
-            Ok(MappingRule {
-                id: m.id,
-                method: Method::parse(&m.method)?,
-                pattern: PathPattern::parse(&m.path_pattern)?,
-                action: ActionName::parse(m.action)?,
-                owner_group: m.owner_group.map(GroupName::parse).transpose()?,
-                priority: m.priority,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    cell.install(Snapshot::build(rules, export.version)?);
+    cell.install(export.into_snapshot()?);
     Ok(())
 }
 
@@ -682,7 +722,56 @@ pub async fn follow_export(
     }
 }
 
+/// Where an authorizer built by [`Authorizer::start`] reads its mappings.
+#[derive(Clone)]
+pub enum Source {
+    /// heimdall-http's export and change feed ([`Authorizer::following`]).
+    Follow(RemoteMappings),
+    /// The embedded facade, for services sharing Heimdall's database.
+    Embedded(Heimdall),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Follow(remote) => f.debug_tuple("Follow").field(remote).finish(),
+            Source::Embedded(_) => f.write_str("Embedded"),
+        }
+    }
+}
+
 impl Authorizer {
+    /// The one way frontends (the tower layer, the Python module) build an authorizer from their settings:
+    /// `pdp` asks a PDP (a Cerbos holding the pushed principal policies); `None` decides locally from
+    /// heimdall-http's grants export, which only a [`Source::Follow`] has (an embedded source without a PDP is
+    /// a configuration error). Returns the follower task, if any (abort it to stop following).
+    pub fn start(
+        verifier: TokenVerifier,
+        source: Source,
+        pdp: Option<Arc<dyn Pdp>>,
+        config: AuthorizerConfig,
+    ) -> Result<(Authorizer, Option<tokio::task::JoinHandle<()>>)> {
+        match source {
+            Source::Follow(remote) => {
+                let decider = pdp.map_or(Decider::Local, Decider::Pdp);
+                let (authorizer, task) = Authorizer::following(verifier, remote, decider, config)?;
+                Ok((authorizer, Some(task)))
+            }
+            Source::Embedded(heimdall) => {
+                let pdp = pdp.ok_or_else(|| {
+                    crate::Error::new(
+                        ErrorKind::Config,
+                        "an embedded authorizer needs a PDP (local decisions come from heimdall-http's grants export)",
+                    )
+                })?;
+                Ok((
+                    Authorizer::new(verifier, MappingSource::Embedded(heimdall), pdp, config),
+                    None,
+                ))
+            }
+        }
+    }
+
     /// An authorizer whose mappings (and, with [`Decider::Local`], grants) follow heimdall-http (see
     /// [`follow_export`]), and the task that follows (abort it to stop). Until the first export arrives every
     /// request is refused with 503.

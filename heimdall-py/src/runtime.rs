@@ -1,0 +1,183 @@
+//! The Tokio runtime behind every blocking and `async` call, and what keeps the module working across
+//! `fork()`.
+//!
+//! Threads do not survive `fork()`: a runtime (and everything it drives: a follower task, a connection pool,
+//! an HTTP client's connections) made in a parent is dead in the child. gunicorn and other pre-forking servers
+//! import the application — and so build Heimdall's objects — in the parent. So the runtime is made per
+//! process, and every object holding live state keeps it in a [`PerProcess`], which builds it again the first
+//! time it is used in a new process. The parent's copies are leaked in the child, never dropped: dropping a
+//! pool there would speak on sockets the parent still uses.
+//!
+//! `pyo3-async-runtimes` is not used for the same reason: its runtime is one per process image, made once.
+//! [`awaitable`] is the small bridge instead: an asyncio future completed from the runtime with
+//! `loop.call_soon_threadsafe`.
+
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use tokio::runtime::Runtime;
+
+static RUNTIME: Mutex<Option<(u32, &'static Runtime)>> = Mutex::new(None);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// This process's runtime, made on first use in each process (two worker threads).
+pub(crate) fn runtime() -> PyResult<&'static Runtime> {
+    let pid = std::process::id();
+    let mut slot = lock(&RUNTIME);
+    if let Some((owner, rt)) = *slot
+        && owner == pid
+    {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("heimdall")
+        .enable_all()
+        .build()
+        .map_err(|e| crate::errors::config(format!("cannot start Heimdall's Tokio runtime: {e}")))?;
+    // Leaked on purpose: a runtime inherited through fork() has no threads and must not be dropped.
+    let rt: &'static Runtime = Box::leak(Box::new(rt));
+    *slot = Some((pid, rt));
+    Ok(rt)
+}
+
+/// Live state (an authorizer with its follower, a facade with its pool) built for the process using it.
+pub(crate) struct PerProcess<T: Clone> {
+    live: Mutex<Option<(u32, T)>>,
+    build: Box<dyn Fn() -> PyResult<T> + Send + Sync>,
+}
+
+impl<T: Clone> PerProcess<T> {
+    /// Builds the state now (so configuration errors surface at construction) and again in each new process.
+    pub(crate) fn new(build: impl Fn() -> PyResult<T> + Send + Sync + 'static) -> PyResult<Self> {
+        let first = build()?;
+        Ok(PerProcess {
+            live: Mutex::new(Some((std::process::id(), first))),
+            build: Box::new(build),
+        })
+    }
+
+    /// This process's state.
+    pub(crate) fn get(&self) -> PyResult<T> {
+        let pid = std::process::id();
+        let mut live = lock(&self.live);
+        if let Some((owner, value)) = live.as_ref()
+            && *owner == pid
+        {
+            return Ok(value.clone());
+        }
+        let fresh = (self.build)()?;
+        if let Some(inherited) = live.replace((pid, fresh.clone())) {
+            std::mem::forget(inherited);
+        }
+        Ok(fresh)
+    }
+
+    /// This process's state, if it was built in this process (for `close`/drop: never touches a parent's).
+    pub(crate) fn take_own(&self) -> Option<T> {
+        let mut live = lock(&self.live);
+        match live.as_ref() {
+            Some((owner, _)) if *owner == std::process::id() => live.take().map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Clone> Drop for PerProcess<T> {
+    fn drop(&mut self) {
+        let live = self.live.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some((owner, _)) = live.as_ref()
+            && *owner != std::process::id()
+            && let Some(inherited) = live.take()
+        {
+            std::mem::forget(inherited);
+        }
+    }
+}
+
+/// Runs `fut` to its end for a blocking call: at once when it needs nothing to wait for (a cached answer),
+/// else on the runtime with the GIL released.
+pub(crate) fn block<F>(py: Python<'_>, fut: F) -> PyResult<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let rt = runtime()?;
+    let mut fut = Box::pin(fut);
+    {
+        let _inside = rt.enter();
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return Ok(out);
+        }
+    }
+    Ok(py.detach(|| rt.block_on(fut)))
+}
+
+static COMPLETE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Completes an asyncio future unless it was cancelled meanwhile (runs on the event loop's thread).
+#[pyfunction]
+fn _complete(future: &Bound<'_, PyAny>, setter: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !future.call_method0("done")?.is_truthy()? {
+        future.call_method1(setter, (value,))?;
+    }
+    Ok(())
+}
+
+/// Registers the completion helper.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_complete, m)?)
+}
+
+/// An asyncio awaitable of `fut`'s result, converted by `convert`. Answered at once when `fut` needs nothing
+/// to wait for (a cached decision); else `fut` runs on the runtime and the future is completed on the loop.
+pub(crate) fn awaitable<'py, F, T>(
+    py: Python<'py>,
+    fut: F,
+    convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = runtime()?;
+    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+    let future = event_loop.call_method0("create_future")?;
+    let mut fut = Box::pin(fut);
+    {
+        let _inside = rt.enter();
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            match out.and_then(|v| convert(py, v)) {
+                Ok(v) => future.call_method1("set_result", (v,))?,
+                Err(e) => future.call_method1("set_exception", (e.into_value(py),))?,
+            };
+            return Ok(future);
+        }
+    }
+    let complete = COMPLETE
+        .get_or_try_init(py, || {
+            py.import("heimdall._heimdall")?.getattr("_complete").map(Bound::unbind)
+        })?
+        .clone_ref(py);
+    let (event_loop, target) = (event_loop.unbind(), future.clone().unbind());
+    rt.spawn(async move {
+        let out = fut.await;
+        Python::attach(|py| {
+            let (setter, value) = match out.and_then(|v| convert(py, v)) {
+                Ok(v) => ("set_result", v),
+                Err(e) => ("set_exception", e.into_value(py).into_any()),
+            };
+            // A closed loop has nobody left to tell.
+            let _ = event_loop
+                .bind(py)
+                .call_method1("call_soon_threadsafe", (complete, target, setter, value));
+        });
+    });
+    Ok(future)
+}
