@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pdp::{CerbosClient, CerbosConfig};
+use crate::model::Subject;
+use crate::pdp::{CerbosClient, CerbosConfig, Decision, Pdp as _, Principal, Resource, principal_id};
 use tempfile::TempDir;
 
 use super::required;
@@ -317,5 +318,32 @@ telemetry:
 impl Drop for Cerbos {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// What `client` decides for `subject` doing `action` on a course, asked as an adapter asks (the principal
+/// policy Heimdall pushed, base role `user`).
+pub async fn decide(client: &CerbosClient, subject: &str, action: &str) -> Decision {
+    let principal = Principal::new(principal_id(&Subject::parse(subject).expect("a subject")), ["user"]);
+    let resource = Resource::new("course", "course:1");
+    client
+        .check(&principal, &resource, &[action])
+        .await
+        .expect("Cerbos answers")[0]
+}
+
+/// Waits (at most 15 s) until Cerbos gives `want`: its writes become visible within milliseconds, not at once.
+pub async fn eventually(client: &CerbosClient, subject: &str, action: &str, want: Decision) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = decide(client, subject, action).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{subject} {action}: Cerbos still says {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

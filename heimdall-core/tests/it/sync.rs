@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use heimdall_core::model::Subject;
-use heimdall_core::pdp::{CerbosClient, Decision, Pdp, Principal, Resource, principal_id};
+use heimdall_core::pdp::{CerbosClient, Decision};
 use heimdall_core::sync::{PolicyAdmin, PushWorker, SyncConfig};
 use heimdall_core::test_utils::{TestDatabase, course_editors};
 use heimdall_core::{Config, ErrorKind, Heimdall};
@@ -22,29 +22,7 @@ pub(crate) fn fast() -> SyncConfig {
     }
 }
 
-/// What Cerbos says when `subject` asks for `action` on a course with only the base role `user`: only a
-/// pushed principal policy can allow it.
-pub(crate) async fn decide(client: &CerbosClient, subject: &str, action: &str) -> Decision {
-    let principal = Principal::new(principal_id(&Subject::parse(subject).unwrap()), ["user"]);
-    let resource = Resource::new("course", "course:1");
-    client.check(&principal, &resource, &[action]).await.unwrap()[0]
-}
-
-/// Waits (bounded) until Cerbos gives `want`: its writes become visible within milliseconds, not at once.
-pub(crate) async fn eventually(client: &CerbosClient, subject: &str, action: &str, want: Decision) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = decide(client, subject, action).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{subject} {action}: Cerbos still says {got:?}, not {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub(crate) use heimdall_core::test_utils::cerbos::{decide, eventually};
 
 /// An admin API client for `fake`.
 fn fake_admin(fake: &FakeFailingCerbos, timeout: Duration) -> Arc<dyn PolicyAdmin> {

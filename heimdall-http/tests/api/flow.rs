@@ -3,38 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use heimdall_core::model::Subject;
-use heimdall_core::pdp::{CerbosClient, Decision, Pdp as _, Principal, Resource, principal_id};
+use heimdall_core::pdp::Decision;
 use heimdall_core::test_utils::TestDatabase;
-use heimdall_core::test_utils::cerbos::Cerbos;
+use heimdall_core::test_utils::cerbos::{Cerbos, eventually};
 use serde_json::{Value, json};
 
 use crate::support::{Api, Idp, Process, cerbos_env, secret, token};
-
-/// What Cerbos says when `subject` (with only the base role) asks for `action` on a course: only the
-/// principal policy the worker pushed can allow it.
-async fn decide(client: &CerbosClient, subject: &str, action: &str) -> Decision {
-    let principal = Principal::new(principal_id(&Subject::parse(subject).unwrap()), ["user"]);
-    client
-        .check(&principal, &Resource::new("course", "course:1"), &[action])
-        .await
-        .unwrap()[0]
-}
-
-async fn eventually(client: &CerbosClient, subject: &str, action: &str, want: Decision) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let got = decide(client, subject, action).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{subject} {action}: Cerbos still says {got:?}, not {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Reads the change feed until the next `versions` event, and returns its data.
 pub(crate) async fn next_event(resp: &mut reqwest::Response, buffer: &mut String) -> Value {
