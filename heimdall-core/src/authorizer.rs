@@ -146,6 +146,16 @@ impl SnapshotCell {
     pub fn age(&self) -> Option<Duration> {
         self.confirmed.load().as_ref().map(|t| t.elapsed())
     }
+
+    /// Takes `other`'s snapshot, with the time it was confirmed, while this cell is empty.
+    pub fn adopt(&self, other: &SnapshotCell) {
+        if self.get().is_none()
+            && let Some(snapshot) = other.get()
+        {
+            self.confirmed.store(other.confirmed.load_full());
+            self.snapshot.store(Some(snapshot));
+        }
+    }
 }
 
 /// A request the authorizer let through.
@@ -238,6 +248,8 @@ struct Inner {
     verifier: TokenVerifier,
     mappings: MappingSource,
     pdp: Arc<dyn Pdp>,
+    /// The grants a local decider reads (when it is one), for [`Authorizer::adopt`].
+    local: Option<Arc<LocalPdp>>,
     config: AuthorizerConfig,
     tokens: moka::sync::Cache<[u8; 32], Arc<VerifiedIdentity>>,
     decisions: moka::sync::Cache<DecisionKey, Decision>,
@@ -280,6 +292,16 @@ impl Authorizer {
     /// An authorizer verifying tokens with `verifier`, resolving on `mappings` and deciding with `pdp` (a
     /// Cerbos that holds the principal policies Heimdall pushes).
     pub fn new(verifier: TokenVerifier, mappings: MappingSource, pdp: Arc<dyn Pdp>, config: AuthorizerConfig) -> Self {
+        Self::with_local(verifier, mappings, pdp, None, config)
+    }
+
+    fn with_local(
+        verifier: TokenVerifier,
+        mappings: MappingSource,
+        pdp: Arc<dyn Pdp>,
+        local: Option<Arc<LocalPdp>>,
+        config: AuthorizerConfig,
+    ) -> Self {
         let tokens = moka::sync::Cache::builder()
             .max_capacity(config.token_capacity)
             .expire_after(UntilExpiry)
@@ -293,6 +315,7 @@ impl Authorizer {
                 verifier,
                 mappings,
                 pdp,
+                local,
                 config,
                 tokens,
                 decisions,
@@ -634,7 +657,8 @@ async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sna
 /// the task retries with growing pauses (up to the poll interval). Runs until aborted.
 ///
 /// With `grants`, the grants export (`/api/v1/grants/export`, scope `grants:read`) is loaded into it too,
-/// first and whenever the change version moves, before `on_change` hears of the new version.
+/// before the mappings (no request sees a snapshot before the grants it is decided with) and whenever the change
+/// version moves, before `on_change` hears of the new version.
 pub async fn follow_export(
     remote: RemoteMappings,
     cell: Arc<SnapshotCell>,
@@ -651,10 +675,11 @@ pub async fn follow_export(
     let mut pause = Duration::from_millis(200);
     loop {
         let round = async {
-            load_export(&http, &remote, &cell).await?;
+            // Grants first: a request sees a snapshot (and is decided) only once the grants it needs are in.
             if let Some(local) = &grants {
                 load_grants(&http, &remote, local).await?;
             }
+            load_export(&http, &remote, &cell).await?;
             let mut feed = http
                 .get(format!("{}/api/v1/changes/stream", remote.base_url))
                 .bearer_auth(&remote.credential)
@@ -675,10 +700,10 @@ pub async fn follow_export(
                 let chunk = match tokio::time::timeout(remote.poll_interval, feed.chunk()).await {
                     Err(_) => {
                         // Silent for a whole interval: ask the exports anyway.
-                        load_export(&http, &remote, &cell).await?;
                         if let Some(local) = &grants {
                             load_grants(&http, &remote, local).await?;
                         }
+                        load_export(&http, &remote, &cell).await?;
                         continue;
                     }
                     Ok(Ok(Some(chunk))) => chunk,
@@ -810,12 +835,25 @@ impl Authorizer {
                 (local.clone(), Some(local))
             }
         };
-        let authorizer = Authorizer::new(verifier, MappingSource::Cell(cell.clone()), pdp, config);
+        let authorizer =
+            Authorizer::with_local(verifier, MappingSource::Cell(cell.clone()), pdp, grants.clone(), config);
         let observer = authorizer.clone();
         let task = runtime.spawn(follow_export(remote, cell, grants, move |v| {
             observer.observe_change_version(v)
         }));
         Ok((authorizer, task))
+    }
+
+    /// Takes over `from`'s mapping snapshot (with the time it was confirmed) and local grants wherever this
+    /// authorizer has none yet: a process forked from one that held them decides at once, on what its parent
+    /// decided with, while its own follower catches up.
+    pub fn adopt(&self, from: &Authorizer) {
+        if let (MappingSource::Cell(mine), MappingSource::Cell(theirs)) = (&self.inner.mappings, &from.inner.mappings) {
+            mine.adopt(theirs);
+        }
+        if let (Some(mine), Some(theirs)) = (&self.inner.local, &from.inner.local) {
+            mine.adopt(theirs);
+        }
     }
 
     /// How long ago the mapping snapshot was last confirmed against its source; `None` before the first.
@@ -919,6 +957,15 @@ impl LocalPdp {
     /// The installed snapshot's version.
     pub fn version(&self) -> Option<i64> {
         self.grants.load().as_ref().map(|g| g.version)
+    }
+
+    /// Takes `other`'s grants while this PDP has none.
+    pub fn adopt(&self, other: &LocalPdp) {
+        if self.version().is_none()
+            && let Some(grants) = other.grants.load_full()
+        {
+            self.grants.store(Some(grants));
+        }
     }
 }
 

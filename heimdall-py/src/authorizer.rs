@@ -125,7 +125,7 @@ impl Authorizer {
             audience,
             ..IdentityConfig::new(jwks_url)
         };
-        let build = move || -> PyResult<Live> {
+        let build = move |inherited: Option<&Live>| -> PyResult<Live> {
             let verifier = TokenVerifier::new(identity.clone()).map_err(to_py)?;
             let pdp = match &cerbos_url {
                 Some(url) => {
@@ -140,6 +140,10 @@ impl Authorizer {
             };
             let _inside = runtime()?.enter();
             let (authorizer, task) = core::Authorizer::start(verifier, source, pdp, config.clone()).map_err(to_py)?;
+            if let Some(parent) = inherited {
+                // A forked child: decide on what the parent held until this process's follower catches up.
+                authorizer.adopt(&parent.authorizer);
+            }
             Ok(Live {
                 authorizer,
                 follower: task.map(|t| t.abort_handle()),
@@ -222,9 +226,9 @@ impl Authorizer {
         Ok(dict)
     }
 
-    /// Stops following heimdall-http in this process (later calls start following again).
+    /// Stops following heimdall-http; later calls raise `Unavailable`.
     fn close(&self) {
-        if let Some(live) = self.live.take_own()
+        if let Some(live) = self.live.close()
             && let Some(follower) = live.follower
         {
             follower.abort();

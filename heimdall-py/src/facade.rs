@@ -79,7 +79,7 @@ impl Shared {
             audience,
             ..IdentityConfig::new(url)
         });
-        let build = move || -> PyResult<Live> {
+        let build = move |_inherited: Option<&Live>| -> PyResult<Live> {
             let rt = runtime()?;
             let config = config.clone();
             let heimdall =

@@ -50,21 +50,27 @@ pub(crate) fn runtime() -> PyResult<&'static Runtime> {
 /// Live state (an authorizer with its follower, a facade with its pool) built for the process using it.
 pub(crate) struct PerProcess<T: Clone> {
     live: Mutex<Option<(u32, T)>>,
-    build: Box<dyn Fn() -> PyResult<T> + Send + Sync>,
+    /// Builds the state; in a forked child it is given the parent's (to copy plain data from, never to use).
+    build: Box<dyn Fn(Option<&T>) -> PyResult<T> + Send + Sync>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl<T: Clone> PerProcess<T> {
     /// Builds the state now (so configuration errors surface at construction) and again in each new process.
-    pub(crate) fn new(build: impl Fn() -> PyResult<T> + Send + Sync + 'static) -> PyResult<Self> {
-        let first = build()?;
+    pub(crate) fn new(build: impl Fn(Option<&T>) -> PyResult<T> + Send + Sync + 'static) -> PyResult<Self> {
+        let first = build(None)?;
         Ok(PerProcess {
             live: Mutex::new(Some((std::process::id(), first))),
             build: Box::new(build),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// This process's state.
     pub(crate) fn get(&self) -> PyResult<T> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(crate::errors::Unavailable::new_err("closed: this object was closed"));
+        }
         let pid = std::process::id();
         let mut live = lock(&self.live);
         if let Some((owner, value)) = live.as_ref()
@@ -72,15 +78,17 @@ impl<T: Clone> PerProcess<T> {
         {
             return Ok(value.clone());
         }
-        let fresh = (self.build)()?;
+        let fresh = (self.build)(live.as_ref().map(|(_, inherited)| inherited))?;
         if let Some(inherited) = live.replace((pid, fresh.clone())) {
             std::mem::forget(inherited);
         }
         Ok(fresh)
     }
 
-    /// This process's state, if it was built in this process (for `close`/drop: never touches a parent's).
-    pub(crate) fn take_own(&self) -> Option<T> {
+    /// Closes it for good (later calls raise `Unavailable`), handing back this process's state, if it was
+    /// built in this process (never a parent's).
+    pub(crate) fn close(&self) -> Option<T> {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
         let mut live = lock(&self.live);
         match live.as_ref() {
             Some((owner, _)) if *owner == std::process::id() => live.take().map(|(_, v)| v),
