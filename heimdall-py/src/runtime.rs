@@ -47,11 +47,13 @@ pub(crate) fn runtime() -> PyResult<&'static Runtime> {
     Ok(rt)
 }
 
+/// Builds live state; in a forked child it is given the parent's (to copy plain data from, never to use).
+type Build<T> = Box<dyn Fn(Option<&T>) -> PyResult<T> + Send + Sync>;
+
 /// Live state (an authorizer with its follower, a facade with its pool) built for the process using it.
 pub(crate) struct PerProcess<T: Clone> {
     live: Mutex<Option<(u32, T)>>,
-    /// Builds the state; in a forked child it is given the parent's (to copy plain data from, never to use).
-    build: Box<dyn Fn(Option<&T>) -> PyResult<T> + Send + Sync>,
+    build: Build<T>,
     closed: std::sync::atomic::AtomicBool,
 }
 
