@@ -164,3 +164,24 @@ def test_callers_from_tokens_are_provisioned_and_authorized(database_url: str, i
 def test_a_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(heimdall.HeimdallError):
         Heimdall("mysql://nowhere/db")
+
+
+def test_an_embedded_authorizer_reads_the_facade_and_fails_closed(tmp_path: Path, idp: Idp) -> None:
+    """``Authorizer(embedded=...)`` resolves on the facade's own mappings and asks the given PDP; without one it
+    is a configuration error, and a PDP that can't be reached refuses (503), never allows."""
+    h = Heimdall(f"sqlite://{tmp_path}/heimdall.db")
+    root = h.system_caller("tests")
+    h.create_mapping(root, "GET", "/courses/:id", "course:read")
+    with pytest.raises(heimdall.ConfigError):
+        heimdall.Authorizer(jwks_url=idp.jwks_url, embedded=h)
+    authorizer = heimdall.Authorizer(jwks_url=idp.jwks_url, embedded=h, cerbos_url="http://127.0.0.1:9")
+    token = idp.token("alice")
+    with pytest.raises(heimdall.Unavailable):
+        authorizer.authorize("GET", "/courses/1", token)
+    with pytest.raises(heimdall.Forbidden):
+        authorizer.authorize("GET", "/elsewhere", token)
+    assert authorizer.stats()["pdp_errors"] == 1
+    # A mapping added through the facade is what the embedded authorizer resolves next.
+    h.create_mapping(root, "GET", "/elsewhere", "elsewhere:read")
+    with pytest.raises(heimdall.Unavailable):
+        authorizer.authorize("GET", "/elsewhere", token)
