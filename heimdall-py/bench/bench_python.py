@@ -5,7 +5,7 @@
     route set, each compiled into one ``re`` pattern and scanned in order until the first match, on a fixed mix
     of 1,000 requests (80 % hits spread over the table, 20 % misses). Both must give the same mapping for every
     request. Prints the median time per call of each and the speed-up; exits 1 when it is below 50x.
-(b) The ASGI middleware's overhead: a minimal Starlette app driven in-process as ASGI (no server, no sockets),
+(b) The ASGI middleware's overhead: a minimal FastAPI app driven in-process as ASGI (no server, no sockets),
     with and without ``HeimdallMiddleware``, warm (one token, cached decision), deciding locally from a real
     heimdall-http (needs HEIMDALL_BIN; skipped with a message when it is unset, unless CI=true).
 
@@ -246,10 +246,8 @@ class Driver:
 
 
 def bench_middleware(requests: int) -> None:
+    from fastapi import FastAPI
     from harness import ISSUER, Idp, Stack, courses, required_binary
-    from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
 
     from heimdall.asgi import HeimdallMiddleware
 
@@ -260,10 +258,12 @@ def bench_middleware(requests: int) -> None:
         print(f"(b) NOT RUN: {why}: set it to the heimdall binary to measure the middleware")
         return
 
-    async def course(request: Any) -> PlainTextResponse:
-        return PlainTextResponse("ok")
+    app = FastAPI()
 
-    app = Starlette(routes=[Route("/courses/{id}", course)])
+    @app.get("/courses/{course_id}")
+    async def course(course_id: str) -> dict[str, str]:
+        return {"course": course_id}
+
     idp = Idp()
     with tempfile.TemporaryDirectory(prefix="heimdall-py-bench-") as tmp:
         stack = Stack(binary, idp, Path(tmp))
@@ -294,7 +294,7 @@ def bench_middleware(requests: int) -> None:
                 return await bare.median_us(requests), await guarded.median_us(requests)
 
             without, with_ = asyncio.run(measure())
-            print(f"(b) one warm GET through a minimal Starlette app, in-process ASGI, {requests} requests each:")
+            print(f"(b) one warm GET through a minimal FastAPI app, in-process ASGI, {requests} requests each:")
             print(f"    without HeimdallMiddleware {without:8.1f} us (median)")
             print(f"    with HeimdallMiddleware    {with_:8.1f} us (median)")
             print(f"    overhead                   {with_ - without:8.1f} us per request")
