@@ -129,7 +129,37 @@ where
     Ok(py.detach(|| rt.block_on(fut)))
 }
 
+/// An awaitable whose outcome is known already (a cached decision): `await` gives it without suspending the
+/// coroutine, so the event loop is not involved at all.
+#[pyclass(module = "heimdall._heimdall")]
+struct Ready {
+    outcome: Option<PyResult<Py<PyAny>>>,
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// Ends the iteration at once: `StopIteration(value)` is how an awaitable returns `value`.
+    fn __next__(&mut self) -> PyResult<Py<PyAny>> {
+        match self.outcome.take() {
+            Some(Ok(value)) => Err(pyo3::exceptions::PyStopIteration::new_err((value,))),
+            Some(Err(e)) => Err(e),
+            None => Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "cannot reuse an awaited result",
+            )),
+        }
+    }
+}
+
 static COMPLETE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Completes an asyncio future unless it was cancelled meanwhile (runs on the event loop's thread).
 #[pyfunction]
@@ -145,8 +175,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_complete, m)?)
 }
 
-/// An asyncio awaitable of `fut`'s result, converted by `convert`. Answered at once when `fut` needs nothing
-/// to wait for (a cached decision); else `fut` runs on the runtime and the future is completed on the loop.
+/// An awaitable of `fut`'s result, converted by `convert`: a [`Ready`] when `fut` needs nothing to wait for (a
+/// cached decision); else an asyncio future of the running loop, completed from the runtime when `fut` ends.
 pub(crate) fn awaitable<'py, F, T>(
     py: Python<'py>,
     fut: F,
@@ -157,19 +187,24 @@ where
     T: Send + 'static,
 {
     let rt = runtime()?;
-    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
-    let future = event_loop.call_method0("create_future")?;
+    // The same contract whether or not the answer is ready: an awaitable belongs to a running event loop.
+    let event_loop = GET_RUNNING_LOOP
+        .get_or_try_init(py, || {
+            py.import("asyncio")?.getattr("get_running_loop").map(Bound::unbind)
+        })?
+        .bind(py)
+        .call0()?;
     let mut fut = Box::pin(fut);
     {
         let _inside = rt.enter();
         if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            match out.and_then(|v| convert(py, v)) {
-                Ok(v) => future.call_method1("set_result", (v,))?,
-                Err(e) => future.call_method1("set_exception", (e.into_value(py),))?,
+            let ready = Ready {
+                outcome: Some(out.and_then(|v| convert(py, v))),
             };
-            return Ok(future);
+            return Ok(Bound::new(py, ready)?.into_any());
         }
     }
+    let future = event_loop.call_method0("create_future")?;
     let complete = COMPLETE
         .get_or_try_init(py, || {
             py.import("heimdall._heimdall")?.getattr("_complete").map(Bound::unbind)

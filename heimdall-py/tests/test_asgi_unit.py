@@ -103,3 +103,17 @@ def test_the_token_can_come_from_elsewhere(closed_authorizer: heimdall.Authorize
 )
 def test_bearer_token(headers: list[tuple[bytes, bytes]], token: str | None) -> None:
     assert bearer_token({"headers": headers}) == token
+
+
+def test_ready_answers_are_awaitables_of_the_running_loop_too(closed_authorizer: heimdall.Authorizer) -> None:
+    """An answer known at once (here: no token) is awaited without suspending, and raises through ``await``;
+    like every awaitable of the module, it is only made inside a running event loop."""
+
+    async def ask() -> None:
+        pending = closed_authorizer.authorize_async("GET", "/courses/1", None)
+        with pytest.raises(heimdall.Unauthenticated):
+            await pending
+
+    asyncio.run(ask())
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        closed_authorizer.authorize_async("GET", "/courses/1", None)
