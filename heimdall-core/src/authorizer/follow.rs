@@ -1,0 +1,422 @@
+//! Following heimdall-http: its mapping export, grants export and change feed, and the authorizers built on them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Authorizer, AuthorizerConfig, GrantsSnapshot, LocalPdp, MappingSource, SnapshotCell};
+use crate::Heimdall;
+use crate::error::{ErrorKind, Result};
+use crate::identity::TokenVerifier;
+use crate::mapping::{MappingRule, Snapshot};
+use crate::model::ActionName;
+use crate::pdp::Pdp;
+
+/// Who decides for an authorizer that follows heimdall-http.
+#[derive(Debug, Clone)]
+pub enum Decider {
+    /// A PDP holding the pushed principal policies (a Cerbos).
+    Pdp(Arc<dyn Pdp>),
+    /// Locally, from heimdall-http's grants export ([`LocalPdp`]): no network call per request.
+    Local,
+}
+
+/// Where a [`follow_export`] task reads mappings: heimdall-http's export and change feed.
+#[derive(Clone)]
+pub struct RemoteMappings {
+    /// heimdall-http's base URL (`http://heimdall:8080`).
+    pub base_url: String,
+    /// An API key with `mappings:read`, or the static API token.
+    pub credential: String,
+    /// The fallback: the export is asked again at least this often, also when the feed says nothing.
+    pub poll_interval: Duration,
+    /// Time limit of one export request (and of connecting to the feed).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RemoteMappings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteMappings")
+            .field("base_url", &self.base_url)
+            .field("credential", &"<redacted>")
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteMappings {
+    /// Following `base_url` with `credential`, polling every 30 s as the fallback.
+    pub fn new(base_url: impl Into<String>, credential: impl Into<String>) -> Self {
+        RemoteMappings {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            credential: credential.into(),
+            poll_interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One mapping as heimdall-http's export (`GET /api/v1/mappings/export`) lists it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ExportedMapping {
+    /// The mapping's id.
+    pub id: i64,
+    /// `GET`, `POST`, … or `ANY`.
+    pub method: String,
+    /// The path pattern (`/courses/:id`).
+    pub path_pattern: String,
+    /// The action it maps to.
+    pub action: String,
+    /// The group that owns it, if any.
+    #[serde(default)]
+    pub owner_group: Option<String>,
+    /// Higher wins among equally specific patterns.
+    #[serde(default)]
+    pub priority: i32,
+}
+
+impl ExportedMapping {
+    /// The rule, every field validated as the database would.
+    pub fn into_rule(self) -> Result<MappingRule> {
+        use crate::mapping::{Method, PathPattern};
+        use crate::model::GroupName;
+        Ok(MappingRule {
+            id: self.id,
+            method: Method::parse(&self.method)?,
+            pattern: PathPattern::parse(&self.path_pattern)?,
+            action: ActionName::parse(self.action)?,
+            owner_group: self.owner_group.map(GroupName::parse).transpose()?,
+            priority: self.priority,
+        })
+    }
+}
+
+/// heimdall-http's mapping export: every mapping at one version.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Export {
+    /// The mapping version the export shows.
+    pub version: i64,
+    /// Every mapping.
+    pub mappings: Vec<ExportedMapping>,
+}
+
+impl Export {
+    /// The export's JSON body read; invalid input when it is not one.
+    pub fn from_json(body: &[u8]) -> Result<Export> {
+        serde_json::from_slice(body).map_err(|e| crate::Error::invalid(format!("not a mapping export: {e}")))
+    }
+
+    /// The compiled snapshot (a pattern the resolver can't hold is invalid input, as it is when written).
+    pub fn into_snapshot(self) -> Result<Snapshot> {
+        let rules = self
+            .mappings
+            .into_iter()
+            .map(ExportedMapping::into_rule)
+            .collect::<Result<Vec<_>>>()?;
+        Snapshot::build(rules, self.version)
+    }
+}
+
+/// Fetches heimdall-http's mapping export once and compiles it (what a follower does first).
+pub async fn fetch_export(remote: &RemoteMappings) -> Result<Arc<Snapshot>> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(remote.timeout)
+        .build()
+        .map_err(|e| crate::Error::new(ErrorKind::Config, "cannot build an HTTP client").with_source(e))?;
+    let cell = SnapshotCell::new();
+    load_export(&http, remote, &cell).await?;
+    cell.get()
+        .ok_or_else(|| crate::Error::new(ErrorKind::Unexpected, "the export loaded no snapshot"))
+}
+
+#[derive(serde::Deserialize)]
+struct Versions {
+    change_version: i64,
+    mapping_version: i64,
+}
+
+/// Loads the export into `cell` (unless `If-None-Match` says it holds it already).
+async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &SnapshotCell) -> Result<()> {
+    use crate::error::Error;
+    let mut request = http
+        .get(format!("{}/api/v1/mappings/export", remote.base_url))
+        .bearer_auth(&remote.credential)
+        .timeout(remote.timeout);
+    if let Some(current) = cell.get() {
+        request = request.header("if-none-match", format!("\"m{}\"", current.version()));
+    }
+    let response = request.send().await.map_err(|e| {
+        Error::new(ErrorKind::Unavailable, "heimdall-http's export is unreachable").with_source(e.without_url())
+    })?;
+    match response.status().as_u16() {
+        304 => {
+            cell.confirm();
+            return Ok(());
+        }
+        200 => {}
+        401 | 403 => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("heimdall-http refused the export's credential ({})", response.status()),
+            ));
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("heimdall-http's export answered {other}"),
+            ));
+        }
+    }
+    let export: Export = response.json().await.map_err(|e| {
+        Error::new(ErrorKind::Unavailable, "heimdall-http's export is not readable").with_source(e.without_url())
+    })?;
+    cell.install(export.into_snapshot()?);
+    Ok(())
+}
+
+/// Follows heimdall-http: loads the export into `cell`, then listens to the change feed and reloads whenever
+/// the mapping version moves, telling `on_change` every change version it hears of; asks the export again
+/// at least every [`RemoteMappings::poll_interval`] (the fallback when the feed is silent or down). While
+/// heimdall-http is unreachable the cell keeps its last good snapshot (its [`SnapshotCell::age`] grows) and
+/// the task retries with growing pauses (up to the poll interval). Runs until aborted.
+///
+/// With `grants`, the grants export (`/api/v1/grants/export`, scope `grants:read`) is loaded into it too,
+/// before the mappings (no request sees a snapshot before the grants it is decided with) and whenever the change
+/// version moves, before `on_change` hears of the new version.
+pub async fn follow_export(
+    remote: RemoteMappings,
+    cell: Arc<SnapshotCell>,
+    grants: Option<Arc<LocalPdp>>,
+    on_change: impl Fn(i64) + Send + Sync,
+) {
+    let http = match reqwest::Client::builder().connect_timeout(remote.timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client that follows heimdall-http");
+            return;
+        }
+    };
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let round = async {
+            // Grants first: a request sees a snapshot (and is decided) only once the grants it needs are in.
+            if let Some(local) = &grants {
+                load_grants(&http, &remote, local).await?;
+            }
+            load_export(&http, &remote, &cell).await?;
+            let mut feed = http
+                .get(format!("{}/api/v1/changes/stream", remote.base_url))
+                .bearer_auth(&remote.credential)
+                .send()
+                .await
+                .map_err(|e| {
+                    crate::Error::new(ErrorKind::Unavailable, "heimdall-http's change feed is unreachable")
+                        .with_source(e.without_url())
+                })?;
+            if !feed.status().is_success() {
+                return Err(crate::Error::new(
+                    ErrorKind::Unavailable,
+                    format!("heimdall-http's change feed answered {}", feed.status()),
+                ));
+            }
+            let mut buffer = String::new();
+            loop {
+                let chunk = match tokio::time::timeout(remote.poll_interval, feed.chunk()).await {
+                    Err(_) => {
+                        // Silent for a whole interval: ask the exports anyway.
+                        if let Some(local) = &grants {
+                            load_grants(&http, &remote, local).await?;
+                        }
+                        load_export(&http, &remote, &cell).await?;
+                        continue;
+                    }
+                    Ok(Ok(Some(chunk))) => chunk,
+                    Ok(Ok(None)) => return Ok(()),
+                    Ok(Err(e)) => {
+                        return Err(crate::Error::new(ErrorKind::Unavailable, "the change feed broke off")
+                            .with_source(e.without_url()));
+                    }
+                };
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
+                        continue;
+                    };
+                    let Ok(v) = serde_json::from_str::<Versions>(data.trim()) else {
+                        continue;
+                    };
+                    if cell.get().is_none_or(|s| s.version() < v.mapping_version) {
+                        load_export(&http, &remote, &cell).await?;
+                    } else {
+                        cell.confirm();
+                    }
+                    if let Some(local) = &grants
+                        && local.version().is_none_or(|have| have < v.change_version)
+                    {
+                        load_grants(&http, &remote, local).await?;
+                    }
+                    on_change(v.change_version);
+                }
+            }
+        };
+        match round.await {
+            Ok(()) => pause = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "following heimdall-http failed; serving the last good snapshot");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(remote.poll_interval);
+            }
+        }
+    }
+}
+
+/// Where an authorizer built by [`Authorizer::start`] reads its mappings.
+#[derive(Clone)]
+pub enum Source {
+    /// heimdall-http's export and change feed ([`Authorizer::following`]).
+    Follow(RemoteMappings),
+    /// The embedded facade, for services sharing Heimdall's database.
+    Embedded(Heimdall),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Follow(remote) => f.debug_tuple("Follow").field(remote).finish(),
+            Source::Embedded(_) => f.write_str("Embedded"),
+        }
+    }
+}
+
+impl Authorizer {
+    /// The one way frontends (the tower layer, the Python module) build an authorizer from their settings:
+    /// `pdp` asks a PDP (a Cerbos holding the pushed principal policies); `None` decides locally from
+    /// heimdall-http's grants export, which only a [`Source::Follow`] has (an embedded source without a PDP is
+    /// a configuration error). Returns the follower task, if any (abort it to stop following).
+    pub fn start(
+        verifier: TokenVerifier,
+        source: Source,
+        pdp: Option<Arc<dyn Pdp>>,
+        config: AuthorizerConfig,
+    ) -> Result<(Authorizer, Option<tokio::task::JoinHandle<()>>)> {
+        match source {
+            Source::Follow(remote) => {
+                let decider = pdp.map_or(Decider::Local, Decider::Pdp);
+                let (authorizer, task) = Authorizer::following(verifier, remote, decider, config)?;
+                Ok((authorizer, Some(task)))
+            }
+            Source::Embedded(heimdall) => {
+                let pdp = pdp.ok_or_else(|| {
+                    crate::Error::new(
+                        ErrorKind::Config,
+                        "an embedded authorizer needs a PDP (local decisions come from heimdall-http's grants export)",
+                    )
+                })?;
+                Ok((
+                    Authorizer::new(verifier, MappingSource::Embedded(heimdall), pdp, config),
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// An authorizer whose mappings (and, with [`Decider::Local`], grants) follow heimdall-http (see
+    /// [`follow_export`]), and the task that follows (abort it to stop). Until the first export arrives every
+    /// request is refused with 503.
+    ///
+    /// A configuration error when `remote.base_url` is not an `http(s)://` URL or when called outside a Tokio
+    /// runtime (the follower is a task).
+    pub fn following(
+        verifier: TokenVerifier,
+        remote: RemoteMappings,
+        decider: Decider,
+        config: AuthorizerConfig,
+    ) -> Result<(Authorizer, tokio::task::JoinHandle<()>)> {
+        let parsed = reqwest::Url::parse(&remote.base_url).map_err(|e| {
+            crate::Error::new(
+                ErrorKind::Config,
+                format!("heimdall-http's URL {:?} is invalid: {e}", remote.base_url),
+            )
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(crate::Error::new(
+                ErrorKind::Config,
+                format!("heimdall-http's URL {:?} must be http:// or https://", remote.base_url),
+            ));
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            crate::Error::new(
+                ErrorKind::Config,
+                "Authorizer::following must be called inside a Tokio runtime",
+            )
+        })?;
+        let cell = SnapshotCell::new();
+        let (pdp, grants): (Arc<dyn Pdp>, _) = match decider {
+            Decider::Pdp(pdp) => (pdp, None),
+            Decider::Local => {
+                let local = LocalPdp::new();
+                (local.clone(), Some(local))
+            }
+        };
+        let authorizer =
+            Authorizer::with_local(verifier, MappingSource::Cell(cell.clone()), pdp, grants.clone(), config);
+        let observer = authorizer.clone();
+        let task = runtime.spawn(follow_export(remote, cell, grants, move |v| {
+            observer.observe_change_version(v)
+        }));
+        Ok((authorizer, task))
+    }
+
+    /// Takes over `from`'s mapping snapshot (with the time it was confirmed) and local grants wherever this
+    /// authorizer has none yet: a process forked from one that held them decides at once, on what its parent
+    /// decided with, while its own follower catches up.
+    pub fn adopt(&self, from: &Authorizer) {
+        if let (MappingSource::Cell(mine), MappingSource::Cell(theirs)) = (&self.inner.mappings, &from.inner.mappings) {
+            mine.adopt(theirs);
+        }
+        if let (Some(mine), Some(theirs)) = (&self.inner.local, &from.inner.local) {
+            mine.adopt(theirs);
+        }
+    }
+
+    /// How long ago the mapping snapshot was last confirmed against its source; `None` before the first.
+    pub fn snapshot_age(&self) -> Option<Duration> {
+        match &self.inner.mappings {
+            MappingSource::Embedded(h) => Some(h.mapping_snapshot_status().age),
+            MappingSource::Cell(c) => c.age(),
+        }
+    }
+
+    /// The snapshot requests are resolved on, if any.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.inner.mappings.snapshot()
+    }
+}
+
+// ---- Local decisions ---------------------------------------------------------------------------------------
+
+/// Loads heimdall-http's grants export into `local`.
+async fn load_grants(http: &reqwest::Client, remote: &RemoteMappings, local: &LocalPdp) -> Result<()> {
+    let response = http
+        .get(format!("{}/api/v1/grants/export", remote.base_url))
+        .bearer_auth(&remote.credential)
+        .timeout(remote.timeout)
+        .send()
+        .await
+        .map_err(|e| {
+            crate::Error::new(ErrorKind::Unavailable, "heimdall-http's grants export is unreachable")
+                .with_source(e.without_url())
+        })?;
+    if !response.status().is_success() {
+        return Err(crate::Error::new(
+            ErrorKind::Unavailable,
+            format!("heimdall-http's grants export answered {}", response.status()),
+        ));
+    }
+    let grants: GrantsSnapshot = response.json().await.map_err(|e| {
+        crate::Error::new(ErrorKind::Unavailable, "heimdall-http's grants export is not readable")
+            .with_source(e.without_url())
+    })?;
+    local.install(grants);
+    Ok(())
+}
