@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use heimdall_core::authorizer::{Export, ExportedMapping, RemoteMappings, fetch_export};
+use heimdall_core::authorizer::{ExportedMapping, MappingExport, RemoteMappings, fetch_export};
 use heimdall_core::mapping::{Resolution, Snapshot};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -89,7 +89,7 @@ impl Resolver {
                 priority: m.priority,
             })
             .collect();
-        let snapshot = Export { version, mappings }.into_snapshot().map_err(to_py)?;
+        let snapshot = MappingExport { version, mappings }.into_snapshot().map_err(to_py)?;
         Ok(Resolver {
             snapshot: Arc::new(snapshot),
         })
@@ -102,8 +102,8 @@ impl Resolver {
             Ok(text) => text.into_bytes(),
             Err(_) => body.extract::<Vec<u8>>()?,
         };
-        let snapshot = Export::from_json(&bytes)
-            .and_then(Export::into_snapshot)
+        let snapshot = MappingExport::from_json(&bytes)
+            .and_then(MappingExport::into_snapshot)
             .map_err(to_py)?;
         Ok(Resolver {
             snapshot: Arc::new(snapshot),

@@ -56,7 +56,8 @@ impl RemoteMappings {
 }
 
 /// One mapping as heimdall-http's export (`GET /api/v1/mappings/export`) lists it.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportedMapping {
     /// The mapping's id.
     pub id: i64,
@@ -72,6 +73,19 @@ pub struct ExportedMapping {
     /// Higher wins among equally specific patterns.
     #[serde(default)]
     pub priority: i32,
+}
+
+impl From<&MappingRule> for ExportedMapping {
+    fn from(rule: &MappingRule) -> Self {
+        ExportedMapping {
+            id: rule.id,
+            method: rule.method.as_str().to_owned(),
+            path_pattern: rule.pattern.as_str().to_owned(),
+            action: rule.action.as_str().to_owned(),
+            owner_group: rule.owner_group.as_ref().map(|g| g.as_str().to_owned()),
+            priority: rule.priority,
+        }
+    }
 }
 
 impl ExportedMapping {
@@ -90,18 +104,29 @@ impl ExportedMapping {
     }
 }
 
-/// heimdall-http's mapping export: every mapping at one version.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Export {
-    /// The mapping version the export shows.
+/// heimdall-http's mapping export: every mapping at one version (what the server writes and followers read).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MappingExport {
+    /// The mapping version these mappings are at (also the export's `ETag`).
     pub version: i64,
-    /// Every mapping.
+    /// The mappings, by id.
     pub mappings: Vec<ExportedMapping>,
 }
 
-impl Export {
+impl MappingExport {
+    /// The export of `snapshot`: its mappings by id, at its version.
+    pub fn of(snapshot: &Snapshot) -> MappingExport {
+        let mut mappings: Vec<ExportedMapping> = snapshot.rules().iter().map(ExportedMapping::from).collect();
+        mappings.sort_by_key(|m| m.id);
+        MappingExport {
+            version: snapshot.version(),
+            mappings,
+        }
+    }
+
     /// The export's JSON body read; invalid input when it is not one.
-    pub fn from_json(body: &[u8]) -> Result<Export> {
+    pub fn from_json(body: &[u8]) -> Result<MappingExport> {
         serde_json::from_slice(body).map_err(|e| crate::Error::invalid(format!("not a mapping export: {e}")))
     }
 
@@ -166,7 +191,7 @@ async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sna
             ));
         }
     }
-    let export: Export = response.json().await.map_err(|e| {
+    let export: MappingExport = response.json().await.map_err(|e| {
         Error::new(ErrorKind::Unavailable, "heimdall-http's export is not readable").with_source(e.without_url())
     })?;
     cell.install(export.into_snapshot()?);

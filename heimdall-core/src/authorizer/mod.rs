@@ -36,7 +36,7 @@ use crate::pdp::{Decision, Pdp, Principal, Resource, pack, principal_id, resourc
 mod follow;
 mod grants;
 
-pub use follow::{Decider, Export, ExportedMapping, RemoteMappings, Source, fetch_export, follow_export};
+pub use follow::{Decider, ExportedMapping, MappingExport, RemoteMappings, Source, fetch_export, follow_export};
 pub use grants::{GrantedPermission, GrantsSnapshot, LocalPdp};
 
 /// Asks `pdp` whether `subject` may do what `rule` maps to, as an adapter asks in principal-policy mode: the

@@ -16,6 +16,7 @@ use axum::routing::get;
 use futures_util::Stream;
 use futures_util::StreamExt as _;
 use heimdall_core::Heimdall;
+use heimdall_core::authorizer::MappingExport;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
@@ -74,32 +75,6 @@ async fn read_versions(heimdall: &Heimdall) -> heimdall_core::Result<Versions> {
     })
 }
 
-/// One mapping as adapters load it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ExportedMapping {
-    /// The mapping's id.
-    pub id: i64,
-    /// HTTP method or `ANY`.
-    pub method: String,
-    /// The path pattern.
-    pub path_pattern: String,
-    /// The action a matching request needs.
-    pub action: String,
-    /// The owning group.
-    pub owner_group: Option<String>,
-    /// Order among regular-expression mappings.
-    pub priority: i32,
-}
-
-/// Every mapping, at one mapping version.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MappingExport {
-    /// The mapping version these mappings are at (also the `ETag`).
-    pub version: i64,
-    /// The mappings, by id.
-    pub mappings: Vec<ExportedMapping>,
-}
-
 fn etag(version: i64) -> String {
     format!("\"m{version}\"")
 }
@@ -134,24 +109,7 @@ pub(super) async fn export(
         response.headers_mut().insert(header::ETAG, header_value(&tag));
         return Ok(response);
     }
-    let mut mappings: Vec<ExportedMapping> = snapshot
-        .rules()
-        .iter()
-        .map(|r| ExportedMapping {
-            id: r.id,
-            method: r.method.as_str().to_owned(),
-            path_pattern: r.pattern.as_str().to_owned(),
-            action: r.action.as_str().to_owned(),
-            owner_group: r.owner_group.as_ref().map(|g| g.as_str().to_owned()),
-            priority: r.priority,
-        })
-        .collect();
-    mappings.sort_by_key(|m| m.id);
-    let body = MappingExport {
-        version: snapshot.version(),
-        mappings,
-    };
-    let mut response = Json(body).into_response();
+    let mut response = Json(MappingExport::of(&snapshot)).into_response();
     response.headers_mut().insert(header::ETAG, header_value(&tag));
     Ok(response)
 }
