@@ -1,7 +1,7 @@
 //! Storage: the only place in Heimdall that knows SQL.
 //!
 //! [`Store`] is implemented twice, for PostgreSQL (production) and SQLite (the embedded default), from one
-//! body of SQL (`sql.rs`) that both databases accept. Each mutation is one transaction that also writes its
+//! body of SQL (`sql/`, one file per area) that both databases accept. Each mutation is one transaction that also writes its
 //! audit row, bumps the change version where the change matters to caches and adapters, and enqueues the
 //! users whose principal policies must be pushed again.
 
@@ -177,17 +177,21 @@ pub(crate) trait OutboxWakeups: Send {
     async fn next(&mut self) -> Result<()>;
 }
 
-/// Everything Heimdall persists.
+/// Everything Heimdall persists: one trait per area, so that each area's SQL lives in a file of its own
+/// (`sql/`); callers hold a `dyn Store` and call any area's methods on it.
 #[async_trait]
-pub(crate) trait Store: Send + Sync + std::fmt::Debug {
+pub(crate) trait Store: Users + Groups + Roles + Mappings + ApiKeys + Changes + std::fmt::Debug {
     /// Which database this is (`postgres` or `sqlite`).
     fn backend(&self) -> &'static str;
     /// Applies the embedded migrations.
     async fn migrate(&self) -> Result<()>;
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
+}
 
-    // Users.
+/// Users: JIT provisioning and what a user holds.
+#[async_trait]
+pub(crate) trait Users: Send + Sync {
     async fn upsert_user(&self, claims: &Claims, now: DateTime<Utc>) -> Result<User>;
     async fn user_id(&self, subject: &Subject) -> Result<Option<i64>>;
     async fn subjects(&self, after: Option<&str>, limit: i64) -> Result<Vec<Subject>>;
@@ -203,7 +207,14 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
         subjects: &[String],
     ) -> Result<std::collections::HashMap<String, Vec<EffectivePermission>>>;
 
-    // Groups.
+    /// The user's roles with the group each comes through (`None`: given directly); a role held several
+    /// ways is listed once per way.
+    async fn role_sources(&self, user_id: i64) -> Result<Vec<(RoleName, Option<GroupName>)>>;
+}
+
+/// Groups, their members and the group-management rights between them.
+#[async_trait]
+pub(crate) trait Groups: Send + Sync {
     async fn create_group(&self, w: &Write, name: &GroupName, description: Option<&str>) -> Result<Group>;
     async fn get_group(&self, name: &GroupName) -> Result<Group>;
     async fn list_groups(&self, prefix: Option<&str>, after: Option<&str>, limit: i64) -> Result<Vec<Group>>;
@@ -214,11 +225,25 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// What an authorization decision about the group reads (an unknown group has no rights and no roles).
     async fn group_facts(&self, name: &GroupName) -> Result<GroupFacts>;
 
-    // Memberships.
     async fn add_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<MembershipChange>;
     async fn remove_member(&self, w: &Write, group: &GroupName, subject: &Subject) -> Result<()>;
 
-    // Roles and grants.
+    // Group-management rights.
+    async fn create_right(
+        &self,
+        w: &Write,
+        manager: &GroupName,
+        pattern: &GroupPattern,
+        scope: Option<&PathScope>,
+    ) -> Result<ManagementRight>;
+    async fn list_rights(&self, manager: Option<&GroupName>) -> Result<Vec<ManagementRight>>;
+    async fn delete_right(&self, w: &Write, id: i64) -> Result<()>;
+    async fn get_right(&self, id: i64) -> Result<ManagementRight>;
+}
+
+/// Roles, who holds them and the permissions they grant.
+#[async_trait]
+pub(crate) trait Roles: Send + Sync {
     async fn create_role(&self, w: &Write, name: &RoleName, description: Option<&str>) -> Result<Role>;
     async fn list_roles(&self, after: Option<&str>, limit: i64) -> Result<Vec<Role>>;
     async fn delete_role(&self, w: &Write, name: &RoleName) -> Result<()>;
@@ -236,28 +261,22 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     async fn revoke_permission(&self, w: &Write, role: &RoleName, action: &ActionName) -> Result<()>;
     async fn role_permissions(&self, role: &RoleName) -> Result<Vec<RolePermission>>;
+}
 
-    // Group-management rights.
-    async fn create_right(
-        &self,
-        w: &Write,
-        manager: &GroupName,
-        pattern: &GroupPattern,
-        scope: Option<&PathScope>,
-    ) -> Result<ManagementRight>;
-    async fn list_rights(&self, manager: Option<&GroupName>) -> Result<Vec<ManagementRight>>;
-    async fn delete_right(&self, w: &Write, id: i64) -> Result<()>;
-    async fn get_right(&self, id: i64) -> Result<ManagementRight>;
-
-    // Mappings.
+/// Endpoint → action mappings.
+#[async_trait]
+pub(crate) trait Mappings: Send + Sync {
     async fn create_mapping(&self, w: &Write, m: &NewMapping) -> Result<MappingRow>;
     async fn update_mapping(&self, w: &Write, id: i64, m: &NewMapping) -> Result<MappingRow>;
     async fn delete_mapping(&self, w: &Write, id: i64) -> Result<()>;
     async fn get_mapping(&self, id: i64) -> Result<MappingRow>;
     async fn list_mappings(&self, after_id: Option<i64>, limit: i64) -> Result<Vec<MappingRow>>;
     async fn all_mappings(&self) -> Result<Vec<MappingRow>>;
+}
 
-    // API keys. They change nothing that caches or adapters follow: no change-version bump.
+/// API keys. They change nothing that caches or adapters follow: no change-version bump.
+#[async_trait]
+pub(crate) trait ApiKeys: Send + Sync {
     /// Stores a new key (only the SHA-256 of its secret, hex); a taken name is a conflict.
     async fn create_api_key(
         &self,
@@ -274,12 +293,11 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     async fn active_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyPrincipal>>;
     /// Sets key `id`'s `last_used_at` to `w.now` and writes `w`'s audit row.
     async fn record_api_key_use(&self, w: &Write, id: i64) -> Result<()>;
+}
 
-    /// The user's roles with the group each comes through (`None`: given directly); a role held several
-    /// ways is listed once per way.
-    async fn role_sources(&self, user_id: i64) -> Result<Vec<(RoleName, Option<GroupName>)>>;
-
-    // Audit and changes.
+/// The audit log, the change versions and the principal-policy outbox.
+#[async_trait]
+pub(crate) trait Changes: Send + Sync {
     async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()>;
     async fn list_audit(&self, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRecord>>;
     async fn change_version(&self) -> Result<i64>;
