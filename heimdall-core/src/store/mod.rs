@@ -1,9 +1,9 @@
 //! Storage: the only place in Heimdall that knows SQL.
 //!
 //! [`Store`] is implemented twice, for PostgreSQL (production) and SQLite (the embedded default), from one
-//! body of SQL (`sql/`, one file per area) that both databases accept. Each mutation is one transaction that also writes its
-//! audit row, bumps the change version where the change matters to caches and adapters, and enqueues the
-//! users whose principal policies must be pushed again.
+//! body of SQL (`sql/`, one file per area) that both databases accept. Each mutation is one transaction that
+//! also writes its audit row, bumps the change version where the change matters to caches and adapters, and
+//! enqueues the users whose principal policies must be pushed again.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
