@@ -77,6 +77,7 @@ pub struct AuthorizeLayerBuilder {
     jwks_url: Option<String>,
     issuer: Option<String>,
     audience: Option<String>,
+    allow_plain_http: bool,
     remote: Option<RemoteMappings>,
     embedded: Option<Heimdall>,
     pdp: Option<Arc<dyn Pdp>>,
@@ -110,6 +111,13 @@ impl AuthorizeLayerBuilder {
     /// The `aud` every token must carry.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
+        self
+    }
+
+    /// Accept a JWKS URL over plain `http://` to a host other than loopback (keys fetched so can be swapped on
+    /// the way; refused by default). The follower's URL has its own [`RemoteMappings::allow_plain_http`].
+    pub fn allow_plain_http(mut self, allow: bool) -> Self {
+        self.allow_plain_http = allow;
         self
     }
 
@@ -153,6 +161,7 @@ impl AuthorizeLayerBuilder {
         let verifier = TokenVerifier::new(IdentityConfig {
             issuer: self.issuer,
             audience: self.audience,
+            allow_plain_http: self.allow_plain_http,
             ..IdentityConfig::new(jwks)
         })?;
         let source = match (self.remote, self.embedded) {
@@ -177,6 +186,7 @@ impl AuthorizeLayer {
             jwks_url: None,
             issuer: None,
             audience: None,
+            allow_plain_http: false,
             remote: None,
             embedded: None,
             pdp: None,
@@ -278,6 +288,7 @@ where
             if let Some(age) = authorizer.snapshot_age() {
                 metrics::gauge!("heimdall_adapter_snapshot_age_seconds").set(age.as_secs_f64());
             }
+            metrics::gauge!("heimdall_adapter_ready").set(if authorizer.is_ready() { 1.0 } else { 0.0 });
             match decided {
                 Ok(grant) => {
                     let outcome = if grant.action.is_some() {

@@ -93,7 +93,7 @@ async fn serve(s: &Settings, args: &ServeSettings) -> heimdall_core::Result<()> 
         .cerbos(s.cerbos_check()?)
         .policy_admin(s.cerbos_admin()?.map(|c| Arc::new(c) as Arc<dyn PolicyAdmin>))
         .metrics(metrics)
-        .options(args.options())
+        .options(args.options()?)
         .build()
         .await?;
     let addr = listener.local_addr().map_err(|e| config_error("HOST/PORT", e))?;

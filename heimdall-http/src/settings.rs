@@ -99,12 +99,24 @@ pub struct Settings {
     /// The `iss` every token must carry.
     #[arg(long, env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
-    /// The `aud` every token must carry.
+    /// The `aud` every token must carry. Required with KEYCLOAK_JWKS_URL, unless HEIMDALL_ALLOW_ANY_AUDIENCE.
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Accept tokens whatever their audience when JWT_AUDIENCE is unset (tokens minted for any application of
+    /// the identity provider then pass; a warning says so at every start).
+    #[arg(long, env = "HEIMDALL_ALLOW_ANY_AUDIENCE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_any_audience: bool,
+    /// Accept KEYCLOAK_JWKS_URL over plain http:// to a host other than loopback (keys fetched so can be
+    /// swapped on the way).
+    #[arg(long, env = "HEIMDALL_ALLOW_PLAIN_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_plain_http: bool,
     /// Shortest time, in seconds, between two JWKS fetches caused by tokens with an unknown `kid`.
     #[arg(long, env = "JWKS_REFETCH_INTERVAL_SECONDS", default_value_t = 30)]
     pub jwks_refetch_interval_seconds: u64,
+    /// Age, in seconds, after which the JWKS is fetched again while tokens come in (at most 300): keys the
+    /// provider removed stop being trusted then.
+    #[arg(long, env = "JWKS_REFRESH_INTERVAL_SECONDS", default_value_t = 300)]
+    pub jwks_refresh_interval_seconds: u64,
     /// Subjects made superadmin on start (comma-separated), idempotently.
     #[arg(long, env = "HEIMDALL_BOOTSTRAP_SUPERADMINS", value_delimiter = ',')]
     pub bootstrap_superadmins: Vec<String>,
@@ -142,16 +154,32 @@ pub struct ServeSettings {
     pub request_timeout_seconds: u64,
 }
 
+/// The shortest static API token `serve` accepts, in bytes.
+pub const MIN_STATIC_TOKEN_LEN: usize = 32;
+
 impl ServeSettings {
-    /// The server's options.
-    pub fn options(&self) -> ServerOptions {
-        ServerOptions {
+    /// The server's options; a static API token shorter than [`MIN_STATIC_TOKEN_LEN`] bytes is a
+    /// configuration error (it could be guessed).
+    pub fn options(&self) -> heimdall_core::Result<ServerOptions> {
+        if let Some(token) = &self.static_api_token
+            && token.expose().len() < MIN_STATIC_TOKEN_LEN
+        {
+            return Err(heimdall_core::Error::new(
+                heimdall_core::ErrorKind::Config,
+                format!(
+                    "STATIC_API_TOKEN must be at least {MIN_STATIC_TOKEN_LEN} bytes long (it is {}); \
+                     generate one with `openssl rand -hex 32`",
+                    token.expose().len()
+                ),
+            ));
+        }
+        Ok(ServerOptions {
             static_api_token: self.static_api_token.as_ref().map(|t| t.expose().to_owned()),
             mutations_per_minute: std::num::NonZeroU32::new(self.mutations_per_minute),
             body_limit: self.body_limit_bytes,
             request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
             ..ServerOptions::default()
-        }
+        })
     }
 }
 
@@ -272,15 +300,34 @@ impl Settings {
         builder.build().await
     }
 
-    /// The bearer-token verifier, when a JWKS is configured (`KEYCLOAK_JWKS_URL`).
+    /// The bearer-token verifier, when a JWKS is configured (`KEYCLOAK_JWKS_URL`). Without `JWT_AUDIENCE` a
+    /// token minted for any application of the identity provider would pass: that is a configuration error
+    /// unless `HEIMDALL_ALLOW_ANY_AUDIENCE` opts out, and then a warning at every start.
     pub fn token_verifier(&self) -> heimdall_core::Result<Option<TokenVerifier>> {
         let Some(jwks) = &self.keycloak_jwks_url else {
             return Ok(None);
         };
+        let audience = self.jwt_audience.clone().filter(|a| !a.trim().is_empty());
+        if audience.is_none() {
+            if !self.allow_any_audience {
+                return Err(heimdall_core::Error::new(
+                    heimdall_core::ErrorKind::Config,
+                    "JWT_AUDIENCE is not set: tokens minted for other applications would be accepted; set it to \
+                     the audience your identity provider puts in Heimdall's tokens (or HEIMDALL_ALLOW_ANY_AUDIENCE=true \
+                     to accept any audience)",
+                ));
+            }
+            tracing::warn!(
+                "JWT_AUDIENCE is not set and HEIMDALL_ALLOW_ANY_AUDIENCE=true: tokens minted for any application of \
+                 the identity provider are accepted"
+            );
+        }
         let config = IdentityConfig {
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone().filter(|i| !i.trim().is_empty()),
+            audience,
             refetch_interval: Duration::from_secs(self.jwks_refetch_interval_seconds.max(1)),
+            refresh_interval: Duration::from_secs(self.jwks_refresh_interval_seconds.clamp(1, 300)),
+            allow_plain_http: self.allow_plain_http,
             ..IdentityConfig::new(jwks.clone())
         };
         TokenVerifier::new(config)
@@ -377,10 +424,108 @@ mod tests {
             Some("http://127.0.0.1:8080/realms/r")
         );
         assert_eq!(verifier.config().audience.as_deref(), Some("heimdall"));
-        let e = parse(&["--keycloak-jwks-url", "keycloak:8080/certs"])
+        let e = parse(&[
+            "--keycloak-jwks-url",
+            "keycloak:8080/certs",
+            "--jwt-audience",
+            "heimdall",
+        ])
+        .token_verifier()
+        .unwrap_err();
+        assert_eq!(e.kind(), heimdall_core::ErrorKind::Config);
+        assert!(e.message().contains("KEYCLOAK_JWKS_URL"), "{}", e.message());
+    }
+
+    #[test]
+    fn serve_refuses_to_start_without_an_audience_unless_opted_out() {
+        let jwks = "http://127.0.0.1:8080/certs";
+        let e = parse(&["--keycloak-jwks-url", jwks]).token_verifier().unwrap_err();
+        assert_eq!(e.kind(), heimdall_core::ErrorKind::Config);
+        assert!(e.message().contains("JWT_AUDIENCE"), "{}", e.message());
+        let e = parse(&["--keycloak-jwks-url", jwks, "--jwt-audience", " "])
+            .token_verifier()
+            .unwrap_err();
+        assert!(
+            e.message().contains("JWT_AUDIENCE"),
+            "a blank audience is none: {}",
+            e.message()
+        );
+        let verifier = parse(&["--keycloak-jwks-url", jwks, "--allow-any-audience", "true"])
+            .token_verifier()
+            .unwrap()
+            .expect("a verifier");
+        assert_eq!(verifier.config().audience, None);
+    }
+
+    #[test]
+    fn a_plain_http_jwks_to_another_host_needs_an_explicit_setting() {
+        let remote = "http://keycloak.internal:8080/certs";
+        let e = parse(&["--keycloak-jwks-url", remote, "--jwt-audience", "h"])
             .token_verifier()
             .unwrap_err();
         assert_eq!(e.kind(), heimdall_core::ErrorKind::Config);
-        assert!(e.message().contains("KEYCLOAK_JWKS_URL"), "{}", e.message());
+        assert!(e.message().contains("plain http"), "{}", e.message());
+        for ok in [
+            vec![
+                "--keycloak-jwks-url",
+                remote,
+                "--jwt-audience",
+                "h",
+                "--allow-plain-http",
+                "true",
+            ],
+            vec![
+                "--keycloak-jwks-url",
+                "https://keycloak.internal/certs",
+                "--jwt-audience",
+                "h",
+            ],
+            vec![
+                "--keycloak-jwks-url",
+                "http://localhost:8080/certs",
+                "--jwt-audience",
+                "h",
+            ],
+            vec!["--keycloak-jwks-url", "http://[::1]:8080/certs", "--jwt-audience", "h"],
+        ] {
+            assert!(parse(&ok).token_verifier().unwrap().is_some(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn the_jwks_is_refreshed_at_least_every_five_minutes() {
+        let base = ["--keycloak-jwks-url", "http://127.0.0.1:1/certs", "--jwt-audience", "h"];
+        let v = parse(&base).token_verifier().unwrap().unwrap();
+        assert_eq!(v.config().refresh_interval, Duration::from_secs(300));
+        let mut longer = base.to_vec();
+        longer.extend(["--jwks-refresh-interval-seconds", "86400"]);
+        let v = parse(&longer).token_verifier().unwrap().unwrap();
+        assert_eq!(
+            v.config().refresh_interval,
+            Duration::from_secs(300),
+            "capped at five minutes"
+        );
+    }
+
+    #[derive(Debug, Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        serve: ServeSettings,
+    }
+
+    #[test]
+    fn serve_refuses_a_short_static_token() {
+        let serve = |token: &str| {
+            ServeCli::try_parse_from(["heimdall", "--static-api-token", token])
+                .unwrap()
+                .serve
+                .options()
+        };
+        let e = serve("short-token").unwrap_err();
+        assert_eq!(e.kind(), heimdall_core::ErrorKind::Config);
+        assert!(e.message().contains("STATIC_API_TOKEN"), "{}", e.message());
+        assert!(!e.message().contains("short-token"), "the token itself is never shown");
+        assert!(serve(&"x".repeat(31)).is_err());
+        assert!(serve(&"x".repeat(32)).is_ok());
     }
 }

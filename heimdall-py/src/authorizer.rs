@@ -70,7 +70,8 @@ impl Authorizer {
     #[new]
     #[pyo3(signature = (
         *, jwks_url, heimdall_url = None, credential = None, embedded = None, cerbos_url = None, issuer = None,
-        audience = None, unmapped = "deny", allow_before_snapshot = false, poll_interval = 30.0, decision_ttl = 5.0
+        audience = None, unmapped = "deny", allow_before_snapshot = false, before_snapshot_deadline = 30.0,
+        poll_interval = 30.0, decision_ttl = 5.0, allow_plain_http = false
     ))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
@@ -83,8 +84,10 @@ impl Authorizer {
         audience: Option<String>,
         unmapped: &str,
         allow_before_snapshot: bool,
+        before_snapshot_deadline: f64,
         poll_interval: f64,
         decision_ttl: f64,
+        allow_plain_http: bool,
     ) -> PyResult<Self> {
         let unmapped = match unmapped {
             "deny" => Unmapped::Deny,
@@ -98,6 +101,7 @@ impl Authorizer {
         let config = AuthorizerConfig {
             unmapped,
             allow_before_snapshot,
+            before_snapshot_deadline: seconds("before_snapshot_deadline", before_snapshot_deadline)?,
             decision_ttl: seconds("decision_ttl", decision_ttl)?,
             ..AuthorizerConfig::default()
         };
@@ -105,6 +109,7 @@ impl Authorizer {
         let remote = match (heimdall_url, credential, &embedded) {
             (Some(url), Some(credential), None) => Some(RemoteMappings {
                 poll_interval,
+                allow_plain_http,
                 ..RemoteMappings::new(url.trim_end_matches('/'), credential)
             }),
             (None, None, Some(_)) => None,
@@ -123,6 +128,7 @@ impl Authorizer {
         let identity = IdentityConfig {
             issuer,
             audience,
+            allow_plain_http,
             ..IdentityConfig::new(jwks_url)
         };
         let build = move |inherited: Option<&Live>| -> PyResult<Live> {
@@ -195,10 +201,13 @@ impl Authorizer {
         let live = self.live.get()?;
         let deadline = Instant::now() + seconds("timeout", timeout)?;
         block(py, async move {
-            while live.authorizer.snapshot().is_none() && Instant::now() < deadline {
+            while !live.authorizer.is_ready()
+                && live.authorizer.credential_refused().is_none()
+                && Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            live.authorizer.snapshot().is_some()
+            live.authorizer.is_ready()
         })
     }
 
@@ -206,6 +215,12 @@ impl Authorizer {
     #[getter]
     fn snapshot_version(&self) -> PyResult<Option<i64>> {
         Ok(self.live.get()?.authorizer.snapshot().map(|s| s.version()))
+    }
+
+    /// Why the follower gave up (heimdall-http refused its credential), `None` while it follows.
+    #[getter]
+    fn credential_refused(&self) -> PyResult<Option<String>> {
+        Ok(self.live.get()?.authorizer.credential_refused())
     }
 
     /// Seconds since the snapshot was last confirmed against its source, `None` before the first.

@@ -31,6 +31,9 @@ pub struct RemoteMappings {
     pub poll_interval: Duration,
     /// Time limit of one export request (and of connecting to the feed).
     pub timeout: Duration,
+    /// Accept a `base_url` over plain `http://` to a host other than loopback (the credential and every
+    /// mapping would cross the network unprotected). Off by default.
+    pub allow_plain_http: bool,
 }
 
 impl std::fmt::Debug for RemoteMappings {
@@ -51,6 +54,7 @@ impl RemoteMappings {
             credential: credential.into(),
             poll_interval: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            allow_plain_http: false,
         }
     }
 }
@@ -153,6 +157,14 @@ pub async fn fetch_export(remote: &RemoteMappings) -> Result<Arc<Snapshot>> {
         .ok_or_else(|| crate::Error::new(ErrorKind::Unexpected, "the export loaded no snapshot"))
 }
 
+/// heimdall-http refused the follower's credential (a configuration error: retrying won't fix it).
+fn credential_refused(what: &str, status: reqwest::StatusCode) -> crate::Error {
+    crate::Error::new(
+        ErrorKind::Config,
+        format!("heimdall-http refused the credential for its {what} ({status})"),
+    )
+}
+
 #[derive(serde::Deserialize)]
 struct Versions {
     change_version: i64,
@@ -178,12 +190,7 @@ async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sna
             return Ok(());
         }
         200 => {}
-        401 | 403 => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("heimdall-http refused the export's credential ({})", response.status()),
-            ));
-        }
+        401 | 403 => return Err(credential_refused("mapping export", response.status())),
         other => {
             return Err(Error::new(
                 ErrorKind::Unavailable,
@@ -202,7 +209,9 @@ async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sna
 /// the mapping version moves, telling `on_change` every change version it hears of; asks the export again
 /// at least every [`RemoteMappings::poll_interval`] (the fallback when the feed is silent or down). While
 /// heimdall-http is unreachable the cell keeps its last good snapshot (its [`SnapshotCell::age`] grows) and
-/// the task retries with growing pauses (up to the poll interval). Runs until aborted.
+/// the task retries with growing pauses (up to the poll interval). Runs until aborted, or until heimdall-http
+/// refuses the credential (401/403): then it logs an error, marks the cell refused ([`SnapshotCell::refuse`]:
+/// every request is refused, readiness is false) and stops.
 ///
 /// With `grants`, the grants export (`/api/v1/grants/export`, scope `grants:read`) is loaded into it too,
 /// before the mappings (no request sees a snapshot before the grants it is decided with) and whenever the change
@@ -237,6 +246,9 @@ pub async fn follow_export(
                     crate::Error::new(ErrorKind::Unavailable, "heimdall-http's change feed is unreachable")
                         .with_source(e.without_url())
                 })?;
+            if matches!(feed.status().as_u16(), 401 | 403) {
+                return Err(credential_refused("change feed", feed.status()));
+            }
             if !feed.status().is_success() {
                 return Err(crate::Error::new(
                     ErrorKind::Unavailable,
@@ -286,6 +298,12 @@ pub async fn follow_export(
         };
         match round.await {
             Ok(()) => pause = Duration::from_millis(200),
+            // A refused credential does not heal by retrying: say so once, loudly, and stay closed.
+            Err(e) if e.kind() == ErrorKind::Config => {
+                tracing::error!(error = %e, "heimdall-http refused this follower's credential: every request is refused until it is fixed and the service restarted");
+                cell.refuse(e.message().to_owned());
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?pause, "following heimdall-http failed; serving the last good snapshot");
                 tokio::time::sleep(pause).await;
@@ -349,26 +367,16 @@ impl Authorizer {
     /// [`follow_export`]), and the task that follows (abort it to stop). Until the first export arrives every
     /// request is refused with 503.
     ///
-    /// A configuration error when `remote.base_url` is not an `http(s)://` URL or when called outside a Tokio
-    /// runtime (the follower is a task).
+    /// A configuration error when `remote.base_url` is not an `http(s)://` URL (plain `http://` only to
+    /// loopback, unless [`RemoteMappings::allow_plain_http`]) or when called outside a Tokio runtime (the
+    /// follower is a task).
     pub fn following(
         verifier: TokenVerifier,
         remote: RemoteMappings,
         decider: Decider,
         config: AuthorizerConfig,
     ) -> Result<(Authorizer, tokio::task::JoinHandle<()>)> {
-        let parsed = reqwest::Url::parse(&remote.base_url).map_err(|e| {
-            crate::Error::new(
-                ErrorKind::Config,
-                format!("heimdall-http's URL {:?} is invalid: {e}", remote.base_url),
-            )
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(crate::Error::new(
-                ErrorKind::Config,
-                format!("heimdall-http's URL {:?} must be http:// or https://", remote.base_url),
-            ));
-        }
+        crate::config::check_transport(&remote.base_url, remote.allow_plain_http, "heimdall-http's URL")?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             crate::Error::new(
                 ErrorKind::Config,
@@ -432,6 +440,9 @@ async fn load_grants(http: &reqwest::Client, remote: &RemoteMappings, local: &Lo
             crate::Error::new(ErrorKind::Unavailable, "heimdall-http's grants export is unreachable")
                 .with_source(e.without_url())
         })?;
+    if matches!(response.status().as_u16(), 401 | 403) {
+        return Err(credential_refused("grants export", response.status()));
+    }
     if !response.status().is_success() {
         return Err(crate::Error::new(
             ErrorKind::Unavailable,

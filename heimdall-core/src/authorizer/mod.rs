@@ -72,8 +72,11 @@ pub struct AuthorizerConfig {
     pub token_capacity: u64,
     /// Before the first mapping snapshot arrives: `false` (the default) refuses every request with 503 (fail
     /// closed); `true` lets authenticated requests through unchecked and counts them
-    /// ([`AuthorizerStats::no_snapshot`]), for services that must start before Heimdall answers.
+    /// ([`AuthorizerStats::no_snapshot`]), for services that must start before Heimdall answers — but only
+    /// for [`AuthorizerConfig::before_snapshot_deadline`] after the authorizer was built.
     pub allow_before_snapshot: bool,
+    /// How long `allow_before_snapshot` lasts: past it, requests are refused (503) until a snapshot arrives.
+    pub before_snapshot_deadline: Duration,
 }
 
 impl Default for AuthorizerConfig {
@@ -84,6 +87,7 @@ impl Default for AuthorizerConfig {
             decision_capacity: 100_000,
             token_capacity: 100_000,
             allow_before_snapshot: false,
+            before_snapshot_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -113,14 +117,23 @@ impl MappingSource {
             MappingSource::Cell(c) => c.get(),
         }
     }
+
+    fn refused(&self) -> Option<Arc<String>> {
+        match self {
+            MappingSource::Embedded(_) => None,
+            MappingSource::Cell(c) => c.refused(),
+        }
+    }
 }
 
 /// A mapping snapshot that a follower installs and requests read, lock-free; with the time it was last
-/// confirmed (its age is what a frontend reports as staleness).
+/// confirmed (its age is what a frontend reports as staleness), and whether the follower gave up because
+/// heimdall-http refused its credential (then every request is refused).
 #[derive(Debug, Default)]
 pub struct SnapshotCell {
     snapshot: ArcSwapOption<Snapshot>,
     confirmed: ArcSwapOption<Instant>,
+    refused: ArcSwapOption<String>,
 }
 
 impl SnapshotCell {
@@ -151,6 +164,17 @@ impl SnapshotCell {
     /// How long ago the snapshot was last confirmed; `None` before the first one.
     pub fn age(&self) -> Option<Duration> {
         self.confirmed.load().as_ref().map(|t| t.elapsed())
+    }
+
+    /// Marks the cell as given up: heimdall-http refused the follower's credential (`why`). Every request is
+    /// refused from now on; nothing clears it but a new authorizer with a working credential.
+    pub fn refuse(&self, why: String) {
+        self.refused.store(Some(Arc::new(why)));
+    }
+
+    /// Why the follower gave up, if it did ([`SnapshotCell::refuse`]).
+    pub fn refused(&self) -> Option<Arc<String>> {
+        self.refused.load_full()
     }
 
     /// Takes `other`'s snapshot, with the time it was confirmed, if this cell is still empty (a snapshot this
@@ -343,6 +367,18 @@ impl Authorizer {
         }
     }
 
+    /// Whether the authorizer can decide: it holds a mapping snapshot and its follower has not given up (a
+    /// frontend's readiness).
+    pub fn is_ready(&self) -> bool {
+        self.inner.mappings.refused().is_none() && self.inner.mappings.snapshot().is_some()
+    }
+
+    /// Why the follower gave up, when heimdall-http refused its credential (401/403): it then stops asking and
+    /// every request is refused. `None` while it follows (or for an embedded source).
+    pub fn credential_refused(&self) -> Option<String> {
+        self.inner.mappings.refused().map(|why| why.as_str().to_owned())
+    }
+
     /// What was counted so far.
     pub fn stats(&self) -> AuthorizerStats {
         let c = &self.inner.counters;
@@ -412,9 +448,18 @@ impl Authorizer {
             Err(e) => return self.deny(Refusal::from_error(&e)),
         };
         let subject = identity.claims().subject.clone();
+        if self.inner.mappings.refused().is_some() {
+            return self.deny(Refusal::new(
+                503,
+                "unavailable",
+                "heimdall-http refused this service's credential: refusing every request until it is fixed",
+            ));
+        }
         let Some(snapshot) = self.inner.mappings.snapshot() else {
             self.inner.counters.no_snapshot.fetch_add(1, Ordering::Relaxed);
-            if self.inner.config.allow_before_snapshot {
+            if self.inner.config.allow_before_snapshot
+                && self.inner.started.elapsed() < self.inner.config.before_snapshot_deadline
+            {
                 self.inner.counters.allowed.fetch_add(1, Ordering::Relaxed);
                 return Ok(Grant {
                     subject,
@@ -426,7 +471,7 @@ impl Authorizer {
             return self.deny(Refusal::new(
                 503,
                 "unavailable",
-                "no mapping snapshot is loaded yet: refusing every request until one is",
+                "no mapping snapshot is loaded: refusing every request until one is",
             ));
         };
         let (rule, params) = match snapshot.resolve(method, raw_path) {

@@ -90,13 +90,27 @@ async fn good_tokens_are_verified() {
         &claims("bob"),
     );
     assert_eq!(verifier.verify(&es).await.unwrap().claims().subject.as_str(), "bob");
-    // Without the configured claim, the subject is `sub`.
-    let mut c = claims("x");
-    c.as_object_mut().unwrap().remove("preferred_username");
+    // The subject is the configured claim, never `sub`.
     assert_eq!(
-        verifier.verify(&rs256(&c)).await.unwrap().claims().subject.as_str(),
-        "id-x"
+        verifier
+            .verify(&rs256(&claims("x")))
+            .await
+            .unwrap()
+            .claims()
+            .subject
+            .as_str(),
+        "x"
     );
+    // Access tokens as identity providers mark them: header typ JWT or at+jwt (RFC 9068), Keycloak's Bearer.
+    for typ in ["JWT", "at+jwt", "application/at+jwt", "AT+JWT"] {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".to_owned());
+        header.typ = Some(typ.to_owned());
+        let mut c = claims("typed");
+        c["typ"] = json!("Bearer");
+        let token = jsonwebtoken::encode(&header, &c, &EncodingKey::from_rsa_pem(RSA).unwrap()).unwrap();
+        assert!(verifier.verify(&token).await.is_ok(), "header typ {typ}");
+    }
     // Within the leeway, a just-expired token still passes.
     let mut c = claims("carol");
     c["exp"] = json!(now() - 5);
@@ -175,6 +189,135 @@ async fn forged_and_stale_tokens_are_refused() {
     let mut c = claims("eve");
     c["preferred_username"] = json!(" padded ");
     refused(verifier.verify(&rs256(&c)).await, "invalid subject");
+}
+
+#[tokio::test]
+async fn tokens_not_meant_for_us_are_refused() {
+    let server = JwksServer::start(JWKS).await;
+    let verifier = TokenVerifier::new(config(&server)).unwrap();
+    verifier.verify(&rs256(&claims("warm"))).await.unwrap();
+    // A configured audience or issuer is required: a token without the claim is refused like a wrong one.
+    for claim in ["aud", "iss"] {
+        let mut c = claims("eve");
+        c.as_object_mut().unwrap().remove(claim);
+        refused(verifier.verify(&rs256(&c)).await, &format!("no {claim}"));
+    }
+    let mut c = claims("eve");
+    c["aud"] = json!([]);
+    refused(verifier.verify(&rs256(&c)).await, "an empty audience list");
+    let mut c = claims("eve");
+    c["aud"] = json!(["someone-else", AUDIENCE]);
+    assert!(
+        verifier.verify(&rs256(&c)).await.is_ok(),
+        "one of several audiences is ours"
+    );
+    // No fallback to another claim for the subject: two tokens can never name one user through two claims.
+    let mut c = claims("eve");
+    c.as_object_mut().unwrap().remove("preferred_username");
+    refused(verifier.verify(&rs256(&c)).await, "no preferred_username (only sub)");
+    let mut c = claims("eve");
+    c["preferred_username"] = json!(42);
+    refused(verifier.verify(&rs256(&c)).await, "a subject that is not a string");
+    // Only access tokens: ID tokens, refresh tokens and other media types are refused.
+    for typ in ["ID", "Refresh", "Logout", "Offline", "bearer"] {
+        let mut c = claims("eve");
+        c["typ"] = json!(typ);
+        refused(verifier.verify(&rs256(&c)).await, &format!("payload typ {typ}"));
+    }
+    let mut c = claims("eve");
+    c["typ"] = json!(null);
+    refused(verifier.verify(&rs256(&c)).await, "payload typ null");
+    for typ in ["JOSE", "id+jwt", "logout+jwt", "secevent+jwt", ""] {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".to_owned());
+        header.typ = Some(typ.to_owned());
+        let token = jsonwebtoken::encode(&header, &claims("eve"), &EncodingKey::from_rsa_pem(RSA).unwrap()).unwrap();
+        refused(verifier.verify(&token).await, &format!("header typ {typ:?}"));
+    }
+    // Without a configured audience or issuer, those claims are not checked.
+    let open = TokenVerifier::new(IdentityConfig::new(server.url())).unwrap();
+    let mut c = claims("open");
+    c.as_object_mut().unwrap().remove("aud");
+    c.as_object_mut().unwrap().remove("iss");
+    assert!(open.verify(&rs256(&c)).await.is_ok());
+}
+
+#[tokio::test]
+async fn removed_keys_stop_being_trusted_at_the_next_refresh() {
+    let server = JwksServer::start(JWKS).await;
+    let verifier = TokenVerifier::new(IdentityConfig {
+        refresh_interval: Duration::from_millis(300),
+        refetch_interval: Duration::from_millis(100),
+        ..config(&server)
+    })
+    .unwrap();
+    verifier.verify(&rs256(&claims("alice"))).await.unwrap();
+    // The provider drops rsa-1 and publishes rsa-2 only.
+    server.set_body(include_str!("../fixtures/jwt/jwks-other.json"));
+    // Until the refresh is due, the known key still verifies, and no fetch is made for it.
+    let fetches = server.fetches();
+    assert!(verifier.verify(&rs256(&claims("alice"))).await.is_ok());
+    assert_eq!(server.fetches(), fetches);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    refused(
+        verifier.verify(&rs256(&claims("alice"))).await,
+        "a key the provider removed",
+    );
+    assert_eq!(server.fetches(), fetches + 1, "the refresh is one fetch");
+    let other = sign(
+        Algorithm::RS256,
+        "rsa-2",
+        &EncodingKey::from_rsa_pem(RSA_OTHER).unwrap(),
+        &claims("bob"),
+    );
+    assert_eq!(verifier.verify(&other).await.unwrap().claims().subject.as_str(), "bob");
+    // The default refresh is five minutes at most.
+    assert!(IdentityConfig::new(server.url()).refresh_interval <= Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn known_keys_serve_while_a_refresh_fails() {
+    let server = JwksServer::start(JWKS).await;
+    let verifier = TokenVerifier::new(IdentityConfig {
+        refresh_interval: Duration::from_millis(200),
+        ..config(&server)
+    })
+    .unwrap();
+    verifier.verify(&rs256(&claims("alice"))).await.unwrap();
+    server.set_down(true);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = server.fetches();
+    for _ in 0..10 {
+        assert!(
+            verifier.verify(&rs256(&claims("alice"))).await.is_ok(),
+            "the provider is down, not compromised"
+        );
+    }
+    assert_eq!(
+        server.fetches() - before,
+        1,
+        "a failed refresh is retried at most once a second"
+    );
+    server.set_down(false);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(verifier.verify(&rs256(&claims("alice"))).await.is_ok());
+    assert_eq!(server.fetches() - before, 2, "retried after a second, and it worked");
+}
+
+#[test]
+fn a_plain_http_jwks_to_another_host_is_refused() {
+    let e = TokenVerifier::new(IdentityConfig::new("http://idp.example/certs")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(
+        TokenVerifier::new(IdentityConfig {
+            allow_plain_http: true,
+            ..IdentityConfig::new("http://idp.example/certs")
+        })
+        .is_ok()
+    );
+    assert!(TokenVerifier::new(IdentityConfig::new("https://idp.example/certs")).is_ok());
+    assert!(TokenVerifier::new(IdentityConfig::new("http://127.0.0.1:9/certs")).is_ok());
+    assert!(TokenVerifier::new(IdentityConfig::new("ftp://idp.example/certs")).is_err());
 }
 
 #[tokio::test]

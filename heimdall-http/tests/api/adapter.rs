@@ -205,3 +205,120 @@ async fn local_decisions_follow_the_grants_export() {
     follower.abort();
     assert!(server.stop().success());
 }
+
+/// A follower whose credential heimdall-http refuses (here: its API key is revoked while it follows) stops
+/// asking, says so (`credential_refused`, readiness false) and stays closed: every request is refused, also
+/// the ones its last snapshot could have decided. The same follower configured with `allow_before_snapshot`
+/// lets requests through only until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_credential_is_refused_stays_closed() {
+    use heimdall_core::authorizer::{Authorizer, AuthorizerConfig, Decider};
+    use heimdall_core::identity::{IdentityConfig, TokenVerifier};
+
+    let db = TestDatabase::sqlite();
+    let idp = Idp::start().await;
+    let mut env = idp.env();
+    env.push(("DB_DSN", db.url.clone()));
+    env.push(("HEIMDALL_BOOTSTRAP_SUPERADMINS", "root".to_owned()));
+    let server = Process::serve(&env);
+    let api = Api::new(&server.base);
+    let root = token("root");
+    api.post(
+        "/api/v1/mappings",
+        &root,
+        json!({"method": "GET", "path_pattern": "/courses/:id", "action": "course:read"}),
+    )
+    .await
+    .expect(201);
+    let key = api
+        .post(
+            "/api/v1/api-keys",
+            &root,
+            json!({"name": "follower", "scopes": ["mappings:read", "grants:read"]}),
+        )
+        .await
+        .expect(201);
+    let key_id = key.body["id"].as_i64().unwrap();
+    let key = secret(key.body["secret"].as_str().unwrap());
+    let verifier = || TokenVerifier::new(IdentityConfig::new(idp.jwks_url.clone())).unwrap();
+    let remote = RemoteMappings {
+        poll_interval: Duration::from_millis(500),
+        ..RemoteMappings::new(&server.base, &key)
+    };
+    let (authorizer, follower) =
+        Authorizer::following(verifier(), remote, Decider::Local, AuthorizerConfig::default()).unwrap();
+    let started = Instant::now();
+    while !authorizer.is_ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the follower never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alice = token("alice");
+    assert_eq!(
+        authorizer
+            .authorize("GET", "/courses/1", Some(&alice))
+            .await
+            .unwrap_err()
+            .status,
+        403,
+        "decided while the credential works"
+    );
+    api.delete(&format!("/api/v1/api-keys/{key_id}"), &root)
+        .await
+        .expect(204);
+    let started = Instant::now();
+    while authorizer.credential_refused().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the follower did not notice its revoked credential"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !authorizer.is_ready(),
+        "readiness is false once the credential is refused"
+    );
+    let refusal = authorizer
+        .authorize("GET", "/courses/1", Some(&alice))
+        .await
+        .unwrap_err();
+    assert_eq!((refusal.status, refusal.code), (503, "unavailable"), "{refusal:?}");
+    // It stopped asking: the follower task ended by itself.
+    let started = Instant::now();
+    while !follower.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the follower keeps retrying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // allow_before_snapshot lasts until its deadline, no longer: a follower that never gets a snapshot.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = RemoteMappings::new(format!("http://127.0.0.1:{port}"), "hk_nothing");
+    let lenient = AuthorizerConfig {
+        allow_before_snapshot: true,
+        before_snapshot_deadline: Duration::from_millis(400),
+        ..AuthorizerConfig::default()
+    };
+    let (lenient, task) = Authorizer::following(verifier(), nowhere, Decider::Local, lenient).unwrap();
+    let grant = lenient.authorize("GET", "/courses/1", Some(&alice)).await.unwrap();
+    assert_eq!(
+        (grant.action, grant.mapping_id),
+        (None, None),
+        "let through, unchecked, before the deadline"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refusal = lenient.authorize("GET", "/courses/1", Some(&alice)).await.unwrap_err();
+    assert_eq!(
+        refusal.status, 503,
+        "past the deadline, no snapshot means no: {refusal:?}"
+    );
+    task.abort();
+}
