@@ -165,10 +165,16 @@ fn credential_refused(what: &str, status: reqwest::StatusCode) -> crate::Error {
     )
 }
 
-#[derive(serde::Deserialize)]
-struct Versions {
-    change_version: i64,
-    mapping_version: i64,
+/// The versions the change feed reports (its `versions` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct FeedVersions {
+    /// Grows with every change to mappings, memberships or grants.
+    pub change_version: i64,
+    /// The mapping export's version.
+    pub mapping_version: i64,
+    /// The newest change version the push worker has brought to Cerbos (absent from servers that predate it).
+    #[serde(default)]
+    pub pushed_version: Option<i64>,
 }
 
 /// Loads the export into `cell` (unless `If-None-Match` says it holds it already).
@@ -206,7 +212,7 @@ async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sna
 }
 
 /// Follows heimdall-http: loads the export into `cell`, then listens to the change feed and reloads whenever
-/// the mapping version moves, telling `on_change` every change version it hears of; asks the export again
+/// the mapping version moves, telling `on_change` every versions event it hears of; asks the export again
 /// at least every [`RemoteMappings::poll_interval`] (the fallback when the feed is silent or down). While
 /// heimdall-http is unreachable the cell keeps its last good snapshot (its [`SnapshotCell::age`] grows) and
 /// the task retries with growing pauses (up to the poll interval). Runs until aborted, or until heimdall-http
@@ -220,7 +226,7 @@ pub async fn follow_export(
     remote: RemoteMappings,
     cell: Arc<SnapshotCell>,
     grants: Option<Arc<LocalPdp>>,
-    on_change: impl Fn(i64) + Send + Sync,
+    on_change: impl Fn(FeedVersions) + Send + Sync,
 ) {
     let http = match reqwest::Client::builder().connect_timeout(remote.timeout).build() {
         Ok(c) => c,
@@ -279,7 +285,7 @@ pub async fn follow_export(
                     let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
                         continue;
                     };
-                    let Ok(v) = serde_json::from_str::<Versions>(data.trim()) else {
+                    let Ok(v) = serde_json::from_str::<FeedVersions>(data.trim()) else {
                         continue;
                     };
                     if cell.get().is_none_or(|s| s.version() < v.mapping_version) {
@@ -292,7 +298,7 @@ pub async fn follow_export(
                     {
                         load_grants(&http, &remote, local).await?;
                     }
-                    on_change(v.change_version);
+                    on_change(v);
                 }
             }
         };
@@ -395,7 +401,7 @@ impl Authorizer {
             Authorizer::with_local(verifier, MappingSource::Cell(cell.clone()), pdp, grants.clone(), config);
         let observer = authorizer.clone();
         let task = runtime.spawn(follow_export(remote, cell, grants, move |v| {
-            observer.observe_change_version(v)
+            observer.observe_versions(v.change_version, v.pushed_version)
         }));
         Ok((authorizer, task))
     }

@@ -11,10 +11,13 @@
 //! 4. the PDP decides, asked exactly as [`crate::Heimdall::explain`] asks ([`adapter_check`]) — an error:
 //!    503 (fail closed); a deny: 403.
 //!
-//! Decisions are cached (moka) by everything they read: subject, mapping version, mapping id, action; the
-//! cache is short-lived ([`AuthorizerConfig::decision_ttl`]) and dropped as a whole when the change version
-//! moves ([`Authorizer::observe_change_version`]), so a revoked membership stops being allowed within one
-//! change-feed round trip.
+//! Decisions are cached (moka) by everything they read: subject, mapping version, mapping id, and the version
+//! of the grants they were made on — the local grants snapshot's, or in Cerbos mode the *pushed version* the
+//! feed reports (every change up to it is in Cerbos), so a decision Cerbos made before a change's push completed
+//! is never served after the follower hears that it did. The cache is short-lived
+//! ([`AuthorizerConfig::decision_ttl`]) and dropped as a whole when the change or pushed version moves
+//! ([`Authorizer::observe_versions`]); an embedded authorizer reads the pushed version from its facade, checked
+//! with its mapping snapshot.
 //!
 //! The mapping snapshot comes from a [`MappingSource`]: the embedded facade (services sharing Heimdall's
 //! database), or a [`SnapshotCell`] that something else fills (an export and change feed follower).
@@ -36,7 +39,9 @@ use crate::pdp::{Decision, Pdp, Principal, Resource, pack, principal_id, resourc
 mod follow;
 mod grants;
 
-pub use follow::{Decider, ExportedMapping, MappingExport, RemoteMappings, Source, fetch_export, follow_export};
+pub use follow::{
+    Decider, ExportedMapping, FeedVersions, MappingExport, RemoteMappings, Source, fetch_export, follow_export,
+};
 pub use grants::{GrantedPermission, GrantsSnapshot, LocalPdp};
 
 /// Asks `pdp` whether `subject` may do what `rule` maps to, as an adapter asks in principal-policy mode: the
@@ -261,12 +266,15 @@ struct Counters {
 }
 
 /// The decision cache's key: everything a decision read (a mapping's action is fixed by its id at one
-/// mapping version).
+/// mapping version), and the version of the grants it was decided on ([`Authorizer::grants_epoch`]), read
+/// before the decision: a decision made on older grants is never found again once newer ones are known, even
+/// when it is stored after they arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct DecisionKey {
     subject: Subject,
     mapping_version: i64,
     mapping_id: i64,
+    grants_epoch: i64,
 }
 
 /// The per-request logic (see the module docs). Cheap to clone; clones share caches and counters.
@@ -285,6 +293,8 @@ struct Inner {
     tokens: moka::sync::Cache<[u8; 32], Arc<VerifiedIdentity>>,
     decisions: moka::sync::Cache<DecisionKey, Decision>,
     change_version: AtomicI64,
+    /// The highest pushed version the feed reported (Cerbos mode's grants epoch).
+    pushed_version: AtomicI64,
     counters: Counters,
     /// When the last "PDP could not decide" warning was logged (ms since `started`): at most one a second.
     last_warning: AtomicU64,
@@ -351,6 +361,7 @@ impl Authorizer {
                 tokens,
                 decisions,
                 change_version: AtomicI64::new(i64::MIN),
+                pushed_version: AtomicI64::new(i64::MIN),
                 counters: Counters::default(),
                 last_warning: AtomicU64::new(0),
                 started: Instant::now(),
@@ -361,9 +372,37 @@ impl Authorizer {
     /// Tells the authorizer the change version a feed reported: when it moved, every cached decision is
     /// dropped (memberships or grants may have changed).
     pub fn observe_change_version(&self, version: i64) {
-        let before = self.inner.change_version.fetch_max(version, Ordering::AcqRel);
-        if version > before {
+        self.observe_versions(version, None);
+    }
+
+    /// Tells the authorizer the versions a feed reported. When the change version moves, every cached
+    /// decision is dropped; when the pushed version moves (Cerbos now holds newer principal policies), so
+    /// are they, and decisions made before are never served again: they are keyed by the version they were
+    /// made at.
+    pub fn observe_versions(&self, change_version: i64, pushed_version: Option<i64>) {
+        let before = self.inner.change_version.fetch_max(change_version, Ordering::AcqRel);
+        let mut moved = change_version > before;
+        if let Some(pushed) = pushed_version {
+            moved |= pushed > self.inner.pushed_version.fetch_max(pushed, Ordering::AcqRel);
+        }
+        if moved {
             self.inner.decisions.invalidate_all();
+        }
+    }
+
+    /// The highest pushed version the feed reported (Cerbos holds every change up to it), if any.
+    pub fn pushed_version(&self) -> Option<i64> {
+        Some(self.inner.pushed_version.load(Ordering::Acquire)).filter(|v| *v != i64::MIN)
+    }
+
+    /// The version of the grants a decision made now is made on: the local grants snapshot's version when
+    /// deciding locally; otherwise the newest pushed version known (a PDP holding the pushed policies answers
+    /// for at least that version).
+    fn grants_epoch(&self) -> i64 {
+        match (&self.inner.local, &self.inner.mappings) {
+            (Some(local), _) => local.version().unwrap_or(i64::MIN),
+            (None, MappingSource::Embedded(h)) => h.pushed_version_seen(),
+            (None, MappingSource::Cell(_)) => self.inner.pushed_version.load(Ordering::Acquire),
         }
     }
 
@@ -504,6 +543,7 @@ impl Authorizer {
             subject: subject.clone(),
             mapping_version: snapshot.version(),
             mapping_id: rule.id,
+            grants_epoch: self.grants_epoch(),
         };
         let decision = match self.inner.decisions.get(&key) {
             Some(d) => d,

@@ -228,6 +228,7 @@ impl Heimdall {
         let _one_at_a_time = self.inner.mappings_refresh.lock().await;
         let started = self.millis_since_start();
         self.inner.mappings_tried.store(started, Ordering::Release);
+        self.change_and_pushed_version().await?;
         let version = self.store().mapping_version().await?;
         if self.inner.mappings.load().version() < version {
             let rows = self.store().all_mappings().await?;

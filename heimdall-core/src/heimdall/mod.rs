@@ -17,7 +17,7 @@ pub use api_keys::{API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -52,6 +52,9 @@ struct Inner {
     /// last tried, in milliseconds after `started`. Atomics, so that lookups take no lock.
     mappings_checked: AtomicU64,
     mappings_tried: AtomicU64,
+    /// The highest pushed version read so far (see [`Heimdall::change_and_pushed_version`]), refreshed with
+    /// the mapping snapshot: what an embedded authorizer keys its cached decisions by.
+    pushed_version: AtomicI64,
     started: Instant,
     /// Set while a background refresh runs: one at a time (single flight).
     mappings_refreshing: AtomicBool,
@@ -104,6 +107,7 @@ impl HeimdallBuilder {
                 mappings: SharedResolver::default(),
                 mappings_checked: AtomicU64::new(0),
                 mappings_tried: AtomicU64::new(0),
+                pushed_version: AtomicI64::new(i64::MIN),
                 started: Instant::now(),
                 mappings_refreshing: AtomicBool::new(false),
                 mappings_refresh: tokio::sync::Mutex::new(()),
@@ -332,6 +336,22 @@ impl Heimdall {
     /// The change version: it grows with every change to mappings, memberships and grants.
     pub async fn change_version(&self) -> Result<i64> {
         self.store().change_version().await
+    }
+
+    /// The change version and the pushed version: the newest change version whose principal-policy changes
+    /// (and every one before it) the push worker has brought to Cerbos. A decision Cerbos made before the
+    /// pushed version passed a change may predate it; followers in Cerbos mode drop such decisions when it
+    /// moves.
+    pub async fn change_and_pushed_version(&self) -> Result<(i64, i64)> {
+        let (change, pushed) = self.store().change_and_pushed_version().await?;
+        self.inner.pushed_version.fetch_max(pushed, Ordering::AcqRel);
+        Ok((change, pushed))
+    }
+
+    /// The highest pushed version this process has read (with the mapping snapshot's background check, at
+    /// most [`Config::mapping_refresh_interval`] old); `i64::MIN` before the first.
+    pub fn pushed_version_seen(&self) -> i64 {
+        self.inner.pushed_version.load(Ordering::Acquire)
     }
 
     /// Changes after `version`, oldest first, at most `limit`.

@@ -301,6 +301,9 @@ pub(crate) trait Changes: Send + Sync {
     async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()>;
     async fn list_audit(&self, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRecord>>;
     async fn change_version(&self) -> Result<i64>;
+    /// The change version and, read in the same statement, the pushed version: the newest change version
+    /// whose principal-policy changes (and all before it) are in Cerbos, as far as the outbox tells.
+    async fn change_and_pushed_version(&self) -> Result<(i64, i64)>;
     async fn mapping_version(&self) -> Result<i64>;
     async fn changes_since(&self, version: i64, limit: i64) -> Result<Vec<ChangeRecord>>;
 

@@ -33,6 +33,9 @@ pub struct Versions {
     pub change_version: i64,
     /// The change version of the newest mapping change: the export's version.
     pub mapping_version: i64,
+    /// The newest change version whose principal-policy changes (and every earlier one) the push worker has
+    /// brought to Cerbos: a follower deciding with Cerbos drops decisions cached before it moved.
+    pub pushed_version: i64,
 }
 
 /// Starts the task that follows the database's versions; it stops when every receiver is gone.
@@ -51,8 +54,8 @@ pub(super) async fn watch_versions(
                 break;
             }
             let seen = *tx.borrow();
-            match heimdall.change_version().await {
-                Ok(v) if v == seen.change_version => {}
+            match heimdall.change_and_pushed_version().await {
+                Ok((change, pushed)) if change == seen.change_version && pushed == seen.pushed_version => {}
                 Ok(_) => match read_versions(&heimdall).await {
                     Ok(now) => {
                         tx.send_replace(now);
@@ -67,11 +70,12 @@ pub(super) async fn watch_versions(
 }
 
 async fn read_versions(heimdall: &Heimdall) -> heimdall_core::Result<Versions> {
-    let change_version = heimdall.change_version().await?;
+    let (change_version, pushed_version) = heimdall.change_and_pushed_version().await?;
     let mapping_version = heimdall.refresh_mappings().await?.version();
     Ok(Versions {
         change_version,
         mapping_version,
+        pushed_version,
     })
 }
 

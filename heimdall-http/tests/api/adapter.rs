@@ -57,7 +57,7 @@ async fn the_snapshot_follows_heimdall_http_through_a_restart() {
     let follower = {
         let (cell, heard) = (cell.clone(), heard.clone());
         tokio::spawn(follow_export(remote, cell, None, move |v| {
-            heard.fetch_max(v, Ordering::SeqCst);
+            heard.fetch_max(v.change_version, Ordering::SeqCst);
         }))
     };
     until_resolves(&cell, "/a/1", "a:read", Duration::from_secs(10)).await;
@@ -321,4 +321,132 @@ async fn a_follower_whose_credential_is_refused_stays_closed() {
         "past the deadline, no snapshot means no: {refusal:?}"
     );
     task.abort();
+}
+
+/// A cached decision is never older than what Cerbos enforces: a follower deciding with Cerbos keeps allows
+/// for a long `decision_ttl`, a membership is revoked, and requests keep coming while the push worker brings
+/// the change to Cerbos (so an allow Cerbos gives before the push lands may be cached meanwhile). Once the
+/// feed reports the pushed version past the revocation, no request is allowed, from the cache or otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cached_allow_outlives_the_push_of_a_revocation() {
+    use heimdall_core::authorizer::{Authorizer, AuthorizerConfig, Decider};
+    use heimdall_core::identity::{IdentityConfig, TokenVerifier};
+    use heimdall_core::test_utils::cerbos::Cerbos;
+
+    use crate::support::cerbos_env;
+
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    cerbos.install_admin_pack().await;
+    let idp = Idp::start().await;
+    let mut env = idp.env();
+    env.extend(cerbos_env(&cerbos));
+    env.push(("DB_DSN", db.url.clone()));
+    env.push(("HEIMDALL_BOOTSTRAP_SUPERADMINS", "root".to_owned()));
+    env.push(("SYNC_RETRY_INTERVAL_SECONDS", "1".to_owned()));
+    let server = Process::serve(&env);
+    let _worker = Process::spawn(&["worker"], &env, None);
+    let api = Api::new(&server.base);
+    let root = token("root");
+    api.post("/api/v1/groups", &root, json!({"name": "go:readers"}))
+        .await
+        .expect(201);
+    api.post("/api/v1/roles", &root, json!({"name": "go:reader"}))
+        .await
+        .expect(201);
+    api.call(
+        "PUT",
+        "/api/v1/roles/go:reader/permissions/course:read",
+        Some(&root),
+        Some(json!({"effect": "allow"})),
+    )
+    .await
+    .expect(200);
+    api.post("/api/v1/groups/go:readers/roles", &root, json!({"role": "go:reader"}))
+        .await
+        .expect(201);
+    api.post(
+        "/api/v1/mappings",
+        &root,
+        json!({"method": "GET", "path_pattern": "/courses/:id", "action": "course:read"}),
+    )
+    .await
+    .expect(201);
+    api.post("/api/v1/groups/go:readers/members", &root, json!({"subject": "alice"}))
+        .await
+        .expect(201);
+    let key = api
+        .post(
+            "/api/v1/api-keys",
+            &root,
+            json!({"name": "follower", "scopes": ["mappings:read"]}),
+        )
+        .await
+        .expect(201);
+    let key = secret(key.body["secret"].as_str().unwrap());
+
+    let pdp = Arc::new(cerbos.client()) as Arc<dyn heimdall_core::pdp::Pdp>;
+    let config = AuthorizerConfig {
+        decision_ttl: Duration::from_secs(120),
+        ..AuthorizerConfig::default()
+    };
+    let remote = RemoteMappings {
+        poll_interval: Duration::from_secs(5),
+        ..RemoteMappings::new(&server.base, &key)
+    };
+    let verifier = TokenVerifier::new(IdentityConfig::new(idp.jwks_url.clone())).unwrap();
+    let (authorizer, follower) = Authorizer::following(verifier, remote, Decider::Pdp(pdp), config).unwrap();
+    let alice = token("alice");
+    let status = |authorizer: Authorizer, alice: String| async move {
+        match authorizer.authorize("GET", "/courses/1", Some(&alice)).await {
+            Ok(_) => 200,
+            Err(r) => r.status,
+        }
+    };
+    // The membership's push lands: allowed, and that allow is cached.
+    let started = Instant::now();
+    while status(authorizer.clone(), alice.clone()).await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the membership never reached Cerbos"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    api.delete("/api/v1/groups/go:readers/members/alice", &root)
+        .await
+        .expect(204);
+    let revoked_at = api.get("/api/v1/changes/version", &key).await.expect(200).body["change_version"]
+        .as_i64()
+        .unwrap();
+    // Ask all along, while the push is on its way: an allow may be cached in that window.
+    let started = Instant::now();
+    let mut allowed_meanwhile = 0;
+    while authorizer.pushed_version().is_none_or(|p| p < revoked_at) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the feed never reported the push of version {revoked_at} (heard {:?})",
+            authorizer.pushed_version()
+        );
+        if status(authorizer.clone(), alice.clone()).await == 200 {
+            allowed_meanwhile += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "pushed version {revoked_at} heard after {:?}; {allowed_meanwhile} requests allowed before",
+        started.elapsed()
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            status(authorizer.clone(), alice.clone()).await,
+            403,
+            "allowed after the revocation's push completed"
+        );
+    }
+    follower.abort();
 }

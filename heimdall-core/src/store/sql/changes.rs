@@ -51,6 +51,18 @@ macro_rules! sql_changes {
                 Ok(v)
             }
 
+            async fn change_and_pushed_version(&self) -> Result<(i64, i64)> {
+                // Failed rows don't hold the pushed version back: their users' policies were deleted (fail
+                // closed), which no cached allow may outlive either.
+                let (change, waiting): (i64, Option<i64>) = sqlx::query_as(
+                    "SELECT v.version, (SELECT MIN(enqueued_version) FROM policy_outbox WHERE NOT failed) \
+                     FROM change_version v WHERE v.id = 1",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((change, waiting.map_or(change, |first| (first - 1).min(change))))
+            }
+
             async fn mapping_version(&self) -> Result<i64> {
                 let (v,): (i64,) =
                     sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM change_log WHERE entity = 'mapping'")

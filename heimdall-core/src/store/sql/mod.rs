@@ -240,9 +240,14 @@ macro_rules! sql_store {
         // a new generation and is due at once again, but a worker's lease (locked_until) stays: were it
         // cleared, a second worker could push the new state while the first still pushes the old one, and the
         // older push could land last. The first worker's completion leaves the newer generation due.
+        // A waiting user keeps the oldest change version it waits to push (a failed one takes the new one).
         const ENQUEUE_TAIL: &str = " ON CONFLICT (subject) DO UPDATE SET generation = policy_outbox.generation + 1, \
             enqueued_at = excluded.enqueued_at, attempts = 0, next_attempt_at = excluded.next_attempt_at, \
-            last_error = NULL, failed = FALSE";
+            last_error = NULL, failed = FALSE, enqueued_version = CASE WHEN policy_outbox.failed \
+            OR excluded.enqueued_version < policy_outbox.enqueued_version THEN excluded.enqueued_version \
+            ELSE policy_outbox.enqueued_version END";
+        // Inside a write transaction (under the change-version lock): the version this change will commit as.
+        const NEXT_VERSION: &str = "(SELECT version + 1 FROM change_version WHERE id = 1)";
 
         /// Tells push workers in other processes that the outbox has work, at commit (where the database can).
         async fn notify_outbox(conn: &mut Conn) -> Result<()> {
@@ -254,8 +259,8 @@ macro_rules! sql_store {
 
         async fn enqueue_user(conn: &mut Conn, now: DateTime<Utc>, user_id: i64) -> Result<()> {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
-                 SELECT subject, 1, $1, 0, $1 FROM users WHERE id = $2{ENQUEUE_TAIL}"
+                "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at, \
+                 enqueued_version) SELECT subject, 1, $1, 0, $1, {NEXT_VERSION} FROM users WHERE id = $2{ENQUEUE_TAIL}"
             )))
             .bind(now)
             .bind(user_id)
@@ -267,8 +272,8 @@ macro_rules! sql_store {
 
         async fn enqueue_group_members(conn: &mut Conn, now: DateTime<Utc>, group_id: i64) -> Result<()> {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
-                 SELECT u.subject, 1, $1, 0, $1 FROM users u \
+                "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at, \
+                 enqueued_version) SELECT u.subject, 1, $1, 0, $1, {NEXT_VERSION} FROM users u \
                  WHERE u.id IN (SELECT user_id FROM memberships WHERE group_id = $2){ENQUEUE_TAIL}"
             )))
             .bind(now)
@@ -281,8 +286,8 @@ macro_rules! sql_store {
 
         async fn enqueue_role_holders(conn: &mut Conn, now: DateTime<Utc>, role_id: i64) -> Result<()> {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at) \
-                 SELECT u.subject, 1, $1, 0, $1 FROM users u WHERE u.id IN (\
+                "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at, \
+                 enqueued_version) SELECT u.subject, 1, $1, 0, $1, {NEXT_VERSION} FROM users u WHERE u.id IN (\
                    SELECT m.user_id FROM memberships m JOIN group_roles gr ON gr.group_id = m.group_id \
                    WHERE gr.role_id = $2 UNION SELECT user_id FROM user_roles WHERE role_id = $2){ENQUEUE_TAIL}"
             )))
