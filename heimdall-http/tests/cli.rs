@@ -117,8 +117,25 @@ fn a_missing_admin_password_is_a_clear_error() {
 fn serve_fails_at_start_naming_the_bad_variable() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let cases: [(&[(&str, &str)], &str); 4] = [
-        (&[("KEYCLOAK_JWKS_URL", "keycloak:8080/certs")], "KEYCLOAK_JWKS_URL"),
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (
+            &[
+                ("KEYCLOAK_JWKS_URL", "keycloak:8080/certs"),
+                ("JWT_AUDIENCE", "heimdall"),
+            ],
+            "KEYCLOAK_JWKS_URL",
+        ),
+        // A token minted for any other application would pass: refused unless explicitly allowed.
+        (&[("KEYCLOAK_JWKS_URL", "http://127.0.0.1:9/certs")], "JWT_AUDIENCE"),
+        // Keys fetched over plain HTTP from another machine can be swapped on the way.
+        (
+            &[
+                ("KEYCLOAK_JWKS_URL", "http://keycloak:8080/certs"),
+                ("JWT_AUDIENCE", "heimdall"),
+            ],
+            "KEYCLOAK_JWKS_URL",
+        ),
+        (&[("STATIC_API_TOKEN", "too-short-to-be-a-secret")], "STATIC_API_TOKEN"),
         (&[("PORT", port.as_str())], "HOST/PORT"),
         (&[("PORT", "not-a-port")], "PORT"),
         (

@@ -14,6 +14,7 @@ use std::time::Duration;
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Heimdall, bounded_str, raw_target};
@@ -124,7 +125,19 @@ impl Heimdall {
     /// pack's `api_key:create` on Heimdall itself). Audited (the name and scopes, never the secret); a taken
     /// name is a conflict. Creating a key changes nothing versioned: no change-version bump.
     pub async fn create_api_key(&self, caller: &Caller, name: &str, scopes: &[&str]) -> Result<NewApiKey> {
-        let request = json!({"name": name, "scopes": scopes});
+        self.create_expiring_api_key(caller, name, scopes, None).await
+    }
+
+    /// [`Heimdall::create_api_key`], for a key that stops authenticating at `expires_at` (`None`: never). An
+    /// expiry that is not in the future is invalid input.
+    pub async fn create_expiring_api_key(
+        &self,
+        caller: &Caller,
+        name: &str,
+        scopes: &[&str],
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<NewApiKey> {
+        let request = json!({"name": name, "scopes": scopes, "expires_at": expires_at});
         self.mutate(
             caller,
             "create_api_key",
@@ -133,13 +146,18 @@ impl Heimdall {
             move |attempt| async move {
                 let name = ApiKeyName::parse(name)?;
                 let scopes = ApiKeyScope::parse_all(scopes)?;
+                if let Some(at) = expires_at
+                    && at <= self.inner.clock.now()
+                {
+                    return Err(Error::invalid(format!("expires_at {at} is not in the future")));
+                }
                 let w = attempt
                     .authorize(vec![Operation::new(action::API_KEY_CREATE, pack::system())], None)
                     .await?;
                 let secret = new_secret()?;
                 let key = self
                     .store()
-                    .create_api_key(&w, &name, &hex(&hash(&secret)), &scopes)
+                    .create_api_key(&w, &name, &hex(&hash(&secret)), &scopes, expires_at)
                     .await?;
                 Ok(NewApiKey { key, secret })
             },
@@ -183,7 +201,7 @@ impl Heimdall {
         Ok(())
     }
 
-    /// The key whose secret `secret` is. A malformed, unknown or revoked secret is
+    /// The key whose secret `secret` is. A malformed, unknown, revoked or expired secret is
     /// [`ErrorKind::Unauthenticated`] (the message never repeats it); a database failure is
     /// [`ErrorKind::Unavailable`]. Verified keys are cached for [`API_KEY_CACHE_TTL`], so most calls read
     /// no database; check [`ApiKeyPrincipal::has_scope`] before serving the request.
@@ -193,13 +211,20 @@ impl Heimdall {
         }
         let hash = hash(secret);
         let cache = &self.inner.api_keys;
+        let expired = |key: &ApiKeyPrincipal| key.expires_at.is_some_and(|at| at <= self.inner.clock.now());
         if let Some(key) = cache.verified.get(&hash) {
+            if expired(&key) {
+                return Err(unauthenticated("expired API key"));
+            }
             return Ok(key);
         }
         let revocations = cache.revocations.load(Ordering::Acquire);
         let Some(key) = self.store().active_api_key(&hex(&hash)).await? else {
             return Err(unauthenticated("unknown or revoked API key"));
         };
+        if expired(&key) {
+            return Err(unauthenticated("expired API key"));
+        }
         if cache.revocations.load(Ordering::Acquire) == revocations {
             cache.verified.insert(hash, key.clone());
         }

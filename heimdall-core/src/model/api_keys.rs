@@ -109,6 +109,8 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
     /// When a use of it was last recorded (to the minute: see [`crate::Heimdall::record_api_key_use`]).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops authenticating by itself; `None`: never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A key just created, with its secret: the only time the secret is shown. Its `Debug` leaves the secret
@@ -139,6 +141,8 @@ pub struct ApiKeyPrincipal {
     pub name: ApiKeyName,
     /// Its scopes.
     pub scopes: Vec<ApiKeyScope>,
+    /// When it stops authenticating; `None`: never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl ApiKeyPrincipal {

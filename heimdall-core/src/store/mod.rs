@@ -284,6 +284,7 @@ pub(crate) trait ApiKeys: Send + Sync {
         name: &ApiKeyName,
         key_hash: &str,
         scopes: &[ApiKeyScope],
+        expires_at: Option<DateTime<Utc>>,
     ) -> Result<ApiKey>;
     /// Every key, revoked ones too, by id.
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;

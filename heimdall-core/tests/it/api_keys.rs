@@ -272,3 +272,58 @@ async fn a_revocation_elsewhere_takes_effect_within_the_cache_ttl() {
         ErrorKind::Unauthenticated
     );
 }
+
+/// An API key may carry an expiry: it authenticates until then (also from the cache of verified keys), and
+/// nothing after; an expiry that is not in the future is invalid input and creates nothing. Both databases.
+#[tokio::test]
+async fn api_keys_expire() {
+    for db in TestDatabase::all().await {
+        let h = heimdall(&db).await;
+        let root = root(&h).await;
+        let b = db.backend;
+        let past = heimdall_core::Clock::now(&heimdall_core::SystemClock) - chrono::Duration::seconds(1);
+        assert_eq!(
+            kind(
+                h.create_expiring_api_key(&root, "expired", &["mappings:read"], Some(past))
+                    .await
+            ),
+            ErrorKind::InvalidInput,
+            "{b}"
+        );
+        assert!(
+            h.list_api_keys(&root)
+                .await
+                .unwrap()
+                .iter()
+                .all(|k| k.name.as_str() != "expired"),
+            "{b}: nothing created"
+        );
+        let expires_at = heimdall_core::Clock::now(&heimdall_core::SystemClock) + chrono::Duration::milliseconds(1500);
+        let key = h
+            .create_expiring_api_key(&root, "short-lived", &["mappings:read"], Some(expires_at))
+            .await
+            .unwrap();
+        let listed = h.list_api_keys(&root).await.unwrap();
+        let shown = listed.iter().find(|k| k.id == key.key.id).unwrap();
+        assert_eq!(
+            shown.expires_at.map(|t| t.timestamp_millis()),
+            Some(expires_at.timestamp_millis()),
+            "{b}: the expiry is stored and listed"
+        );
+        let p = h.authenticate_api_key(&key.secret).await.unwrap();
+        assert_eq!(p.id, key.key.id, "{b}");
+        // Once more, from the cache of verified keys.
+        assert!(h.authenticate_api_key(&key.secret).await.is_ok(), "{b}");
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let e = h.authenticate_api_key(&key.secret).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{b}: {e}");
+        assert!(e.message().contains("expired"), "{b}: {e}");
+        assert!(!e.message().contains(&key.secret), "{b}: the secret is never echoed");
+        // A key without an expiry keeps working.
+        let forever = h.create_api_key(&root, "forever", &["mappings:read"]).await.unwrap();
+        assert!(forever.key.expires_at.is_none());
+        assert!(h.authenticate_api_key(&forever.secret).await.is_ok(), "{b}");
+        drop(h);
+        db.drop_database().await;
+    }
+}

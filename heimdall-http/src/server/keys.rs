@@ -29,6 +29,8 @@ pub struct ApiKeyOut {
     pub revoked_at: Option<DateTime<Utc>>,
     /// When its use was last recorded (to the minute).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops authenticating by itself; absent: never.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<ApiKey> for ApiKeyOut {
@@ -41,6 +43,7 @@ impl From<ApiKey> for ApiKeyOut {
             created_at: k.created_at,
             revoked_at: k.revoked_at,
             last_used_at: k.last_used_at,
+            expires_at: k.expires_at,
         }
     }
 }
@@ -63,6 +66,9 @@ pub struct NewApiKeyIn {
     pub name: String,
     /// At least one of `mappings:read`, `grants:read`.
     pub scopes: Vec<String>,
+    /// When the key stops authenticating by itself (RFC 3339, in the future); absent: never.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Creates an API key (superadmins only). The answer holds the secret, once.
@@ -70,7 +76,7 @@ pub struct NewApiKeyIn {
     request_body = NewApiKeyIn,
     responses(
         (status = 201, description = "Created; the secret is in this answer only", body = NewApiKeyOut),
-        (status = 400, description = "Invalid name or scope", body = ErrorBody),
+        (status = 400, description = "Invalid name, scope or expiry", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody),
         (status = 409, description = "A key of that name exists", body = ErrorBody),
@@ -85,7 +91,10 @@ async fn create_key(
 ) -> Result<(StatusCode, Json<NewApiKeyOut>), ApiError> {
     super::note("create_api_key", &body.name);
     let scopes: Vec<&str> = body.scopes.iter().map(String::as_str).collect();
-    let new = state.heimdall().create_api_key(&caller, &body.name, &scopes).await?;
+    let new = state
+        .heimdall()
+        .create_expiring_api_key(&caller, &body.name, &scopes, body.expires_at)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(NewApiKeyOut {

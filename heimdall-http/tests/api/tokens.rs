@@ -83,12 +83,43 @@ async fn forged_stale_and_foreign_tokens_are_401() {
             &claims("mallory"),
         ),
     ));
+    // Tokens not meant for us: no audience or issuer at all, Keycloak's ID and refresh tokens, a header type
+    // that is not an access token's, a subject only in another claim than the configured one.
+    for claim in ["aud", "iss"] {
+        let mut c = claims("mallory");
+        c.as_object_mut().unwrap().remove(claim);
+        attacks.push((if claim == "aud" { "no audience" } else { "no issuer" }, rs256(&c)));
+    }
+    for typ in ["ID", "Refresh"] {
+        let mut c = claims("mallory");
+        c["typ"] = json!(typ);
+        attacks.push((if typ == "ID" { "an ID token" } else { "a refresh token" }, rs256(&c)));
+    }
+    let mut c = claims("mallory");
+    c.as_object_mut().unwrap().remove("preferred_username");
+    attacks.push(("a subject only in sub", rs256(&c)));
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".to_owned());
+    header.typ = Some("logout+jwt".to_owned());
+    attacks.push((
+        "a logout token",
+        secret(
+            &jsonwebtoken::encode(
+                &header,
+                &claims("mallory"),
+                &EncodingKey::from_rsa_pem(crate::support::RSA).unwrap(),
+            )
+            .unwrap(),
+        ),
+    ));
     let good = token("mallory");
     attacks.push(("truncated", secret(&good[..good.len() - 10])));
     attacks.push(("garbage", secret("not-a-token-at-all")));
     attacks.push(("three garbage parts", secret("aaa.bbb.ccc")));
     for (what, t) in &attacks {
-        let r = api.get("/api/v1/users/me", t).await.error(401, "unauthenticated");
+        let r = api.get("/api/v1/users/me", t).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text);
+        let r = r.error(401, "unauthenticated");
         assert_eq!(
             r.header("www-authenticate"),
             Some("Bearer realm=\"heimdall\""),
@@ -130,4 +161,30 @@ async fn forged_stale_and_foreign_tokens_are_401() {
     idp.set_down(false);
 
     assert!(server.stop().success());
+}
+
+/// Without JWT_AUDIENCE, `serve` starts only when told HEIMDALL_ALLOW_ANY_AUDIENCE, and then says so at start;
+/// tokens of any audience pass (what the operator opted into), the other checks still hold.
+#[tokio::test]
+async fn any_audience_is_an_explicit_and_logged_choice() {
+    let db = TestDatabase::sqlite();
+    let idp = Idp::start().await;
+    let mut env: Vec<(&str, String)> = idp.env().into_iter().filter(|(k, _)| *k != "JWT_AUDIENCE").collect();
+    env.push(("DB_DSN", db.url.clone()));
+    env.push(("HEIMDALL_ALLOW_ANY_AUDIENCE", "true".to_owned()));
+    let server = Process::serve(&env);
+    let api = Api::new(&server.base);
+    let mut c = claims("frank");
+    c["aud"] = json!("another-app");
+    api.get("/api/v1/users/me", &rs256(&c)).await.expect(200);
+    let mut c = claims("frank");
+    c["iss"] = json!("https://evil.example/realms/test");
+    api.get("/api/v1/users/me", &rs256(&c))
+        .await
+        .error(401, "unauthenticated");
+    let log = server.log();
+    assert!(
+        log.contains("JWT_AUDIENCE is not set") && log.contains("HEIMDALL_ALLOW_ANY_AUDIENCE"),
+        "no warning at start: {log}"
+    );
 }

@@ -12,17 +12,19 @@ macro_rules! sql_api_keys {
                 name: &ApiKeyName,
                 key_hash: &str,
                 scopes: &[ApiKeyScope],
+                expires_at: Option<DateTime<Utc>>,
             ) -> Result<ApiKey> {
                 let mut tx = self.begin(w).await?;
                 let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO api_keys (name, key_hash, scopes, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
-                     RETURNING id",
+                    "INSERT INTO api_keys (name, key_hash, scopes, created_by, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                 )
                 .bind(name.as_str())
                 .bind(key_hash)
                 .bind(ApiKeyScope::to_db(scopes))
                 .bind(w.actor_id())
                 .bind(w.now)
+                .bind(expires_at)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| db_error(e, Some(&|| format!("an API key named {name} already exists")), None))?;
@@ -68,16 +70,17 @@ macro_rules! sql_api_keys {
 
             async fn active_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyPrincipal>> {
                 // The unique index on key_hash finds the key: the secret itself is never compared.
-                let row: Option<(i64, String, String)> = sqlx::query_as(
-                    "SELECT id, name, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                let row: Option<(i64, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+                    "SELECT id, name, scopes, expires_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
                 )
                 .bind(key_hash)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(|(id, name, scopes)| ApiKeyPrincipal {
+                Ok(row.map(|(id, name, scopes, expires_at)| ApiKeyPrincipal {
                     id,
                     name: ApiKeyName::from_db(name),
                     scopes: ApiKeyScope::from_db(&scopes),
+                    expires_at,
                 }))
             }
 

@@ -97,10 +97,11 @@ macro_rules! sql_store {
             DateTime<Utc>,
             Option<DateTime<Utc>>,
             Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
         );
 
         const API_KEY_COLUMNS_SQL: &str = "SELECT k.id, k.name, k.scopes, u.subject, k.created_at, k.revoked_at, \
-            k.last_used_at FROM api_keys k LEFT JOIN users u ON u.id = k.created_by";
+            k.last_used_at, k.expires_at FROM api_keys k LEFT JOIN users u ON u.id = k.created_by";
 
         fn api_key_from(t: ApiKeyTuple) -> ApiKey {
             ApiKey {
@@ -111,6 +112,7 @@ macro_rules! sql_store {
                 created_at: t.4,
                 revoked_at: t.5,
                 last_used_at: t.6,
+                expires_at: t.7,
             }
         }
 
