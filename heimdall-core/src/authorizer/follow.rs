@@ -74,7 +74,8 @@ pub struct ExportedMapping {
     /// The group that owns it, if any.
     #[serde(default)]
     pub owner_group: Option<String>,
-    /// Higher wins among equally specific patterns.
+    /// Order among regular-expression mappings that match a request: the lower priority wins, then the lower
+    /// id (see the precedence rules in [`crate::mapping`]).
     #[serde(default)]
     pub priority: i32,
 }

@@ -22,13 +22,15 @@ pub struct MappingOut {
     pub id: i64,
     /// HTTP method, or `ANY`.
     pub method: String,
-    /// The path pattern.
+    /// The path pattern: a route pattern (`/courses/:id`, `/files/**`) or, after a leading `~`, a regular
+    /// expression matched against the whole percent-encoded path.
     pub path_pattern: String,
     /// The action a matching request needs.
     pub action: String,
     /// The owning group (its managers may change the mapping inside their path scope).
     pub owner_group: Option<String>,
-    /// Order among regular-expression mappings (lower first).
+    /// Order among regular-expression mappings that match a request: the lower priority wins, then the
+    /// lower id.
     pub priority: i32,
     /// Free text.
     pub description: Option<String>,
@@ -60,14 +62,18 @@ impl From<Mapping> for MappingOut {
 pub struct MappingIn {
     /// GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or ANY.
     pub method: String,
-    /// `/courses/:id`, `/files/**`, `/a/*/b`, or a regular expression `re:^/x/[0-9]+$`.
+    /// A route pattern: literal segments (percent-encoded as a canonical path is), `:name` or `*` (one
+    /// segment), `**` (the rest of the path, last only) — `/courses/:id`, `/files/**`, `/a/*/b`; or a regular
+    /// expression written with a leading `~` (`~/courses/[0-9]+/admin`: the `regex` crate's syntax, matched
+    /// against the whole path as received, still percent-encoded; superadmins only).
     pub path_pattern: String,
     /// The action, such as `course:create`.
     pub action: String,
     /// The owning group.
     #[serde(default)]
     pub owner_group: Option<String>,
-    /// Order among regular-expression mappings (lower first; superadmins only when not 0).
+    /// Order among regular-expression mappings that match a request: the lower priority wins, then the
+    /// lower id (route patterns always come first; superadmins only when not 0).
     #[serde(default)]
     pub priority: i32,
     /// Free text.

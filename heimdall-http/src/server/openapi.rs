@@ -77,3 +77,29 @@ async fn openapi_json() -> impl IntoResponse {
 pub(super) fn routes() -> axum::Router<AppState> {
     axum::Router::new().route("/openapi.json", get(openapi_json))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The document tells a client what the code accepts: the `~` that starts a regular expression, and that
+    /// the lower priority wins (the same rule as core's resolver and the README).
+    #[test]
+    fn mapping_fields_document_the_pattern_syntax_and_the_priority_rule() {
+        let doc: serde_json::Value = serde_json::from_str(super::JSON.as_str()).unwrap();
+        let mapping_in = &doc["components"]["schemas"]["MappingIn"]["properties"];
+        let pattern = mapping_in["path_pattern"]["description"].as_str().unwrap();
+        assert!(
+            pattern.contains("leading `~`") && pattern.contains(":id") && pattern.contains("**"),
+            "{pattern}"
+        );
+        assert!(
+            !pattern.contains("re:"),
+            "no syntax the code does not accept: {pattern}"
+        );
+        for schema in ["MappingIn", "MappingOut"] {
+            let priority = doc["components"]["schemas"][schema]["properties"]["priority"]["description"]
+                .as_str()
+                .unwrap();
+            assert!(priority.contains("lower priority wins"), "{schema}: {priority}");
+        }
+    }
+}
