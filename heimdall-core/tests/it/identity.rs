@@ -304,8 +304,27 @@ async fn known_keys_serve_while_a_refresh_fails() {
     assert_eq!(server.fetches() - before, 2, "retried after a second, and it worked");
 }
 
-#[test]
-fn a_plain_http_jwks_to_another_host_is_refused() {
+#[tokio::test]
+async fn a_plain_http_jwks_or_follower_url_to_another_host_is_refused() {
+    use heimdall_core::authorizer::{Authorizer, AuthorizerConfig, Decider, RemoteMappings};
+    let verifier = || TokenVerifier::new(IdentityConfig::new("https://idp.example/certs")).unwrap();
+    let follow = |remote: RemoteMappings| {
+        Authorizer::following(verifier(), remote, Decider::Local, AuthorizerConfig::default())
+            .map(|(_, task)| task.abort())
+    };
+    let e = follow(RemoteMappings::new("http://heimdall.internal:8080", "hk_x")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.message().contains("plain http"), "{e}");
+    assert!(follow(RemoteMappings::new("https://heimdall.internal", "hk_x")).is_ok());
+    assert!(follow(RemoteMappings::new("http://127.0.0.1:9", "hk_x")).is_ok());
+    assert!(
+        follow(RemoteMappings {
+            allow_plain_http: true,
+            ..RemoteMappings::new("http://heimdall.internal:8080", "hk_x")
+        })
+        .is_ok()
+    );
+
     let e = TokenVerifier::new(IdentityConfig::new("http://idp.example/certs")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(

@@ -14,3 +14,4 @@ mod pdp;
 mod store_suite;
 mod support;
 mod sync;
+mod versions;
