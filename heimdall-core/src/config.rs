@@ -111,6 +111,42 @@ fn redact_password_params(s: &mut String) {
     *s = result;
 }
 
+/// Refuses a URL that would carry credentials or trust over plain `http://` to another machine: `https://`
+/// is fine anywhere, `http://` only to a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`) unless
+/// `allow_plain_http` says otherwise. `what` names the setting in the error.
+///
+/// ```
+/// use heimdall_core::config::check_transport;
+/// assert!(check_transport("https://idp.example/certs", false, "JWKS").is_ok());
+/// assert!(check_transport("http://127.0.0.1:8080/certs", false, "JWKS").is_ok());
+/// assert!(check_transport("http://idp.example/certs", false, "JWKS").is_err());
+/// assert!(check_transport("http://idp.example/certs", true, "JWKS").is_ok());
+/// ```
+pub fn check_transport(url: &str, allow_plain_http: bool, what: &str) -> crate::Result<()> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| crate::Error::config(format!("{what}: {url:?} is not a URL: {e}")))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = parsed.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if loopback || allow_plain_http {
+                Ok(())
+            } else {
+                Err(crate::Error::config(format!(
+                    "{what}: {url:?} is plain http:// to another machine (use https://, or allow plain HTTP \
+                     explicitly)"
+                )))
+            }
+        }
+        other => Err(crate::Error::config(format!(
+            "{what}: {url:?} must be http:// or https:// (not {other}:)"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,41 +193,5 @@ mod tests {
             }
         );
         assert!(!shown.contains("pw"), "{shown}");
-    }
-}
-
-/// Refuses a URL that would carry credentials or trust over plain `http://` to another machine: `https://`
-/// is fine anywhere, `http://` only to a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`) unless
-/// `allow_plain_http` says otherwise. `what` names the setting in the error.
-///
-/// ```
-/// use heimdall_core::config::check_transport;
-/// assert!(check_transport("https://idp.example/certs", false, "JWKS").is_ok());
-/// assert!(check_transport("http://127.0.0.1:8080/certs", false, "JWKS").is_ok());
-/// assert!(check_transport("http://idp.example/certs", false, "JWKS").is_err());
-/// assert!(check_transport("http://idp.example/certs", true, "JWKS").is_ok());
-/// ```
-pub fn check_transport(url: &str, allow_plain_http: bool, what: &str) -> crate::Result<()> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| crate::Error::config(format!("{what}: {url:?} is not a URL: {e}")))?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" => {
-            let host = parsed.host_str().unwrap_or_default();
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = host.eq_ignore_ascii_case("localhost")
-                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-            if loopback || allow_plain_http {
-                Ok(())
-            } else {
-                Err(crate::Error::config(format!(
-                    "{what}: {url:?} is plain http:// to another machine (use https://, or allow plain HTTP \
-                     explicitly)"
-                )))
-            }
-        }
-        other => Err(crate::Error::config(format!(
-            "{what}: {url:?} must be http:// or https:// (not {other}:)"
-        ))),
     }
 }

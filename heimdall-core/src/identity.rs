@@ -313,10 +313,10 @@ impl TokenVerifier {
         };
         // Another request may have fetched while this one waited.
         let known = self.keys.load_full();
-        if let Some(set) = known.as_deref().filter(|set| fresh(set)) {
-            if let Some(key) = set.keys.get(kid) {
-                return Ok(Arc::clone(key));
-            }
+        if let Some(set) = known.as_deref().filter(|set| fresh(set))
+            && let Some(key) = set.keys.get(kid)
+        {
+            return Ok(Arc::clone(key));
         }
         let retry_after_failure = Duration::from_secs(1).min(self.config.refetch_interval);
         let due = match (*last, known.as_deref()) {
@@ -363,10 +363,10 @@ impl TokenVerifier {
             return Err(unauthenticated("missing or too long"));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("malformed"))?;
-        if let Some(typ) = &header.typ {
-            if !ACCESS_TOKEN_TYPES.iter().any(|t| t.eq_ignore_ascii_case(typ)) {
-                return Err(unauthenticated("not an access token (header typ)"));
-            }
+        if let Some(typ) = &header.typ
+            && !ACCESS_TOKEN_TYPES.iter().any(|t| t.eq_ignore_ascii_case(typ))
+        {
+            return Err(unauthenticated("not an access token (header typ)"));
         }
         let kid = header.kid.as_deref().ok_or_else(|| unauthenticated("no key id"))?;
         let key = self.key(kid).await?;
@@ -410,10 +410,10 @@ impl TokenVerifier {
         })?;
         let claims = data.claims;
         // Keycloak marks its tokens: only its access tokens (`Bearer`) are credentials.
-        if let Some(typ) = claims.get("typ") {
-            if typ.as_str() != Some("Bearer") {
-                return Err(unauthenticated("not an access token (typ)"));
-            }
+        if let Some(typ) = claims.get("typ")
+            && typ.as_str() != Some("Bearer")
+        {
+            return Err(unauthenticated("not an access token (typ)"));
         }
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         // Display data only: a NUL (which PostgreSQL's text cannot hold) is shown as U+FFFD. The subject is
