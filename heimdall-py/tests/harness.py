@@ -36,6 +36,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 ISSUER = "https://idp.heimdall-py.test/realms/test"
+AUDIENCE = "heimdall"
 KID = "py-1"
 SUPERADMIN = "root"
 
@@ -140,6 +141,7 @@ class Idp:
             "sub": f"id-{subject}",
             "preferred_username": subject,
             "iss": issuer,
+            "aud": AUDIENCE,
             "iat": now - 60 + min(0, int(ttl)),
             "exp": now + int(ttl),
             "jti": uuid.uuid4().hex,
@@ -153,7 +155,7 @@ class Idp:
 
     def env(self) -> dict[str, str]:
         """The settings with which a heimdall-http trusts this provider."""
-        return {"KEYCLOAK_JWKS_URL": self.jwks_url, "JWT_ISSUER": ISSUER}
+        return {"KEYCLOAK_JWKS_URL": self.jwks_url, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}
 
     def stop(self) -> None:
         self._server.shutdown()

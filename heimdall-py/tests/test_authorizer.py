@@ -319,6 +319,70 @@ def test_without_heimdall_http_nothing_is_let_through(idp: Idp) -> None:
         lenient.close()
 
 
+def test_allow_before_snapshot_ends_at_its_deadline(idp: Idp) -> None:
+    """``allow_before_snapshot`` lets authenticated requests through only until ``before_snapshot_deadline``;
+    after it, no snapshot means no."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    authz = heimdall.Authorizer(
+        jwks_url=idp.jwks_url,
+        heimdall_url=nowhere,
+        credential="no-such-key",
+        issuer=ISSUER,
+        allow_before_snapshot=True,
+        before_snapshot_deadline=0.3,
+    )
+    try:
+        g = authz.authorize("GET", "/courses/1", idp.token("carol"))
+        assert (g.action, g.mapping_id) == (None, None)
+        time.sleep(0.4)
+        with pytest.raises(heimdall.Unavailable):
+            authz.authorize("GET", "/courses/1", idp.token("carol"))
+    finally:
+        authz.close()
+
+
+def test_plain_http_to_another_host_needs_allow_plain_http(idp: Idp) -> None:
+    """A JWKS or heimdall-http URL over plain HTTP to a host other than loopback is a configuration error,
+    unless ``allow_plain_http=True`` says the operator means it."""
+    for jwks_url, heimdall_url in [
+        ("http://idp.example/certs", "https://heimdall.example"),
+        (idp.jwks_url, "http://heimdall.example:8080"),
+    ]:
+        with pytest.raises(heimdall.ConfigError, match="plain http"):
+            heimdall.Authorizer(jwks_url=jwks_url, heimdall_url=heimdall_url, credential="hk_x")
+        heimdall.Authorizer(
+            jwks_url=jwks_url, heimdall_url=heimdall_url, credential="hk_x", allow_plain_http=True
+        ).close()
+
+
+def test_a_refused_credential_closes_the_authorizer(stack: Stack, scenario: Courses, idp: Idp) -> None:
+    """heimdall-http refuses the follower's API key (revoked while it follows): the authorizer says why, stops
+    being ready and refuses every request, also the ones its last snapshot could decide."""
+    authz = heimdall.Authorizer(
+        jwks_url=idp.jwks_url,
+        heimdall_url=stack.base,
+        credential=scenario.key,
+        issuer=ISSUER,
+        poll_interval=0.5,
+    )
+    try:
+        assert authz.wait_ready(10.0)
+        assert authz.credential_refused is None
+        keys = stack.rest.call("GET", "/api/v1/api-keys", expect=200).json()
+        key_id = next(k["id"] for k in keys if k["name"].startswith("adapter-"))
+        stack.rest.call("DELETE", f"/api/v1/api-keys/{key_id}", expect=204)
+        deadline = time.monotonic() + 10.0
+        while authz.credential_refused is None:
+            assert time.monotonic() < deadline, "the follower did not notice its revoked key"
+            time.sleep(0.05)
+        assert "refused" in authz.credential_refused
+        assert authz.wait_ready(0.1) is False
+        with pytest.raises(heimdall.Unavailable):
+            authz.authorize("GET", "/courses/1", idp.token(scenario.alice))
+    finally:
+        authz.close()
+
+
 def test_an_unreachable_pdp_is_unavailable(stack: Stack, scenario: Courses, idp: Idp) -> None:
     """Deciding with a Cerbos that does not answer refuses with 503 (fail closed) and counts a PDP error."""
     authz = heimdall.Authorizer(
