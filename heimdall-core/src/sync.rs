@@ -104,7 +104,9 @@ impl Failure {
 pub struct SyncConfig {
     /// Users claimed per round (and policies per Admin API write, at most [`MAX_PUT_BATCH`]).
     pub batch_size: usize,
-    /// How long a claim is a worker's own before another worker may take the user over.
+    /// How long a claim is a worker's own before another worker may take the user over, unless the worker
+    /// renews it: it does, every third of this, while it pushes. So a worker that dies (kill -9) loses its
+    /// claims within this time, and another worker pushes those users at its next poll.
     pub lease: Duration,
     /// How long an idle worker waits before looking again when nothing woke it (other processes' changes).
     pub poll_interval: Duration,
@@ -118,7 +120,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             batch_size: MAX_PUT_BATCH,
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(3),
             poll_interval: Duration::from_millis(200),
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
@@ -204,6 +206,38 @@ fn rules_of(policy: &Value) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// A round's claim on its users: the lease they carry in the outbox, renewed while the round works (the value
+/// is the fencing token every completion is checked against).
+struct Lease {
+    until: std::sync::Mutex<chrono::DateTime<chrono::Utc>>,
+    subjects: Vec<String>,
+}
+
+impl Lease {
+    fn new(until: chrono::DateTime<chrono::Utc>, subjects: Vec<String>) -> Self {
+        Lease {
+            until: std::sync::Mutex::new(until),
+            subjects,
+        }
+    }
+
+    fn current(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, until: chrono::DateTime<chrono::Utc>) {
+        *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+    }
+
+    /// `item` under the claim's current lease.
+    fn held(&self, item: &OutboxItem) -> OutboxItem {
+        OutboxItem {
+            lease_until: self.current(),
+            ..item.clone()
+        }
+    }
+}
+
 /// Claims users from the outbox and pushes their principal policies.
 #[derive(Debug, Clone)]
 pub struct PushWorker {
@@ -252,7 +286,14 @@ impl PushWorker {
         self.heimdall.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60))
     }
 
-    async fn retry(&self, item: &OutboxItem, error: &crate::Error, failure: Failure, report: &mut PushReport) {
+    async fn retry(
+        &self,
+        lease: &Lease,
+        item: &OutboxItem,
+        error: &crate::Error,
+        failure: Failure,
+        report: &mut PushReport,
+    ) {
         let next = self.retry_at(item.attempts);
         let message = format!("{}: {}", error.kind(), error.message());
         report.last_error = Some(message.clone());
@@ -274,15 +315,15 @@ impl PushWorker {
         if let Err(e) = self
             .heimdall
             .store()
-            .outbox_retry(item, next, &message, permanent)
+            .outbox_retry(&lease.held(item), next, &message, permanent)
             .await
         {
             tracing::warn!(subject = %item.subject, error = %e, "could not record a failed push; the lease will expire");
         }
     }
 
-    async fn complete(&self, items: &[&OutboxItem], report: &mut PushReport) {
-        let items: Vec<OutboxItem> = items.iter().map(|i| (*i).clone()).collect();
+    async fn complete(&self, lease: &Lease, items: &[&OutboxItem], report: &mut PushReport) {
+        let items: Vec<OutboxItem> = items.iter().map(|i| lease.held(i)).collect();
         match self.heimdall.store().outbox_complete(&items, self.heimdall.now()).await {
             Ok(completions) => {
                 for (item, completion) in items.iter().zip(completions) {
@@ -330,17 +371,17 @@ impl PushWorker {
 
     /// Writes a batch of policies; when Cerbos rejects the batch, tries each on its own so that one bad policy
     /// does not hold back the others.
-    async fn put(&self, batch: Vec<(OutboxItem, Value)>, report: &mut PushReport) {
+    async fn put(&self, lease: &Lease, batch: Vec<(OutboxItem, Value)>, report: &mut PushReport) {
         let policies: Vec<Value> = batch.iter().map(|(_, p)| p.clone()).collect();
         match self.admin.put_policies(&policies).await {
             Ok(()) => {
                 let items: Vec<&OutboxItem> = batch.iter().map(|(i, _)| i).collect();
-                self.complete(&items, report).await;
+                self.complete(lease, &items, report).await;
                 report.pushed += batch.len();
             }
             Err(e) if is_permanent(&e) && batch.len() > 1 => {
                 for one in batch {
-                    Box::pin(self.put(vec![one], report)).await;
+                    Box::pin(self.put(lease, vec![one], report)).await;
                 }
             }
             Err(e) => {
@@ -349,34 +390,72 @@ impl PushWorker {
                     if failure == Failure::Rejected {
                         self.fail_closed(item).await;
                     }
-                    self.retry(item, &e, failure, report).await;
+                    self.retry(lease, item, &e, failure, report).await;
                 }
             }
         }
     }
 
-    async fn delete(&self, batch: Vec<(OutboxItem, String)>, report: &mut PushReport) {
+    async fn delete(&self, lease: &Lease, batch: Vec<(OutboxItem, String)>, report: &mut PushReport) {
         let ids: Vec<String> = batch.iter().map(|(_, id)| id.clone()).collect();
         match self.admin.delete_policies(&ids).await {
             Ok(()) => {
                 let items: Vec<&OutboxItem> = batch.iter().map(|(i, _)| i).collect();
-                self.complete(&items, report).await;
+                self.complete(lease, &items, report).await;
                 report.deleted += batch.len();
             }
             Err(e) => {
                 for (item, _) in &batch {
-                    self.retry(item, &e, Failure::of(&e), report).await;
+                    self.retry(lease, item, &e, Failure::of(&e), report).await;
                 }
             }
         }
     }
 
-    /// One round: claims due users and pushes or deletes their policies.
+    /// The end of a lease taken (or renewed) now.
+    fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
+        self.heimdall.now() + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(3))
+    }
+
+    /// One round: claims due users and pushes or deletes their policies. While it works, the claim is renewed
+    /// every third of [`SyncConfig::lease`], so a worker that dies loses its claims within one lease and another
+    /// worker takes its users over.
     pub async fn run_once(&self) -> Result<PushReport> {
         let now = self.heimdall.now();
-        let lease_until = now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(30));
         let limit = i64::try_from(self.config.batch_size.clamp(1, MAX_PUT_BATCH)).unwrap_or(1);
-        let items = self.heimdall.store().outbox_claim(now, lease_until, limit).await?;
+        let items = self
+            .heimdall
+            .store()
+            .outbox_claim(now, self.lease_until(), limit)
+            .await?;
+        let Some(first) = items.first() else {
+            return Ok(PushReport::default());
+        };
+        let lease = Lease::new(first.lease_until, items.iter().map(|i| i.subject.clone()).collect());
+        let work = self.push_claimed(&lease, items);
+        tokio::pin!(work);
+        let every = (self.config.lease / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                report = &mut work => return Ok(report),
+                () = tokio::time::sleep(every) => self.renew(&lease).await,
+            }
+        }
+    }
+
+    /// Renews the claim behind `lease` (the rows still carrying it); a failure is logged, and the claim lapses
+    /// unless a later renewal works.
+    async fn renew(&self, lease: &Lease) {
+        let held = lease.current();
+        let renewed = self.lease_until();
+        match self.heimdall.store().outbox_renew(&lease.subjects, held, renewed).await {
+            Ok(stored) => lease.set(stored),
+            Err(e) => tracing::warn!(error = %e, "could not renew a push claim; it lapses unless renewed in time"),
+        }
+    }
+
+    /// Pushes the policies of the users claimed under `lease`.
+    async fn push_claimed(&self, lease: &Lease, items: Vec<OutboxItem>) -> PushReport {
         let mut report = PushReport {
             claimed: items.len(),
             ..PushReport::default()
@@ -387,7 +466,7 @@ impl PushWorker {
         for item in items {
             match Subject::parse(item.subject.clone()) {
                 Ok(subject) => valid.push((item, subject)),
-                Err(e) => self.retry(&item, &e, Failure::Rejected, &mut report).await,
+                Err(e) => self.retry(lease, &item, &e, Failure::Rejected, &mut report).await,
             }
         }
         let subjects: Vec<Subject> = valid.iter().map(|(_, s)| s.clone()).collect();
@@ -402,9 +481,9 @@ impl PushWorker {
             }
             Err(e) => {
                 for (item, _) in &valid {
-                    self.retry(item, &e, Failure::Transient, &mut report).await;
+                    self.retry(lease, item, &e, Failure::Transient, &mut report).await;
                 }
-                return Ok(report);
+                return report;
             }
         }
         // Never overwrite or delete a policy Heimdall did not write.
@@ -418,9 +497,9 @@ impl PushWorker {
                 Ok(foreign) => foreign,
                 Err(e) => {
                     for item in puts.iter().map(|(i, _)| i).chain(deletes.iter().map(|(i, _)| i)) {
-                        self.retry(item, &e, Failure::Transient, &mut report).await;
+                        self.retry(lease, item, &e, Failure::Transient, &mut report).await;
                     }
-                    return Ok(report);
+                    return report;
                 }
             };
             if !foreign.is_empty() {
@@ -434,22 +513,22 @@ impl PushWorker {
                     deletes.into_iter().partition(|(_, id)| foreign.contains(id));
                 deletes = good_deletes;
                 for item in bad.iter().map(|(i, _)| i).chain(bad_deletes.iter().map(|(i, _)| i)) {
-                    self.retry(item, &conflict, Failure::Foreign, &mut report).await;
+                    self.retry(lease, item, &conflict, Failure::Foreign, &mut report).await;
                 }
             }
         }
         if !puts.is_empty() {
-            self.put(puts, &mut report).await;
+            self.put(lease, puts, &mut report).await;
         }
         let mut deletes = deletes.into_iter().peekable();
         while deletes.peek().is_some() {
             let chunk: Vec<_> = deletes.by_ref().take(MAX_DELETE_BATCH).collect();
-            self.delete(chunk, &mut report).await;
+            self.delete(lease, chunk, &mut report).await;
         }
         if report.pushed + report.deleted > 0 {
             self.reload_pdps().await;
         }
-        Ok(report)
+        report
     }
 
     /// Pushes until no user is due (users waiting for a retry stay queued), at most 1000 rounds; returns the

@@ -313,6 +313,14 @@ pub(crate) trait Changes: Send + Sync {
     -> Result<Vec<OutboxItem>>;
     /// Marks pushes done, under their claims' leases (see [`Completion`]); one completion per item, in order.
     async fn outbox_complete(&self, items: &[OutboxItem], now: DateTime<Utc>) -> Result<Vec<Completion>>;
+    /// Moves the claim `held` of `subjects` to `renewed` on the rows that still carry it; returns the lease as
+    /// stored (the claim's new fencing token).
+    async fn outbox_renew(
+        &self,
+        subjects: &[String],
+        held: DateTime<Utc>,
+        renewed: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>>;
     /// Puts `subjects` into the outbox, due at `now` (reconciliation's repairs).
     async fn outbox_enqueue(&self, subjects: &[String], now: DateTime<Utc>) -> Result<()>;
     async fn outbox_retry(

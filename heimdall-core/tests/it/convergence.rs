@@ -29,6 +29,10 @@ type Hook = Arc<Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
 struct StagedAdmin {
     inner: CerbosClient,
     during_read: Hook,
+    /// How long a write stalls its whole worker, as a stopped or starved process would: the thread is
+    /// blocked, so the worker can't renew its claim meanwhile either.
+    write_stall: Duration,
+    /// How long a write takes (the worker stays alive and renews its claim meanwhile).
     write_delay: Duration,
 }
 
@@ -37,6 +41,7 @@ impl StagedAdmin {
         StagedAdmin {
             inner,
             during_read: Arc::new(Mutex::new(None)),
+            write_stall: Duration::ZERO,
             write_delay: Duration::ZERO,
         }
     }
@@ -51,10 +56,12 @@ impl std::fmt::Debug for StagedAdmin {
 #[async_trait]
 impl PolicyAdmin for StagedAdmin {
     async fn put_policies(&self, policies: &[Value]) -> heimdall_core::Result<()> {
+        std::thread::sleep(self.write_stall);
         tokio::time::sleep(self.write_delay).await;
         self.inner.put_policies(policies).await
     }
     async fn delete_policies(&self, ids: &[String]) -> heimdall_core::Result<()> {
+        std::thread::sleep(self.write_stall);
         tokio::time::sleep(self.write_delay).await;
         self.inner.delete_policies(ids).await.map(drop)
     }
@@ -240,7 +247,7 @@ async fn a_push_that_outlives_its_lease_is_corrected() {
         let fay = format!("fay-{}", db.backend);
         h.add_member(&root, "go:course:editor", &fay).await.unwrap();
 
-        // The slow worker claims fay for 300 ms and takes a second to push "allowed".
+        // The slow worker claims fay for 300 ms and stalls for a second (no renewal) before pushing "allowed".
         let slow_config = SyncConfig {
             lease: Duration::from_millis(300),
             ..fast()
@@ -248,7 +255,7 @@ async fn a_push_that_outlives_its_lease_is_corrected() {
         let slow = PushWorker::new(
             h.clone(),
             Arc::new(StagedAdmin {
-                write_delay: Duration::from_secs(1),
+                write_stall: Duration::from_secs(1),
                 ..StagedAdmin::new(cerbos.client())
             }),
             slow_config,
@@ -276,4 +283,43 @@ async fn a_push_that_outlives_its_lease_is_corrected() {
         drop(h);
         db.drop_database().await;
     }
+}
+
+/// A worker that is alive but slow keeps its claim: it renews it while it pushes, so nobody takes its users over
+/// (and pushes them twice) however long the push takes; the claim is still short, for when a worker dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_worker_keeps_its_claim_while_it_pushes() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let db = TestDatabase::sqlite();
+    let h = heimdall(&db).await;
+    course_editors(&h).await;
+    let root = caller(&h, "root").await;
+    let quick = PushWorker::new(h.clone(), Arc::new(cerbos.client()), fast());
+    drain(&h, &quick).await;
+    h.add_member(&root, "go:course:editor", "gus").await.unwrap();
+    let slow = PushWorker::new(
+        h.clone(),
+        Arc::new(StagedAdmin {
+            write_delay: Duration::from_millis(1500),
+            ..StagedAdmin::new(cerbos.client())
+        }),
+        SyncConfig {
+            lease: Duration::from_millis(300),
+            ..fast()
+        },
+    );
+    let slow_round = tokio::spawn(async move { slow.run_once().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Five leases later, gus is still the slow worker's.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let r = quick.run_once().await.unwrap();
+        assert_eq!(r.claimed, 0, "a renewed claim was taken over: {r:?}");
+    }
+    let done = slow_round.await.unwrap();
+    assert_eq!((done.pushed, done.lease_lost), (1, 0), "{done:?}");
+    eventually(&cerbos.client(), "gus", "course:create", Decision::Allow).await;
+    assert_eq!(h.outbox_stats().await.unwrap().pending, 0);
 }

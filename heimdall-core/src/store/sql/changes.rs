@@ -163,6 +163,30 @@ macro_rules! sql_changes {
                 Ok(out)
             }
 
+            async fn outbox_renew(
+                &self,
+                subjects: &[String],
+                held: DateTime<Utc>,
+                renewed: DateTime<Utc>,
+            ) -> Result<DateTime<Utc>> {
+                // Stored to the microsecond, like the claim's lease: the value is compared for equality later.
+                let renewed = chrono::SubsecRound::trunc_subsecs(renewed, 6);
+                for chunk in subjects.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new("UPDATE policy_outbox SET locked_until = ");
+                    q.push_bind(renewed);
+                    q.push(" WHERE locked_until = ");
+                    q.push_bind(held);
+                    q.push(" AND subject IN (");
+                    let mut list = q.separated(", ");
+                    for subject in chunk {
+                        list.push_bind(subject);
+                    }
+                    q.push(")");
+                    q.build().execute(&self.pool).await?;
+                }
+                Ok(renewed)
+            }
+
             async fn outbox_enqueue(&self, subjects: &[String], now: DateTime<Utc>) -> Result<()> {
                 for subject in subjects {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
