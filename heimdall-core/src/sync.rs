@@ -120,7 +120,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             batch_size: MAX_PUT_BATCH,
-            lease: Duration::from_secs(3),
+            lease: Duration::from_secs(2),
             poll_interval: Duration::from_millis(200),
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
@@ -414,7 +414,7 @@ impl PushWorker {
 
     /// The end of a lease taken (or renewed) now.
     fn lease_until(&self) -> chrono::DateTime<chrono::Utc> {
-        self.heimdall.now() + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(3))
+        self.heimdall.now() + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(2))
     }
 
     /// One round: claims due users and pushes or deletes their policies. While it works, the claim is renewed

@@ -12,6 +12,7 @@ mod flow;
 mod fuzz;
 mod keys;
 mod ops;
+mod staleness;
 mod support;
 mod tokens;
 mod walkthrough;
