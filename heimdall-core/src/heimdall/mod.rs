@@ -361,7 +361,7 @@ impl Heimdall {
 
     /// How the principal-policy outbox stands.
     pub async fn outbox_stats(&self) -> Result<OutboxStats> {
-        self.store().outbox_stats().await
+        self.store().outbox_stats(self.now()).await
     }
 
     /// The users whose push failed for good (Cerbos rejected the policy, or a foreign policy holds its id), with

@@ -157,6 +157,9 @@ pub struct OutboxStats {
     pub failed: i64,
     /// Of the pending ones, how many have failed at least once.
     pub retrying: i64,
+    /// Users claimed by a worker whose claim lapsed without a renewal (the worker died or stalls), not yet
+    /// taken over by another: normally 0, briefly more after a worker's death.
+    pub lapsed_claims: i64,
     /// When the longest-waiting pending user was queued (none pending: `None`).
     pub oldest_pending: Option<DateTime<Utc>>,
 }
@@ -330,7 +333,7 @@ pub(crate) trait Changes: Send + Sync {
         error: &str,
         permanent: bool,
     ) -> Result<()>;
-    async fn outbox_stats(&self) -> Result<OutboxStats>;
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats>;
     /// Users whose push failed for good, with the recorded error.
     async fn outbox_failures(&self) -> Result<Vec<(String, String)>>;
     /// Listens for outbox wake-ups from other processes; `None` where the database has no such channel

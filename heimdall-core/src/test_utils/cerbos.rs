@@ -114,8 +114,10 @@ impl Cerbos {
             .expect("create a temp dir");
         let (http_port, grpc_port) = free_ports();
         // busy_timeout: without it, Cerbos 0.55's sqlite3 store answers back-to-back Admin API writes
-        // with 500 "Failed to add/update policies" (SQLITE_BUSY) when the machine is loaded. The driver
-        // is modernc.org/sqlite, hence the `_pragma=` syntax.
+        // with 500 "Failed to add/update policies" (SQLITE_BUSY) when the machine is loaded. _txlock=immediate:
+        // its store reads then writes in one transaction, and a deferred one fails at once (SQLITE_BUSY, no
+        // waiting) when another writer got the lock first, as two workers writing at once do. The driver is
+        // modernc.org/sqlite, hence the `_pragma=` syntax.
         let config = format!(
             r#"server:
   httpListenAddr: "127.0.0.1:{http_port}"
@@ -128,7 +130,7 @@ impl Cerbos {
 storage:
   driver: sqlite3
   sqlite3:
-    dsn: "file:{store}?mode=rwc&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
+    dsn: "file:{store}?mode=rwc&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)&_txlock=immediate"
 telemetry:
   disabled: true
 "#,

@@ -323,3 +323,55 @@ async fn a_live_worker_keeps_its_claim_while_it_pushes() {
     eventually(&cerbos.client(), "gus", "course:create", Decision::Allow).await;
     assert_eq!(h.outbox_stats().await.unwrap().pending, 0);
 }
+
+/// Several workers write to one Cerbos on its sqlite3 store at once (two `heimdall worker`s, or one worker and
+/// a reconciliation): every write succeeds. Cerbos' store reads, then writes, in one transaction; begun
+/// deferred, its upgrade to a write lock fails at once with SQLITE_BUSY when another writer got in first
+/// (busy_timeout does not apply to that upgrade: it would deadlock), so the DSN asks for immediate
+/// transactions (`_txlock=immediate`), whose lock is taken at BEGIN, where busy_timeout waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_to_one_sqlite_cerbos_all_succeed() {
+    use heimdall_core::model::{ActionName, Effect};
+    use heimdall_core::pdp::principal_policy;
+
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    const WRITERS: usize = 4;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let client = cerbos.client();
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for round in 0..25 {
+                    let batch: Vec<Value> = (0..5)
+                        .map(|k| {
+                            let subject = Subject::parse(format!("writer-{writer}-{round}-{k}")).unwrap();
+                            let allow = (
+                                "course".to_owned(),
+                                ActionName::parse("course:read").unwrap(),
+                                Effect::Allow,
+                            );
+                            principal_policy(&subject, &[allow]).unwrap()
+                        })
+                        .collect();
+                    if let Err(e) = client.put_policies(&batch).await {
+                        failures.push(e.to_string());
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        failures.extend(task.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} concurrent writes failed: {:?}",
+        failures.len(),
+        WRITERS * 25,
+        &failures[..failures.len().min(3)]
+    );
+}

@@ -175,6 +175,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     metrics::gauge!("heimdall_outbox_pending").set(stats.pending as f64);
     metrics::gauge!("heimdall_outbox_failed").set(stats.failed as f64);
     metrics::gauge!("heimdall_outbox_retrying").set(stats.retrying as f64);
+    metrics::gauge!("heimdall_outbox_lapsed_claims").set(stats.lapsed_claims as f64);
     let oldest = stats.oldest_pending.map_or(0.0, |t| {
         (state.heimdall().now() - t).num_milliseconds().max(0) as f64 / 1000.0
     });

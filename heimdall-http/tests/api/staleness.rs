@@ -76,8 +76,17 @@ async fn a_dead_workers_claims_are_taken_over_within_seconds() {
         }
     }
 
-    // Cerbos hangs; the revocations are acknowledged, and the worker claims them and waits on Cerbos.
+    // Cerbos hangs; the revocations are acknowledged while the worker is stopped, so that when it goes on it
+    // claims them all in one round, and waits on Cerbos.
     cerbos.pause(true);
+    let signal = |sig: &str| {
+        let sent = Command::new("kill")
+            .args([sig, &doomed.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {sig}");
+    };
+    signal("-STOP");
     let mut acknowledged = Vec::with_capacity(USERS);
     for user in &users {
         api.delete(&format!("/api/v1/groups/go:readers/members/{user}"), &root)
@@ -85,12 +94,9 @@ async fn a_dead_workers_claims_are_taken_over_within_seconds() {
             .expect(204);
         acknowledged.push(Instant::now());
     }
+    signal("-CONT");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let killed = Command::new("kill")
-        .args(["-KILL", &doomed.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal("-KILL");
     let started = Instant::now();
     while doomed.running() {
         assert!(
@@ -98,6 +104,21 @@ async fn a_dead_workers_claims_are_taken_over_within_seconds() {
             "the worker survived SIGKILL"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The dead worker's claims lapse (nobody renews them); the server's metrics show them until they are
+    // taken over.
+    let lapsed = format!("heimdall_outbox_lapsed_claims {USERS}");
+    let started = Instant::now();
+    loop {
+        let metrics = api.call("GET", "/metrics", None, None).await.expect(200).text;
+        if metrics.lines().any(|l| l == lapsed) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the dead worker's claims did not lapse within 4 s of its death"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _heir = Process::spawn(&["worker"], &worker_env, None);
     cerbos.pause(false);

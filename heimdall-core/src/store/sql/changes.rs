@@ -256,16 +256,19 @@ macro_rules! sql_changes {
                 Ok(rows.into_iter().map(|(s, e)| (s, e.unwrap_or_default())).collect())
             }
 
-            async fn outbox_stats(&self) -> Result<OutboxStats> {
-                let (pending, failed, retrying, oldest): (i64, i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
-                    "SELECT COALESCE(SUM(CASE WHEN failed THEN 0 ELSE 1 END), 0), \
-                     COALESCE(SUM(CASE WHEN failed THEN 1 ELSE 0 END), 0), \
-                     COALESCE(SUM(CASE WHEN NOT failed AND attempts > 0 THEN 1 ELSE 0 END), 0), \
-                     MIN(CASE WHEN failed THEN NULL ELSE enqueued_at END) FROM policy_outbox",
-                )
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(OutboxStats { pending, failed, retrying, oldest_pending: oldest })
+            async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats> {
+                let (pending, failed, retrying, lapsed, oldest): (i64, i64, i64, i64, Option<DateTime<Utc>>) =
+                    sqlx::query_as(
+                        "SELECT COALESCE(SUM(CASE WHEN failed THEN 0 ELSE 1 END), 0), \
+                         COALESCE(SUM(CASE WHEN failed THEN 1 ELSE 0 END), 0), \
+                         COALESCE(SUM(CASE WHEN NOT failed AND attempts > 0 THEN 1 ELSE 0 END), 0), \
+                         COALESCE(SUM(CASE WHEN locked_until < $1 THEN 1 ELSE 0 END), 0), \
+                         MIN(CASE WHEN failed THEN NULL ELSE enqueued_at END) FROM policy_outbox",
+                    )
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(OutboxStats { pending, failed, retrying, lapsed_claims: lapsed, oldest_pending: oldest })
             }
         }
     };
