@@ -156,7 +156,8 @@ impl Heimdall {
 
     /// Creates a mapping. A mapping that would match exactly the same requests as an existing one is a
     /// conflict naming the other. A manager may create only route mappings of default priority, owned by a
-    /// group he manages and inside the path scope of that right.
+    /// group he manages and inside the path scope of that right, and none that would take requests from a
+    /// mapping he may not edit (403 naming it; see [`Snapshot::shadowed_by`]).
     pub async fn create_mapping(&self, caller: &Caller, input: &MappingInput) -> Result<Mapping> {
         let target = raw_target("mapping", "new");
         let row = self
@@ -183,7 +184,7 @@ impl Heimdall {
     }
 
     /// Replaces a mapping. The caller must be allowed `mapping:update` on the mapping as it is and as it will
-    /// be.
+    /// be, and on every other mapping it would then take requests from (see [`Snapshot::shadowed_by`]).
     pub async fn update_mapping(&self, caller: &Caller, id: i64, input: &MappingInput) -> Result<Mapping> {
         let target = raw_target("mapping", id);
         let row = self

@@ -57,6 +57,11 @@
 //! unique index on `(method, match_key)`. Overlaps that are not conflicts (a literal beside a
 //! `:param`, `GET` beside `ANY`, two different regular expressions) are legal and resolved as above.
 //!
+//! A mapping *shadows* (takes requests from) another when some request matches both and it answers first.
+//! [`would_take_from`] decides it for a pair, [`Snapshot::shadowed_by`] lists the mappings a write would
+//! shadow (see the `shadow` module: exact between route patterns, sound everywhere); the facade refuses a
+//! write that would shadow a mapping its caller may not edit.
+//!
 //! # Canonical paths: what is authorised is what is routed
 //!
 //! The resolver answers only for *canonical* paths and rejects every other path

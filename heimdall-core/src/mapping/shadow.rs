@@ -7,26 +7,7 @@
 //! beats `n` on it (`n` is still there). So the mappings [`Snapshot::shadowed_by`] lists are a superset of
 //! those that actually lose a request — sound: none is ever missed.
 //!
-//! How each pair is decided ([`would_take_from`]):
-//!
-//! - **Two route patterns**: exactly, from their shapes. Compared segment by segment from the left, the
-//!   first position where their kinds differ decides (a literal beats `:name`/`*`, which beats `**`),
-//!   provided the rest of both can still match one path; two literals that differ never overlap. Patterns
-//!   of the same shape are ordered by method: a request method that consults both must consult `new`'s
-//!   first (`GET` before `ANY`, `HEAD` before `GET` and `ANY`).
-//! - **A route pattern and a regular expression**: a route pattern always comes first, so `new` (a route)
-//!   takes from a regular expression `n` exactly when a path matches both (and one request method
-//!   consults both methods); `new` a regular expression never takes from a route pattern. Whether two
-//!   languages meet is decided on their DFAs: a breadth-first search over pairs of states, over the bytes
-//!   a canonical path can hold. A route pattern becomes the expression of the paths it matches (a
-//!   segment is one or more canonical characters or `%XX` escapes). The rules of canonical paths beyond
-//!   their characters (no `.`/`..` segment, no needless escape) are not modelled: a path that only a
-//!   non-canonical path could witness counts as an overlap (sound, never a miss).
-//! - **Two regular expressions**: as above, and `new` must come first for one request method consulting
-//!   both: an earlier method class, or the same method and a lower `(priority, id)`.
-//!
-//! When the automata are too large to build, or the search passes [`MAX_PRODUCT_STATES`] pairs of
-//! states, the answer is [`Overlap::Undecided`], which callers must treat as a shadow.
+//! How each pair is decided is documented on [`would_take_from`].
 
 use std::collections::{HashSet, VecDeque};
 
@@ -48,7 +29,7 @@ pub const MAX_PRODUCT_STATES: usize = 200_000;
 /// Largest DFA built for one side of an overlap question, in bytes.
 const DFA_SIZE_LIMIT: usize = 4 * 1024 * 1024;
 
-/// Whether a mapping takes requests from another (see the [module docs](self)).
+/// Whether a mapping takes requests from another (see [`would_take_from`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlap {
     /// No request is matched by both with the new mapping first.
@@ -167,9 +148,30 @@ fn path_order(a: &[Segment], b: &[Segment]) -> PathOrder {
     unreachable!("the loop returns")
 }
 
-/// Whether `new` takes requests from `existing`, were both in one snapshot (see the [module docs](self)).
-/// `new.id` breaks ties between regular expressions of equal priority (a mapping being created will get
-/// an id larger than every existing one: pass `i64::MAX`).
+/// Whether `new` takes requests from `existing`, were both in one snapshot: whether some canonical request
+/// is matched by both and answered by `new` first. `new.id` breaks ties between regular expressions of
+/// equal priority (a mapping being created will get an id larger than every existing one: pass `i64::MAX`).
+///
+/// How a pair is decided:
+///
+/// - **Two route patterns**: exactly, from their shapes. Compared segment by segment from the left, the
+///   first position where their kinds differ decides (a literal beats `:name`/`*`, which beats `**`),
+///   provided the rest of both can still match one path; two literals that differ never overlap. Patterns
+///   of the same shape are ordered by method: a request method that consults both must consult `new`'s
+///   first (`GET` before `ANY`, `HEAD` before `GET` and `ANY`).
+/// - **A route pattern and a regular expression**: a route pattern always comes first, so `new` (a route)
+///   takes from a regular expression `n` exactly when a path matches both (and one request method
+///   consults both methods); `new` a regular expression never takes from a route pattern. Whether two
+///   languages meet is decided on their DFAs: a breadth-first search over pairs of states, over the bytes
+///   a canonical path can hold. A route pattern becomes the expression of the paths it matches (a
+///   segment is one or more canonical characters or `%XX` escapes). The rules of canonical paths beyond
+///   their characters (no `.`/`..` segment, no needless escape) are not modelled: a path that only a
+///   non-canonical path could witness counts as an overlap (sound, never a miss).
+/// - **Two regular expressions**: as above, and `new` must come first for one request method consulting
+///   both: an earlier method class, or the same method and a lower `(priority, id)`.
+///
+/// When the automata are too large to build, or the search passes [`MAX_PRODUCT_STATES`] pairs of
+/// states, the answer is [`Overlap::Undecided`], which callers must treat as a shadow.
 pub fn would_take_from(new: &MappingRule, existing: &MappingRule) -> Overlap {
     match (new.pattern.kind(), existing.pattern.kind()) {
         (Kind::Route(a), Kind::Route(b)) => match path_order(a, b) {
@@ -205,7 +207,7 @@ impl From<bool> for Overlap {
 impl Snapshot {
     /// The mappings of this snapshot that `rule` would take requests from once written (created, or
     /// replacing the mapping with its id, which is never listed), in the snapshot's order. Sound: a mapping
-    /// not listed loses no request to `rule`. See the [shadow module docs](super::shadow).
+    /// not listed loses no request to `rule`. See [`would_take_from`].
     pub fn shadowed_by(&self, rule: &MappingRule) -> Vec<Shadow> {
         self.rules()
             .iter()
