@@ -173,5 +173,5 @@ pub use self::pattern::{MAX_PARAM_NAME_LEN, MAX_PATH_PATTERN_LEN, MAX_REGEX_SIZE
 pub use self::resolver::{
     MAX_REGEX_MAPPINGS, MAX_REGEX_SET_SIZE, MappingRule, Params, Resolution, ResolvedMapping, Snapshot,
 };
-pub use self::shadow::{MAX_PRODUCT_STATES, Overlap, Shadow, would_take_from};
+pub use self::shadow::{MAX_PRODUCT_STATES, MAX_WITNESS_REQUESTS, Overlap, Shadow, would_take_from};
 pub use self::shared::SharedResolver;

@@ -207,9 +207,20 @@ impl From<bool> for Overlap {
 impl Snapshot {
     /// The mappings of this snapshot that `rule` would take requests from once written (created, or
     /// replacing the mapping with its id, which is never listed), in the snapshot's order. Sound: a mapping
-    /// not listed loses no request to `rule`. See [`would_take_from`].
+    /// not listed loses no request to `rule`.
+    ///
+    /// A route pattern `n` is listed exactly when some request resolves to `n` in this snapshot and to `rule`
+    /// once it is written: of the mappings [`would_take_from`] finds, those no such request reaches (another
+    /// mapping already answers every request they would lose, such as the caller's own `/go/team/**` above a
+    /// catch-all `/**`) are left out. The requests are searched as classes: at each position a path segment
+    /// is one of the literals the patterns still in play have there or a fresh one, at most one segment past
+    /// the longest pattern, which tells apart every pair of requests any route pattern tells apart. Past
+    /// [`MAX_WITNESS_REQUESTS`] requests the search stops and every route pattern `would_take_from` found is
+    /// listed. A regular expression is listed when `would_take_from` finds it (it cannot be searched that
+    /// way).
     pub fn shadowed_by(&self, rule: &MappingRule) -> Vec<Shadow> {
-        self.rules()
+        let mut found: Vec<Shadow> = self
+            .rules()
             .iter()
             .filter(|n| n.id != rule.id)
             .filter_map(|n| {
@@ -227,7 +238,180 @@ impl Snapshot {
                     certain,
                 })
             })
-            .collect()
+            .collect();
+        if found.iter().any(|s| !s.pattern.is_regex())
+            && let Some(losing) = self.losing_routes(rule)
+        {
+            found.retain(|s| s.pattern.is_regex() || losing.contains(&s.id));
+        }
+        found
+    }
+
+    /// The route patterns that lose a request to `rule` once it is written, searched over classes of
+    /// requests (see [`shadowed_by`](Self::shadowed_by)); `None` when `rule` is not a route pattern, the
+    /// snapshot with it does not build, or the search passes [`MAX_WITNESS_REQUESTS`].
+    fn losing_routes(&self, rule: &MappingRule) -> Option<HashSet<i64>> {
+        let Kind::Route(segments) = rule.pattern.kind() else {
+            return None;
+        };
+        // Route patterns are consulted before every regular expression, so the route patterns alone decide
+        // whether a request resolves to `rule`, and which route pattern it resolved to before (the regular
+        // expressions' sets, whose automata are costly to build, are left out).
+        let routes_of = |rules: &mut dyn Iterator<Item = &MappingRule>| {
+            let routes: Vec<MappingRule> = rules.filter(|r| !r.pattern.is_regex()).cloned().collect();
+            Snapshot::build(routes, self.version()).ok()
+        };
+        let before = routes_of(&mut self.rules().iter())?;
+        let after = routes_of(
+            &mut self
+                .rules()
+                .iter()
+                .filter(|r| r.id != rule.id)
+                .chain(std::iter::once(rule)),
+        )?;
+        let routes: Vec<&[Segment]> = self
+            .rules()
+            .iter()
+            .chain(std::iter::once(rule))
+            .filter_map(|r| match r.pattern.kind() {
+                Kind::Route(segs) => Some(segs.as_slice()),
+                Kind::Regex { .. } => None,
+            })
+            .collect();
+        let mut search = Witnesses {
+            before: &before,
+            after: &after,
+            id: rule.id,
+            methods: request_methods(rule.method),
+            longest: routes.iter().map(|r| r.len()).max().unwrap_or(0),
+            routes,
+            budget: MAX_WITNESS_REQUESTS,
+            losing: HashSet::new(),
+        };
+        let alive: Vec<usize> = (0..search.routes.len()).collect();
+        search.walk(segments, 0, &mut String::new(), &alive).ok()?;
+        Some(search.losing)
+    }
+}
+
+/// Most requests [`Snapshot::shadowed_by`] resolves (before and after the write) in its search for the
+/// route patterns that really lose one.
+pub const MAX_WITNESS_REQUESTS: usize = 50_000;
+
+/// The request methods that reach a mapping of `method`.
+fn request_methods(method: Method) -> Vec<&'static str> {
+    REQUEST_METHODS
+        .into_iter()
+        .filter(|q| method_classes(q).order.contains(&method))
+        .collect()
+}
+
+/// The search for requests that move from a route pattern to the written one.
+struct Witnesses<'a> {
+    /// The route patterns before the write, and after.
+    before: &'a Snapshot,
+    after: &'a Snapshot,
+    /// The written mapping's id.
+    id: i64,
+    methods: Vec<&'static str>,
+    /// Every route pattern, before and after the write.
+    routes: Vec<&'a [Segment]>,
+    /// The most segments a route pattern has.
+    longest: usize,
+    budget: usize,
+    losing: HashSet<i64>,
+}
+
+/// The search ran out of requests.
+struct OutOfBudget;
+
+impl Witnesses<'_> {
+    /// Whether route `r` can still match a path whose segment at `pos` is `value`, given it matched the
+    /// segments before.
+    fn admits(&self, r: usize, pos: usize, value: &str) -> bool {
+        let segs = self.routes[r];
+        if segs[..pos.min(segs.len())].iter().any(|s| matches!(s, Segment::Rest)) {
+            return true;
+        }
+        match segs.get(pos) {
+            None => false,
+            Some(Segment::Lit(l)) => **l == *value,
+            Some(_) => true,
+        }
+    }
+
+    /// The segments worth trying at `pos`: the literals the routes still in play have there, and one that
+    /// none of them has.
+    fn values(&self, pos: usize, alive: &[usize]) -> Vec<String> {
+        let mut values: Vec<String> = Vec::new();
+        for &r in alive {
+            if let Some(Segment::Lit(l)) = self.routes[r].get(pos)
+                && !values.iter().any(|v| **v == **l)
+            {
+                values.push(l.to_string());
+            }
+        }
+        let mut fresh = String::from("~0");
+        while values.contains(&fresh) {
+            fresh.push('0');
+        }
+        values.push(fresh);
+        values
+    }
+
+    /// Tries every class of requests the written pattern `segs` matches from position `pos` on.
+    fn walk(&mut self, segs: &[Segment], pos: usize, path: &mut String, alive: &[usize]) -> Result<(), OutOfBudget> {
+        let Some(seg) = segs.get(pos) else {
+            return self.leaf(path);
+        };
+        let values = match seg {
+            Segment::Lit(l) => vec![l.to_string()],
+            Segment::Param(_) | Segment::Wild => self.values(pos, alive),
+            Segment::Rest => return self.rest(pos, path, alive),
+        };
+        for v in values {
+            let len = path.len();
+            path.push('/');
+            path.push_str(&v);
+            let next: Vec<usize> = alive.iter().copied().filter(|&r| self.admits(r, pos, &v)).collect();
+            self.walk(segs, pos + 1, path, &next)?;
+            path.truncate(len);
+        }
+        Ok(())
+    }
+
+    /// `**` at `pos`: one segment or more, up to one past the longest pattern.
+    fn rest(&mut self, pos: usize, path: &mut String, alive: &[usize]) -> Result<(), OutOfBudget> {
+        for v in self.values(pos, alive) {
+            let len = path.len();
+            path.push('/');
+            path.push_str(&v);
+            let next: Vec<usize> = alive.iter().copied().filter(|&r| self.admits(r, pos, &v)).collect();
+            self.leaf(path)?;
+            if pos < self.longest {
+                self.rest(pos + 1, path, &next)?;
+            }
+            path.truncate(len);
+        }
+        Ok(())
+    }
+
+    /// Resolves one path (every method that reaches the written mapping) against the route patterns before
+    /// and after the write.
+    fn leaf(&mut self, path: &str) -> Result<(), OutOfBudget> {
+        let path = if path.is_empty() { "/" } else { path };
+        for m in &self.methods {
+            self.budget = self.budget.checked_sub(1).ok_or(OutOfBudget)?;
+            if self.after.resolve(m, path).matched().map(|r| r.id()) != Some(self.id) {
+                continue;
+            }
+            if let Some(was) = self.before.resolve(m, path).matched()
+                && was.id() != self.id
+            {
+                self.losing.insert(was.id());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -440,6 +624,36 @@ mod tests {
         assert_eq!(s.describe(), "mapping 2 (GET /go/ops/:id)");
     }
 
+    #[test]
+    fn only_mappings_that_lose_a_request_are_listed() {
+        // A catch-all, a team's own subtree under it, and a parameter beside it.
+        let snapshot = Snapshot::build(
+            [
+                rule(1, "ANY", "/**"),
+                rule(2, "ANY", "/go/team/**"),
+                rule(3, "GET", "/go/team/x/:id"),
+                rule(4, "GET", "/go/:other/y"),
+            ],
+            1,
+        )
+        .unwrap();
+        let ids = |r: &MappingRule| snapshot.shadowed_by(r).iter().map(|s| s.id).collect::<Vec<_>>();
+        // Every request under /go/team/ resolves to 2 already: the catch-all loses nothing.
+        assert_eq!(ids(&rule(i64::MAX, "GET", "/go/team/a")), [2]);
+        assert_eq!(ids(&rule(i64::MAX, "GET", "/go/team/x/7")), [3]);
+        // `GET /go/team/y` resolves to 2 (`team` beats `:other`), so 4 loses nothing to it.
+        assert_eq!(ids(&rule(i64::MAX, "GET", "/go/team/y")), [2]);
+        // Outside the subtree the catch-all loses requests, and so does 4 (`new` beats `:other`).
+        assert_eq!(ids(&rule(i64::MAX, "GET", "/go/new/**")), [1, 4]);
+        // The shape of 4: its GET requests stay with it, the other methods leave the catch-all.
+        assert_eq!(ids(&rule(i64::MAX, "ANY", "/go/*/y")), [1]);
+        // HEAD requests that GET mappings answer move to a HEAD mapping of the same shape.
+        assert_eq!(ids(&rule(i64::MAX, "HEAD", "/go/team/x/:n")), [3]);
+        // Changing 3 in place: what it answered falls back to 2, and it takes `/go/team/x/7/z` from 2.
+        assert_eq!(ids(&rule(3, "GET", "/go/team/x/:id/z")), [2]);
+        assert_eq!(ids(&rule(3, "GET", "/go/team/x/:id")), Vec::<i64>::new());
+    }
+
     /// Generated rules: route patterns over `a`, `b`, `:p`, `*` and a final `**`, of GET, POST or ANY, and
     /// a few regular expressions over the same paths.
     fn arb_rule() -> impl Strategy<Value = (String, String)> {
@@ -518,12 +732,20 @@ mod tests {
             };
             let listed: Vec<i64> = before.shadowed_by(&new).iter().map(|s| s.id).collect();
             let requests = requests();
+            let mut moved = HashSet::new();
             for (m, p) in &requests {
                 if winner(&after, m, p) == Some(new.id)
                     && let Some(was) = winner(&before, m, p)
                     && was != new.id
                 {
                     prop_assert!(listed.contains(&was), "{m} {p}: from {was} to {new:?}, listed {listed:?}");
+                    moved.insert(was);
+                }
+            }
+            // Exact for route patterns: a listed route pattern really loses a request.
+            if !new.pattern.is_regex() {
+                for s in before.shadowed_by(&new).iter().filter(|s| !s.pattern.is_regex()) {
+                    prop_assert!(moved.contains(&s.id), "{} listed for {new:?}, loses nothing", s.describe());
                 }
             }
             for n in rules.iter().filter(|n| n.id != new.id && !n.pattern.is_regex()) {

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use heimdall_core::mapping::Snapshot;
+use heimdall_core::mapping::{MappingRule, Method, PathPattern, Snapshot};
 use heimdall_core::model::{Caller, MappingInput};
 use heimdall_core::pdp::pack::action;
 use heimdall_core::test_utils::TestDatabase;
@@ -192,6 +192,25 @@ async fn manager_may_write_what_shadows_nothing_foreign() {
         )
         .await
         .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        // Beneath a superadmin's catch-all, inside a subtree her team owns: every request the new mapping
+        // takes resolves to her team's subtree today, not to the catch-all (which it beats too).
+        let catch_all = h
+            .create_mapping(&s.root, &unowned("ANY", &format!("/go/{t}/:any/**")))
+            .await
+            .unwrap();
+        h.create_mapping(&s.root, &mapping("ANY", &format!("/go/{t}/team/**"), &s.team, 0))
+            .await
+            .unwrap();
+        h.create_mapping(&s.mia, &mapping("GET", &format!("/go/{t}/team/x/:id"), &s.team, 0))
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        // Outside it, the catch-all would lose requests: refused.
+        let e = h
+            .create_mapping(&s.mia, &mapping("GET", &format!("/go/{t}/fresh/x"), &s.team, 0))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Forbidden, "{ctx}: {e}");
+        assert!(e.message().contains(&format!("mapping {}", catch_all.id)), "{ctx}: {e}");
     })
     .await;
 }
@@ -341,7 +360,8 @@ const OWNERS: [Option<&str>; 3] = [Some("go:mine"), Some("go:other"), None];
 /// For random mapping sets and random manager writes, no request moves from a mapping the manager may not
 /// edit to one he owns: when a write is allowed, every request (enumerated) that resolves to the written
 /// mapping afterwards resolved before to nothing, to the same mapping, or to one he may edit. A write that
-/// is refused changes nothing.
+/// is refused changes nothing, and when it is refused for a route pattern, that pattern really loses a
+/// request to it (no over-refusal).
 #[test]
 fn manager_cannot_shadow_property() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -402,6 +422,31 @@ fn manager_cannot_shadow_property() {
                             "{wm} {wp}: {e}"
                         );
                         assert_eq!(after.version(), before.version(), "a refused write changes nothing");
+                        // No over-refusal: a route pattern named as shadowed really loses a request.
+                        let named = e
+                            .message()
+                            .strip_prefix("would shadow mapping ")
+                            .and_then(|m| m.split(' ').next())
+                            .map(|id| id.parse::<i64>().unwrap());
+                        let Some(named) = named else { return };
+                        let shadowed = before.rules().iter().find(|r| r.id == named).unwrap();
+                        if shadowed.pattern.is_regex() {
+                            return;
+                        }
+                        let id = own.first().copied().filter(|_| update).unwrap_or(i64::MAX);
+                        let new_rule = MappingRule {
+                            id,
+                            method: Method::parse(wm).unwrap(),
+                            pattern: PathPattern::parse(&wp).unwrap(),
+                            ..shadowed.clone()
+                        };
+                        let rules = before.rules().iter().filter(|r| r.id != id).cloned();
+                        let would_be = Snapshot::build(rules.chain([new_rule]), 0).unwrap();
+                        let loses = requests.iter().any(|(m, p)| {
+                            before.resolve(m, p).matched().map(|r| r.id()) == Some(named)
+                                && would_be.resolve(m, p).matched().map(|r| r.id()) == Some(id)
+                        });
+                        assert!(loses, "{wm} {wp} refused for {named}, which loses nothing: {e}");
                         return;
                     }
                 };
