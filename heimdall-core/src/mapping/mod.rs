@@ -58,9 +58,9 @@
 //! `:param`, `GET` beside `ANY`, two different regular expressions) are legal and resolved as above.
 //!
 //! A mapping *shadows* (takes requests from) another when some request matches both and it answers first.
-//! [`would_take_from`] decides it for a pair, [`Snapshot::shadowed_by`] lists the mappings a write would
-//! shadow (see the `shadow` module: exact between route patterns, sound everywhere); the facade refuses a
-//! write that would shadow a mapping its caller may not edit.
+//! [`would_take_from`] decides it for a pair; [`Snapshot::shadowed_by`] lists the mappings that would lose a
+//! request to a write (exact for route patterns, sound everywhere); the facade refuses a write that would
+//! shadow a mapping its caller may not edit.
 //!
 //! # Canonical paths: what is authorised is what is routed
 //!

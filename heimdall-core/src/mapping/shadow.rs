@@ -4,8 +4,10 @@
 //! (a method and a path) is matched by both and `new` answers it before `n` under the resolver's
 //! precedence (see the [module docs](super)). Only such a request can move from `n` to `new` when `new`
 //! is written: a request that resolves to `n` today and to `new` afterwards is matched by both, and `new`
-//! beats `n` on it (`n` is still there). So the mappings [`Snapshot::shadowed_by`] lists are a superset of
-//! those that actually lose a request — sound: none is ever missed.
+//! beats `n` on it (`n` is still there). So the mappings [`would_take_from`] finds are a superset of those
+//! that actually lose a request — sound: none is ever missed. [`Snapshot::shadowed_by`] then keeps, of the
+//! route patterns, those that really lose a request, searched over classes of requests against the route
+//! patterns before and after the write (exact); regular expressions stay as [`would_take_from`] finds them.
 //!
 //! How each pair is decided is documented on [`would_take_from`].
 
