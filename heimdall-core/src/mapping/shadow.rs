@@ -591,6 +591,25 @@ mod tests {
     }
 
     #[test]
+    fn an_overlap_too_large_to_decide_counts() {
+        // The DFA of this expression has about 2^20 states: past the size limit, so undecided.
+        let blowup = rule(1, "GET", "~/go/.*a.{20}");
+        assert_eq!(
+            would_take_from(&rule(i64::MAX, "GET", "/go/:x"), &blowup),
+            Overlap::Undecided
+        );
+        let shadow = Shadow {
+            id: 1,
+            method: Method::Get,
+            pattern: blowup.pattern.clone(),
+            owner_group: None,
+            priority: 0,
+            certain: false,
+        };
+        assert!(shadow.describe().contains("possibly"), "{}", shadow.describe());
+    }
+
+    #[test]
     fn regular_expressions_by_order() {
         let mut new = rule(i64::MAX, "GET", "~/go/[a-z]+");
         let old = rule(5, "GET", "~/go/x.*");
