@@ -52,6 +52,27 @@ pub(crate) fn unavailable(e: Error) -> Error {
     .with_source(e)
 }
 
+/// The index of the first of `ops` the PDP does not allow `caller` (`None`: it allows every one).
+pub(crate) async fn first_denied(
+    store: &dyn Store,
+    pdp: &dyn Pdp,
+    config: &Config,
+    caller: &Caller,
+    ops: &[Operation],
+) -> Result<Option<usize>> {
+    let principal = principal(store, config, caller).await?;
+    for (i, op) in ops.iter().enumerate() {
+        let decisions = pdp
+            .check(&principal, &op.resource, &[op.action])
+            .await
+            .map_err(unavailable)?;
+        if !decisions.first().is_some_and(|d| d.is_allowed()) {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
 /// Succeeds when the PDP allows every one of `ops` to `caller`.
 pub(crate) async fn authorize(
     store: &dyn Store,
@@ -60,18 +81,16 @@ pub(crate) async fn authorize(
     caller: &Caller,
     ops: &[Operation],
 ) -> Result<()> {
-    let principal = principal(store, config, caller).await?;
-    for op in ops {
-        let decisions = pdp
-            .check(&principal, &op.resource, &[op.action])
-            .await
-            .map_err(unavailable)?;
-        if !decisions.first().is_some_and(|d| d.is_allowed()) {
-            return Err(Error::new(
-                ErrorKind::Forbidden,
-                format!("{} may not {} on {}", caller.subject(), op.action, op.resource.id),
-            ));
-        }
+    match first_denied(store, pdp, config, caller, ops).await? {
+        Some(i) => Err(Error::new(
+            ErrorKind::Forbidden,
+            format!(
+                "{} may not {} on {}",
+                caller.subject(),
+                ops[i].action,
+                ops[i].resource.id
+            ),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }

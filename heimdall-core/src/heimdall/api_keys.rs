@@ -256,7 +256,8 @@ impl Heimdall {
                 target_id: bounded_str(target),
                 request: json!({"operation": operation}),
             },
-            guard: None,
+            guard: Vec::new(),
+            notes: serde_json::Map::new(),
         };
         let recorded = self.store().record_api_key_use(&w, key.id).await;
         if let Err(e) = &recorded {

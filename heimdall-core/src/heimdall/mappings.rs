@@ -6,16 +6,19 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Heimdall, action_kind, description, raw_target};
+use super::{Attempt, Heimdall, action_kind, description, raw_target};
 use crate::authz::Operation;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::{MappingRule, Method, PathPattern, Resolution, Snapshot};
 use crate::model::{
     ActionName, Caller, GroupName, Mapping, MappingInput, Page, ResolvedEndpoint, SnapshotStatus, page_size,
 };
 use crate::pdp::Resource;
 use crate::pdp::pack::{self, action};
-use crate::store::{Guard, MappingFacts, MappingRow, NewMapping};
+use crate::store::{Guard, MappingFacts, MappingRow, NewMapping, Write};
+
+/// Most shadowed mappings one audit row lists (it also gives their number when there are more).
+const SHADOWS_AUDITED: usize = 16;
 
 impl Heimdall {
     /// Validates a mapping's input: the mapping to write, and its pattern (for the PDP's resource).
@@ -61,15 +64,80 @@ impl Heimdall {
         if !pattern.is_regex() {
             return Ok(());
         }
-        let rule = MappingRule {
-            id: id.unwrap_or(i64::MAX),
+        let rule = Self::rule_of(id.unwrap_or(i64::MAX), new, pattern)?;
+        self.refresh_mappings().await?.check_regex_limits(&rule)
+    }
+
+    /// The mapping to write as the resolver will see it; `id` `i64::MAX` for one being created (its id will
+    /// be larger than every existing one).
+    fn rule_of(id: i64, new: &NewMapping, pattern: &PathPattern) -> Result<MappingRule> {
+        Ok(MappingRule {
+            id,
             method: Method::parse(&new.method)?,
             pattern: pattern.clone(),
             action: new.action.clone(),
             owner_group: new.owner_group.clone(),
             priority: new.priority,
-        };
-        self.refresh_mappings().await?.check_regex_limits(&rule)
+        })
+    }
+
+    /// Refuses a write of `rule` by a caller who may not edit a mapping it would take requests from (see
+    /// [`Snapshot::shadowed_by`]): "may edit" is the PDP's `mapping:update` on that mapping as it is, the
+    /// very question [`Heimdall::update_mapping`] asks. A superadmin may edit every mapping, so may shadow
+    /// any; the audit row names what the write shadows (`shadows`), the refused attempt's too.
+    ///
+    /// The shadows are computed on a snapshot refreshed from the database; the write carries
+    /// [`Guard::MappingVersion`] of that snapshot, so a mapping written by someone else in between makes the
+    /// write transaction refuse (a lost race) and the operation is decided again on the new mappings.
+    async fn check_shadows(&self, attempt: &Attempt, w: &mut Write, rule: &MappingRule, verb: &str) -> Result<()> {
+        let snapshot = self.refresh_mappings().await?;
+        w.guard.push(Guard::MappingVersion(snapshot.version()));
+        if snapshot
+            .find_conflict(rule.method, &rule.pattern)
+            .is_some_and(|id| id != rule.id)
+        {
+            // The store refuses it as a conflict, naming the other mapping.
+            return Ok(());
+        }
+        let shadows = snapshot.shadowed_by(rule);
+        if shadows.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<Value> = shadows
+            .iter()
+            .take(SHADOWS_AUDITED)
+            .map(|s| {
+                json!({"id": s.id, "method": s.method.as_str(), "path_pattern": s.pattern.as_str(),
+                       "owner_group": s.owner_group.as_ref().map(GroupName::as_str), "certain": s.certain})
+            })
+            .collect();
+        attempt.note(w, "shadows", Value::Array(listed))?;
+        if shadows.len() > SHADOWS_AUDITED {
+            attempt.note(w, "shadows_total", json!(shadows.len()))?;
+        }
+        let ops: Vec<Operation> = shadows
+            .iter()
+            .map(|s| {
+                let resource = pack::mapping(Some(s.id), s.owner_group.as_ref(), &s.pattern, s.priority);
+                Operation::new(action::MAPPING_UPDATE, resource)
+            })
+            .collect();
+        if let Some(i) = attempt.first_denied(&ops).await? {
+            let who = attempt.caller()?;
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "would shadow {}, which {} may not edit: {} may not {verb} mapping {} {} (requests it answers \
+                     today would resolve to this one)",
+                    shadows[i].describe(),
+                    who.subject(),
+                    who.subject(),
+                    rule.method,
+                    rule.pattern,
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn mapping_from_row(row: MappingRow) -> Result<Mapping> {
@@ -88,7 +156,8 @@ impl Heimdall {
 
     /// Creates a mapping. A mapping that would match exactly the same requests as an existing one is a
     /// conflict naming the other. A manager may create only route mappings of default priority, owned by a
-    /// group he manages and inside the path scope of that right.
+    /// group he manages and inside the path scope of that right, and none that would take requests from a
+    /// mapping he may not edit (403 naming it; see [`Snapshot::shadowed_by`]).
     pub async fn create_mapping(&self, caller: &Caller, input: &MappingInput) -> Result<Mapping> {
         let target = raw_target("mapping", "new");
         let row = self
@@ -100,10 +169,12 @@ impl Heimdall {
                 move |attempt| async move {
                     let (new, pattern) = Self::new_mapping(input)?;
                     let resource = pack::mapping(None, new.owner_group.as_ref(), &pattern, new.priority);
-                    let w = attempt
+                    let mut w = attempt
                         .authorize(vec![Operation::new(action::MAPPING_CREATE, resource)], None)
                         .await?;
                     self.check_regex_limits(None, &new, &pattern).await?;
+                    let rule = Self::rule_of(i64::MAX, &new, &pattern)?;
+                    self.check_shadows(&attempt, &mut w, &rule, "create").await?;
                     self.store().create_mapping(&w, &new).await
                 },
             )
@@ -113,7 +184,7 @@ impl Heimdall {
     }
 
     /// Replaces a mapping. The caller must be allowed `mapping:update` on the mapping as it is and as it will
-    /// be.
+    /// be, and on every other mapping it would then take requests from (see [`Snapshot::shadowed_by`]).
     pub async fn update_mapping(&self, caller: &Caller, id: i64, input: &MappingInput) -> Result<Mapping> {
         let target = raw_target("mapping", id);
         let row = self
@@ -131,8 +202,10 @@ impl Heimdall {
                         Operation::new(action::MAPPING_UPDATE, as_is),
                         Operation::new(action::MAPPING_UPDATE, to_be),
                     ];
-                    let w = attempt.authorize(ops, Some(guard)).await?;
+                    let mut w = attempt.authorize(ops, Some(guard)).await?;
                     self.check_regex_limits(Some(id), &new, &pattern).await?;
+                    let rule = Self::rule_of(id, &new, &pattern)?;
+                    self.check_shadows(&attempt, &mut w, &rule, "change").await?;
                     self.store().update_mapping(&w, id, &new).await
                 },
             )

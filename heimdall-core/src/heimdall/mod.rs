@@ -388,7 +388,8 @@ impl Heimdall {
                 target_id: bounded_str(&target.id),
                 request: bounded(request),
             },
-            guard: None,
+            guard: Vec::new(),
+            notes: serde_json::Map::new(),
         }
     }
 
@@ -443,8 +444,11 @@ impl Heimdall {
                     continue;
                 }
                 Err(e) => {
-                    let result = failure_result(e);
+                    let mut result = failure_result(e);
                     let w = write.lock().ok().map(|w| w.clone());
+                    if let (Some(w), Value::Object(fields)) = (&w, &mut result) {
+                        fields.extend(w.notes.clone());
+                    }
                     let audited = match &w {
                         Some(w) => self.store().write_audit(w, &result, false).await,
                         None => Err(Error::unexpected("poisoned lock")),
@@ -531,8 +535,37 @@ impl Attempt {
             .ok_or_else(|| Error::unexpected("a mutation without a caller"))?;
         let h = &self.heimdall.inner;
         authz::authorize(h.store.as_ref(), h.pdp.as_ref(), &h.config, caller, &ops).await?;
-        write.guard = guard;
+        write.guard = guard.into_iter().collect();
         Ok(write)
+    }
+}
+
+impl Attempt {
+    /// The caller of this attempt.
+    fn caller(&self) -> Result<Caller> {
+        let shared = self.write.lock().map_err(|_| Error::unexpected("poisoned lock"))?;
+        shared
+            .audit
+            .actor
+            .clone()
+            .ok_or_else(|| Error::unexpected("a mutation without a caller"))
+    }
+
+    /// The index of the first of `ops` the PDP does not allow the caller (`None`: it allows every one);
+    /// for a check whose refusal the operation words itself.
+    async fn first_denied(&self, ops: &[Operation]) -> Result<Option<usize>> {
+        let caller = self.caller()?;
+        let h = &self.heimdall.inner;
+        authz::first_denied(h.store.as_ref(), h.pdp.as_ref(), &h.config, &caller, ops).await
+    }
+
+    /// Adds `value` under `key` to the result the audit row of this attempt records, whether it fails
+    /// (here) or succeeds (`w`, the write context [`Attempt::authorize`] returned).
+    fn note(&self, w: &mut Write, key: &str, value: Value) -> Result<()> {
+        let mut shared = self.write.lock().map_err(|_| Error::unexpected("poisoned lock"))?;
+        shared.notes.insert(key.to_owned(), value.clone());
+        w.notes.insert(key.to_owned(), value);
+        Ok(())
     }
 }
 

@@ -57,6 +57,11 @@
 //! unique index on `(method, match_key)`. Overlaps that are not conflicts (a literal beside a
 //! `:param`, `GET` beside `ANY`, two different regular expressions) are legal and resolved as above.
 //!
+//! A mapping *shadows* (takes requests from) another when some request matches both and it answers first.
+//! [`would_take_from`] decides it for a pair; [`Snapshot::shadowed_by`] lists the mappings that would lose a
+//! request to a write (exact for route patterns, sound everywhere); the facade refuses a write that would
+//! shadow a mapping its caller may not edit.
+//!
 //! # Canonical paths: what is authorised is what is routed
 //!
 //! The resolver answers only for *canonical* paths and rejects every other path
@@ -157,6 +162,7 @@
 mod path;
 mod pattern;
 mod resolver;
+mod shadow;
 mod shared;
 
 #[cfg(test)]
@@ -167,4 +173,5 @@ pub use self::pattern::{MAX_PARAM_NAME_LEN, MAX_PATH_PATTERN_LEN, MAX_REGEX_SIZE
 pub use self::resolver::{
     MAX_REGEX_MAPPINGS, MAX_REGEX_SET_SIZE, MappingRule, Params, Resolution, ResolvedMapping, Snapshot,
 };
+pub use self::shadow::{MAX_PRODUCT_STATES, MAX_WITNESS_REQUESTS, Overlap, Shadow, would_take_from};
 pub use self::shared::SharedResolver;

@@ -624,8 +624,8 @@ impl<'r> Iterator for RouteParams<'r> {
 }
 
 /// The methods whose mappings a request consults: in order, and as a set (bit [`Method::index`]).
-struct Classes {
-    order: &'static [Method],
+pub(super) struct Classes {
+    pub(super) order: &'static [Method],
     mask: u8,
 }
 
@@ -643,7 +643,7 @@ impl Classes {
 
 /// The methods whose mappings a request method consults, in order: its own, `GET` for a `HEAD`
 /// request, and `ANY`. An unknown or lower-case method consults `ANY` only.
-fn method_classes(method: &str) -> &'static Classes {
+pub(super) fn method_classes(method: &str) -> &'static Classes {
     static GET: Classes = Classes::new(&[Method::Get, Method::Any]);
     static HEAD: Classes = Classes::new(&[Method::Head, Method::Get, Method::Any]);
     static POST: Classes = Classes::new(&[Method::Post, Method::Any]);

@@ -40,7 +40,9 @@ pub(crate) struct Write {
     pub(crate) audit: Audit,
     /// The facts the authorization decision read; the write transaction reads them again under its lock
     /// and refuses to change anything when they moved in between.
-    pub(crate) guard: Option<Guard>,
+    pub(crate) guard: Vec<Guard>,
+    /// Fields added to the audit row's result when the write succeeds (what a mapping write shadowed).
+    pub(crate) notes: serde_json::Map<String, Value>,
 }
 
 impl Write {
@@ -84,6 +86,9 @@ pub(crate) enum Guard {
     Group(GroupName, GroupFacts),
     /// The mapping's facts.
     Mapping(i64, MappingFacts),
+    /// The mapping version (the last change of any mapping): the decision read every mapping, as of this
+    /// version (which mappings a write shadows).
+    MappingVersion(i64),
 }
 
 /// A mapping as stored.

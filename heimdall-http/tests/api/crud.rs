@@ -163,6 +163,28 @@ async fn every_admin_endpoint_round_trips() {
     )
     .await
     .error(403, "forbidden");
+    // Nor may he take requests from a mapping he may not edit (issue 18.3): 403 naming it.
+    let ops = api
+        .post(
+            "/api/v1/mappings",
+            &root,
+            json!({"method": "GET", "path_pattern": "/b/ops/:id", "action": "ops:read"}),
+        )
+        .await
+        .expect(201);
+    let refused = api
+        .post(
+            "/api/v1/mappings",
+            &bob,
+            json!({"method": "GET", "path_pattern": "/b/ops/restart", "action": "ops:restart", "owner_group": "go:b"}),
+        )
+        .await
+        .error(403, "forbidden");
+    let named = format!("would shadow mapping {} (GET /b/ops/:id)", ops.body["id"]);
+    assert!(refused.text.contains(&named), "{}", refused.text);
+    api.delete(&format!("/api/v1/mappings/{}", ops.body["id"]), &root)
+        .await
+        .expect(204);
     let id = m.body["id"].as_i64().unwrap();
 
     // Mappings: read, list, replace, delete.

@@ -161,7 +161,15 @@ macro_rules! sql_store {
             if let Some((entity, key)) = change {
                 bump(&mut tx, w, entity, key).await?;
             }
-            audit(&mut tx, w, result, true).await?;
+            if w.notes.is_empty() {
+                audit(&mut tx, w, result, true).await?;
+            } else {
+                let mut noted = result.clone();
+                if let Value::Object(fields) = &mut noted {
+                    fields.extend(w.notes.clone());
+                }
+                audit(&mut tx, w, &noted, true).await?;
+            }
             tx.commit().await?;
             Ok(())
         }
@@ -177,6 +185,13 @@ macro_rules! sql_store {
                     now != *facts
                 }
                 Guard::Mapping(id, facts) => MappingFacts::from(&mapping_by_id(conn, *id).await?) != *facts,
+                Guard::MappingVersion(version) => {
+                    let (now,): (i64,) =
+                        sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM change_log WHERE entity = 'mapping'")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    now != *version
+                }
             };
             if moved {
                 return Err(Error::race(
@@ -215,7 +230,7 @@ macro_rules! sql_store {
             async fn begin(&self, w: &Write) -> Result<sqlx::Transaction<'static, Db>> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(Self::LOCK_SQL).execute(&mut *tx).await?;
-                if let Some(guard) = &w.guard {
+                for guard in &w.guard {
                     check_guard(&mut tx, guard).await?;
                 }
                 Ok(tx)

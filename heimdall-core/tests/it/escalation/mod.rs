@@ -1,6 +1,7 @@
 //! What a delegated manager (or any caller) must not get past: gaining rights through a group, deciding
 //! other teams' endpoints, racing a check against its write, resurrecting a revoked superadmin, and acting
 //! without leaving a trace. On SQLite and PostgreSQL, with the built-in PDP and with the real Cerbos.
+//! Taking requests from mappings a manager may not edit (shadowing them) is in `shadowing.rs`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +16,8 @@ use heimdall_core::{Config, ErrorKind, Heimdall};
 
 use crate::support::cerbos::Cerbos;
 use crate::support::{caller, heimdall, root};
+
+mod shadowing;
 
 /// Which PDP decides a story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
