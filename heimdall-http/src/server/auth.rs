@@ -88,28 +88,34 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = match bearer(parts) {
-            Ok(token) => user(state, token).await,
-            Err(e) => Err(e),
-        };
-        let caller = match caller {
-            Ok(caller) => caller,
+        let token = match bearer(parts) {
+            Ok(token) => token,
             Err(e) => return Err(refused(state, parts, e).await),
         };
-        charge(state, parts, caller.subject().as_str())?;
-        Ok(User(caller))
+        Ok(User(user(state, parts, token).await?))
     }
 }
 
-async fn user(state: &AppState, token: &str) -> Result<Caller, heimdall_core::Error> {
+/// The user whose JWT `token` is: verified, charged to the subject's budgets (before anything is written, so
+/// that a caller past his budget costs no database write), then provisioned (JIT).
+async fn user(state: &AppState, parts: &Parts, token: &str) -> Result<Caller, ApiError> {
     let Some(verifier) = state.verifier() else {
-        return Err(unauthenticated(
-            "this server accepts no user tokens: KEYCLOAK_JWKS_URL is not configured",
-        ));
+        let e = unauthenticated("this server accepts no user tokens: KEYCLOAK_JWKS_URL is not configured");
+        return Err(refused(state, parts, e).await);
     };
-    let caller = state.heimdall().authenticate(verifier, token).await?;
-    record_actor(caller.subject().as_str());
-    Ok(caller)
+    let identity = match verifier.verify(token).await {
+        Ok(identity) => identity,
+        Err(e) => return Err(refused(state, parts, e).await),
+    };
+    charge(state, parts, identity.claims().subject.as_str())?;
+    let roles: Vec<&str> = identity.roles().iter().map(String::as_str).collect();
+    match state.heimdall().provision(identity.claims().clone(), &roles).await {
+        Ok(caller) => {
+            record_actor(caller.subject().as_str());
+            Ok(caller)
+        }
+        Err(e) => Err(refused(state, parts, e).await),
+    }
 }
 
 /// A service's credential: the deployment's `STATIC_API_TOKEN`, or a scoped API key.
@@ -228,13 +234,7 @@ impl FromRequestParts<AppState> for Reader {
         };
         match machine(state, parts, token, ApiKeyScope::MappingsRead).await? {
             Some(m) => Ok(Reader::Machine(m)),
-            None => match user(state, token).await {
-                Ok(caller) => {
-                    charge(state, parts, caller.subject().as_str())?;
-                    Ok(Reader::User(caller))
-                }
-                Err(e) => Err(refused(state, parts, e).await),
-            },
+            None => Ok(Reader::User(user(state, parts, token).await?)),
         }
     }
 }
