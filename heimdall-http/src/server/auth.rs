@@ -187,7 +187,7 @@ impl Reader {
 
     /// Whether `token`, the credential this reader was authenticated with, still holds: an API key not
     /// revoked (core's check, cached for `API_KEY_CACHE_TTL`, at once after a revocation in this process),
-    /// a JWT not expired (verified again, with the keys cached); the static token always. `None` when it
+    /// a JWT verified again (with the keys cached) and before its `exp`; the static token always. `None` when it
     /// cannot be told now (the database is unreachable).
     pub async fn still_holds(&self, state: &AppState, token: &str) -> Option<bool> {
         let checked = match self {
@@ -197,8 +197,13 @@ impl Reader {
                 .authenticate_api_key(token)
                 .await
                 .map(|key| key.has_scope(ApiKeyScope::MappingsRead)),
+            // Verified again (its key may have left the JWKS), and over at its `exp`: the verifier's leeway is
+            // for a new request's clock skew, not for keeping a stream open past the token's end.
             Reader::User(_) => match state.verifier() {
-                Some(verifier) => verifier.verify(token).await.map(|_| true),
+                Some(verifier) => verifier
+                    .verify(token)
+                    .await
+                    .map(|identity| state.heimdall().now().timestamp() < identity.expires_at()),
                 None => Ok(false),
             },
         };
