@@ -8,15 +8,18 @@
 //! Past that, its failures are coalesced: the first failure of an operation with an outcome writes one row
 //! whose result carries `"coalesced": true` and `"count": 1` (the target and message are that first
 //! failure's), and each later failure of the same operation and outcome in the same interval adds one to
-//! that row's `count` (and sets `last_at`). So an actor writes at most [`FAILURE_AUDIT_ROWS`] rows plus one
-//! per operation and outcome in an interval, whatever it sends, and the counts still add up to every failure.
+//! that row's `count` (and sets `last_at`), written at most once per [`FAILURE_AUDIT_COUNT_DELAY`] (so the
+//! database sees one update a second per coalesced row, not one per failure). So an actor writes at most
+//! [`FAILURE_AUDIT_ROWS`] rows plus one per operation and outcome in an interval, whatever it sends, and the
+//! counts add up to every failure (within [`FAILURE_AUDIT_COUNT_DELAY`]; a process that stops loses at most
+//! that last second's count).
 //!
 //! The window is this process's: each replica keeps its own, so the bound is per replica. The memory is a
 //! moka cache of at most [`FAILURE_AUDIT_ACTORS`] actors; an actor pushed out early starts a new window.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -30,6 +33,8 @@ use crate::store::{Audit, Write};
 pub const FAILURE_AUDIT_INTERVAL: Duration = Duration::from_secs(60);
 /// Failures of one actor audited one row each per window; later ones are coalesced.
 pub const FAILURE_AUDIT_ROWS: u32 = 20;
+/// How long at most a coalesced row's count lags behind: it is written at most once in this time.
+pub const FAILURE_AUDIT_COUNT_DELAY: Duration = Duration::from_secs(1);
 /// Most actors whose windows are remembered.
 const FAILURE_AUDIT_ACTORS: u64 = 10_000;
 
@@ -42,10 +47,17 @@ struct Window {
     coalesced: std::sync::Mutex<HashMap<(&'static str, String), Arc<Coalesced>>>,
 }
 
-/// A coalesced row: its id and its result as written, once written. The lock orders the writes of one row.
+/// A coalesced row.
 #[derive(Default)]
 struct Coalesced {
+    /// The row's id and its result as last written, once written. The lock orders the writes of one row.
     row: tokio::sync::Mutex<Option<(i64, Value)>>,
+    /// The failures it stands for.
+    count: AtomicU64,
+    /// When the latest of them was.
+    last_at: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Set while a write of the count is scheduled.
+    scheduled: AtomicBool,
 }
 
 /// Every actor's current window.
@@ -133,28 +145,57 @@ impl Heimdall {
                 .map_err(|_| crate::Error::unexpected("poisoned lock"))?;
             rows.entry((w.audit.operation, outcome)).or_default().clone()
         };
+        coalesced.count.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut last) = coalesced.last_at.lock() {
+            *last = Some(w.now);
+        }
         let mut row = coalesced.row.lock().await;
-        match &mut *row {
-            None => {
-                let mut first = result.clone();
-                if let Some(o) = first.as_object_mut() {
-                    o.insert("coalesced".to_owned(), json!(true));
-                    o.insert("count".to_owned(), json!(1));
-                }
-                let id = self.store().insert_failure_audit(w, &first).await?;
-                *row = Some((id, first));
+        if row.is_none() {
+            let mut first = result.clone();
+            if let Some(o) = first.as_object_mut() {
+                o.insert("coalesced".to_owned(), json!(true));
+                o.insert("count".to_owned(), json!(coalesced.count.load(Ordering::Acquire)));
             }
-            Some((id, kept)) => {
-                let mut next = kept.clone();
-                if let Some(o) = next.as_object_mut() {
-                    let count = o.get("count").and_then(Value::as_u64).unwrap_or(1) + 1;
-                    o.insert("count".to_owned(), json!(count));
-                    o.insert("last_at".to_owned(), json!(w.now.to_rfc3339()));
+            let id = self.store().insert_failure_audit(w, &first).await?;
+            *row = Some((id, first));
+            return Ok(());
+        }
+        drop(row);
+        // The count is written at most once per FAILURE_AUDIT_COUNT_DELAY: the first failure after a write
+        // schedules the next one, which writes the count as it is then.
+        if !coalesced.scheduled.swap(true, Ordering::AcqRel) {
+            let heimdall = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(FAILURE_AUDIT_COUNT_DELAY).await;
+                coalesced.scheduled.store(false, Ordering::Release);
+                if let Err(e) = heimdall.write_count(&coalesced).await {
+                    tracing::warn!(error = %e, "could not update a coalesced audit row");
                 }
-                self.store().update_audit_result(*id, &next).await?;
-                *kept = next;
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes a coalesced row's count (and the time of its latest failure) when it moved.
+    async fn write_count(&self, coalesced: &Coalesced) -> Result<()> {
+        let mut row = coalesced.row.lock().await;
+        let Some((id, written)) = &mut *row else {
+            return Ok(());
+        };
+        let count = coalesced.count.load(Ordering::Acquire);
+        if written.get("count").and_then(Value::as_u64) == Some(count) {
+            return Ok(());
+        }
+        let last_at = coalesced.last_at.lock().ok().and_then(|l| *l);
+        let mut next = written.clone();
+        if let Some(o) = next.as_object_mut() {
+            o.insert("count".to_owned(), json!(count));
+            if let Some(last_at) = last_at {
+                o.insert("last_at".to_owned(), json!(last_at.to_rfc3339()));
             }
         }
+        self.store().update_audit_result(*id, &next).await?;
+        *written = next;
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ mod rights;
 mod roles;
 
 pub use api_keys::{API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL};
-pub use failures::{FAILURE_AUDIT_INTERVAL, FAILURE_AUDIT_ROWS};
+pub use failures::{FAILURE_AUDIT_COUNT_DELAY, FAILURE_AUDIT_INTERVAL, FAILURE_AUDIT_ROWS};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use heimdall_core::model::{AuditQuery, AuditRecord, Caller};
 use heimdall_core::test_utils::TestDatabase;
-use heimdall_core::{Error, ErrorKind, FAILURE_AUDIT_ROWS, Heimdall};
+use heimdall_core::{Error, ErrorKind, FAILURE_AUDIT_COUNT_DELAY, FAILURE_AUDIT_ROWS, Heimdall};
 
 use crate::support::{caller, heimdall, root};
 
@@ -49,6 +49,8 @@ async fn story(db: &TestDatabase) {
         let e = h.create_group(&eve, "not a name", None).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{b}");
     }
+    // Counts are written within FAILURE_AUDIT_COUNT_DELAY.
+    tokio::time::sleep(FAILURE_AUDIT_COUNT_DELAY * 2).await;
     let rows = rows_of(&h, &root, "eve").await;
     assert_eq!(failures(&rows), 70, "{b}: {rows:?}");
     assert!(rows.len() <= bound + 2, "{b}: {} rows", rows.len());
@@ -81,6 +83,7 @@ async fn story(db: &TestDatabase) {
             .await
             .unwrap();
     }
+    tokio::time::sleep(FAILURE_AUDIT_COUNT_DELAY * 2).await;
     let rows = rows_of(&h, &root, "unauthenticated:192.0.2.7").await;
     assert_eq!(rows.len(), bound + 1, "{b}");
     assert_eq!(failures(&rows), (bound + 15) as u64, "{b}");

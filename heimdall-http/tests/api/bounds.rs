@@ -366,6 +366,8 @@ async fn refusals_are_audited_with_a_bound() {
             .await
             .error(403, "forbidden");
     }
+    // Coalesced counts are written within a second.
+    tokio::time::sleep(heimdall_core::FAILURE_AUDIT_COUNT_DELAY * 2).await;
     let (rows, failures) = audited(&api, &root, "alice").await;
     assert!(rows.len() <= bound + 1, "{} rows", rows.len());
     assert_eq!(failures, 150);
@@ -382,6 +384,7 @@ async fn refusals_are_audited_with_a_bound() {
         let bad = if i % 2 == 0 { "not-a-token" } else { "hk_unknown" };
         api.get("/api/v1/groups", bad).await.error(401, "unauthenticated");
     }
+    tokio::time::sleep(heimdall_core::FAILURE_AUDIT_COUNT_DELAY * 2).await;
     let (rows, failures) = audited(&api, &root, "unauthenticated:127.0.0.1").await;
     assert!(rows.len() <= bound + 1, "{} rows", rows.len());
     assert_eq!(failures, 120);
