@@ -403,17 +403,23 @@ async fn every_endpoint_is_rate_limited() {
     let mut server = server(&idp, &db, &[("HEIMDALL_REQUESTS_PER_MINUTE", "20")]);
     let api = Api::new(&server.base);
     let alice = token("alice");
+    // The budget refills one request every 3 s: a slow run may see one more answered per 3 s it took.
+    let allowed = |started: Instant| 20 + (started.elapsed().as_secs() / 3) as usize;
     // Reads by a signed-in user.
+    let started = Instant::now();
     let mut statuses = Vec::new();
     for _ in 0..25 {
         statuses.push(api.get("/api/v1/groups", &alice).await.status);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 20, "{statuses:?}");
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    assert!((20..=allowed(started)).contains(&answered), "{statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 200 | 429)), "{statuses:?}");
     let limited = api.get("/api/v1/groups", &alice).await.error(429, "rate_limited");
     assert!(limited.header("retry-after").is_some());
     // Another caller has its own budget.
     api.get("/api/v1/groups", &token("bob")).await.expect(200);
     // Public endpoints and refused credentials take from the client address's budget.
+    let started = Instant::now();
     let mut statuses = Vec::new();
     for i in 0..25 {
         let r = if i % 2 == 0 {
@@ -423,6 +429,7 @@ async fn every_endpoint_is_rate_limited() {
         };
         statuses.push(r.status);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
+    let answered = statuses.iter().filter(|s| **s != 429).count();
+    assert!((20..=allowed(started)).contains(&answered), "{statuses:?}");
     server.stop();
 }
