@@ -431,5 +431,7 @@ async fn every_endpoint_is_rate_limited() {
     }
     let answered = statuses.iter().filter(|s| **s != 429).count();
     assert!((20..=allowed(started)).contains(&answered), "{statuses:?}");
+    // A credential on a public endpoint does not dodge the address's budget.
+    api.get("/healthz", "junk").await.error(429, "rate_limited");
     server.stop();
 }
