@@ -113,6 +113,8 @@ async fn run(server_runtime: tokio::runtime::Handle) -> Result<(), BoxError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ServerOptions {
         static_api_token: Some(TOKEN.to_owned()),
+        // The benchmark is one caller at full speed: no per-caller rate limit.
+        requests_per_minute: None,
         ..ServerOptions::default()
     };
     let served = {

@@ -18,5 +18,8 @@ pub mod test_utils;
 pub use crate::clock::{Clock, SystemClock};
 pub use crate::config::Config;
 pub use crate::error::{Error, ErrorKind, Result};
-pub use crate::heimdall::{API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL, Heimdall, HeimdallBuilder};
+pub use crate::heimdall::{
+    API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL, FAILURE_AUDIT_COUNT_DELAY, FAILURE_AUDIT_INTERVAL,
+    FAILURE_AUDIT_ROWS, Heimdall, HeimdallBuilder,
+};
 pub use crate::store::{ChangeRecord, OutboxStats};

@@ -146,6 +146,20 @@ pub struct ServeSettings {
     /// Mutations each caller may make per minute (429 with Retry-After beyond); 0 turns the limit off.
     #[arg(long, env = "HEIMDALL_MUTATIONS_PER_MINUTE", default_value_t = 600)]
     pub mutations_per_minute: u32,
+    /// Requests of any kind each caller may make per minute (429 with Retry-After beyond); requests without a
+    /// verified caller count per client address. 0 turns the limit off.
+    #[arg(long, env = "HEIMDALL_REQUESTS_PER_MINUTE", default_value_t = 6000)]
+    pub requests_per_minute: u32,
+    /// Most connections served at once; the next ones wait in the accept queue until one closes.
+    #[arg(long, env = "HEIMDALL_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a whole request header, from its opening or from its previous
+    /// response: a slower one, or an idle keep-alive connection, is closed.
+    #[arg(long, env = "HEIMDALL_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+    /// Change-feed streams each caller may hold open (429 beyond).
+    #[arg(long, env = "HEIMDALL_MAX_STREAMS_PER_CALLER", default_value_t = 64)]
+    pub max_streams_per_caller: usize,
     /// Largest request body, in bytes (413 beyond).
     #[arg(long, env = "HEIMDALL_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
@@ -176,6 +190,10 @@ impl ServeSettings {
         Ok(ServerOptions {
             static_api_token: self.static_api_token.as_ref().map(|t| t.expose().to_owned()),
             mutations_per_minute: std::num::NonZeroU32::new(self.mutations_per_minute),
+            requests_per_minute: std::num::NonZeroU32::new(self.requests_per_minute),
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds.max(1)),
+            max_streams_per_caller: self.max_streams_per_caller.max(1),
             body_limit: self.body_limit_bytes,
             request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
             ..ServerOptions::default()

@@ -8,12 +8,14 @@
 
 mod api_keys;
 mod explain;
+mod failures;
 mod groups;
 mod mappings;
 mod rights;
 mod roles;
 
 pub use api_keys::{API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL};
+pub use failures::{FAILURE_AUDIT_COUNT_DELAY, FAILURE_AUDIT_INTERVAL, FAILURE_AUDIT_ROWS};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,6 +64,8 @@ struct Inner {
     mappings_refresh: tokio::sync::Mutex<()>,
     /// Verified API keys and recently recorded uses.
     api_keys: api_keys::ApiKeyCache,
+    /// The windows that bound the audit of each actor's failed attempts.
+    failures: failures::FailureAudit,
 }
 
 /// Builds a [`Heimdall`].
@@ -112,6 +116,7 @@ impl HeimdallBuilder {
                 mappings_refreshing: AtomicBool::new(false),
                 mappings_refresh: tokio::sync::Mutex::new(()),
                 api_keys: api_keys::ApiKeyCache::default(),
+                failures: failures::FailureAudit::default(),
             }),
         };
         // The first snapshot is loaded before anyone may resolve: there is no moment without one.
@@ -194,8 +199,8 @@ impl Heimdall {
     ///
     /// Call it only with claims from a token the frontend has verified: the caller it returns acts as that
     /// user. Subjects starting with `system:` are reserved for [`Heimdall::system_caller`], and those
-    /// starting with `api_key:` for API keys (the audit log's actor of a key's use), so that no user can
-    /// pass for either in the audit log.
+    /// starting with `api_key:` for API keys (the audit log's actor of a key's use), and those starting with
+    /// `unauthenticated:` for refused credentials, so that no user can pass for any of them in the audit log.
     pub async fn provision(&self, claims: Claims, token_roles: &[&str]) -> Result<Caller> {
         if claims.subject.as_str().starts_with(SYSTEM_PREFIX) {
             return Err(Error::invalid(format!(
@@ -205,6 +210,11 @@ impl Heimdall {
         if claims.subject.as_str().starts_with(API_KEY_ACTOR_PREFIX) {
             return Err(Error::invalid(format!(
                 "subjects starting with {API_KEY_ACTOR_PREFIX:?} are reserved for API keys"
+            )));
+        }
+        if claims.subject.as_str().starts_with(UNAUTHENTICATED_ACTOR_PREFIX) {
+            return Err(Error::invalid(format!(
+                "subjects starting with {UNAUTHENTICATED_ACTOR_PREFIX:?} are reserved for refused credentials"
             )));
         }
         // A token may carry roles that are not Heimdall names (an identity provider's own); they can grant
@@ -450,7 +460,7 @@ impl Heimdall {
                         fields.extend(w.notes.clone());
                     }
                     let audited = match &w {
-                        Some(w) => self.store().write_audit(w, &result, false).await,
+                        Some(w) => self.audit_failure(w, &result).await,
                         None => Err(Error::unexpected("poisoned lock")),
                     };
                     if let Err(audit_error) = audited {
@@ -488,7 +498,7 @@ impl Heimdall {
         let outcome = body().await;
         if let Err(e) = &outcome {
             let w = self.write(caller, operation, target, request);
-            if let Err(audit_error) = self.store().write_audit(&w, &failure_result(e), false).await {
+            if let Err(audit_error) = self.audit_failure(&w, &failure_result(e)).await {
                 tracing::warn!(operation, error = %audit_error, "could not audit a failed read");
             }
         }
@@ -575,6 +585,8 @@ const MAX_TRIES: u32 = 10;
 const SYSTEM_PREFIX: &str = "system:";
 /// The audit log's actors for API keys start with this (see [`crate::model::ApiKeyPrincipal::actor`]).
 const API_KEY_ACTOR_PREFIX: &str = "api_key:";
+/// The audit log's actors of credentials refused before anyone was known start with this.
+const UNAUTHENTICATED_ACTOR_PREFIX: &str = "unauthenticated:";
 /// Longest string the audit log keeps of a request field, an id or an error message, in bytes.
 const AUDIT_STRING_LIMIT: usize = 256;
 /// Most items the audit log keeps of a list or an object in a request.
@@ -584,6 +596,7 @@ const AUDIT_ITEMS_LIMIT: usize = 32;
 fn outcome_of(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Forbidden => "denied",
+        ErrorKind::Unauthenticated => "unauthenticated",
         ErrorKind::InvalidInput => "invalid",
         ErrorKind::NotFound => "not_found",
         ErrorKind::Conflict => "conflict",

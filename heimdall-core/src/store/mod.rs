@@ -308,6 +308,10 @@ pub(crate) trait ApiKeys: Send + Sync {
 #[async_trait]
 pub(crate) trait Changes: Send + Sync {
     async fn write_audit(&self, w: &Write, result: &Value, success: bool) -> Result<()>;
+    /// Writes `w`'s audit row of a failure and returns its id (a row that later failures update).
+    async fn insert_failure_audit(&self, w: &Write, result: &Value) -> Result<i64>;
+    /// Replaces the result of audit row `id` (a coalesced failure's count).
+    async fn update_audit_result(&self, id: i64, result: &Value) -> Result<()>;
     async fn list_audit(&self, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRecord>>;
     async fn change_version(&self) -> Result<i64>;
     /// The change version and, read in the same statement, the pushed version: the newest change version

@@ -8,6 +8,7 @@ mod concurrency;
 mod convergence;
 mod escalation;
 mod explain;
+mod failures;
 mod identity;
 mod local_pdp;
 mod pdp;

@@ -84,7 +84,19 @@ impl ApiError {
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                "too many changes from this caller; retry after the time in Retry-After",
+                "too many requests from this caller; retry after the time in Retry-After",
+            )
+        }
+    }
+
+    /// 429: the caller holds the most change-feed streams a caller may hold.
+    pub fn too_many_streams(max: usize) -> Self {
+        ApiError {
+            header: Some((header::RETRY_AFTER, HeaderValue::from(1u64))),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("this caller holds {max} change-feed streams already, the most one caller may hold"),
             )
         }
     }

@@ -124,6 +124,9 @@ fn header_value(s: &str) -> HeaderValue {
 
 /// The change feed: a `versions` event at once, then one each time a version moves (keep-alive comments in
 /// between). Subscribers reload the export when `mapping_version` moved.
+///
+/// A caller holds at most `max_streams_per_caller` streams (429 beyond), and each stream checks its
+/// credential again every `stream_recheck_interval`: a revoked API key or an expired token ends it.
 #[utoipa::path(
     get, path = "/api/v1/changes/stream", tag = "adapters",
     security(("bearer" = [])),
@@ -133,13 +136,40 @@ fn header_value(s: &str) -> HeaderValue {
         (status = 503, description = "The database is unreachable", body = ErrorBody),
         (status = 401, description = "No or bad credential", body = ErrorBody),
         (status = 403, description = "The API key lacks mappings:read", body = ErrorBody),
+        (status = 429, description = "Too many requests, or too many open streams, from this caller", body = ErrorBody),
     )
 )]
 pub(super) async fn stream(
     State(state): State<AppState>,
     reader: Reader,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = state.stream_slot(&reader.actor())?;
     reader.note_use(&state, "changes_stream", "mappings").await;
+    let token = super::auth::bearer_in(&headers)?.to_owned();
+    let ended = {
+        let state = state.clone();
+        let closing = state.closing();
+        let every = state.options().stream_recheck_interval;
+        let revoked = async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if reader.still_holds(&state, &token).await == Some(false) {
+                    tracing::info!(actor = %reader.actor(), "a change-feed stream's credential no longer holds: closing it");
+                    break;
+                }
+            }
+        };
+        async move {
+            tokio::select! {
+                () = closing => {}
+                () = revoked => {}
+            }
+        }
+    };
     // The first event is read from the database now, so a new subscriber never starts from a version older
     // than an export it just made; then every newer version the watcher sees.
     let now = read_versions(state.heimdall()).await?;
@@ -147,8 +177,10 @@ pub(super) async fn stream(
         .filter(move |v| std::future::ready(v.change_version > now.change_version));
     let events = futures_util::stream::once(std::future::ready(now))
         .chain(newer)
-        .take_until(state.closing())
-        .map(|v| {
+        .take_until(ended)
+        .map(move |v| {
+            // The slot is freed when the stream ends.
+            let _slot = &slot;
             Ok(Event::default()
                 .event("versions")
                 .id(v.change_version.to_string())

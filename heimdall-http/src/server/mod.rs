@@ -1,8 +1,10 @@
 //! The REST server: routes, shared state, and the layers every request goes through.
 //!
 //! A handler parses, makes one facade call and converts the result; no SQL, no Cerbos payloads and no
-//! policy decisions live here. Layers, outermost first: request id → trace span (JSON log line) → metrics →
-//! timeout → body limit → panic catcher → the route.
+//! policy decisions live here. Layers, outermost first: request id (a client's kept only when short and
+//! printable) → trace span (JSON log line) → metrics → rate limit of requests without a verified caller →
+//! timeout → body limit → panic catcher → the route. What bounds the server's own state is in `limits.rs`
+//! and `listen.rs`.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -15,8 +17,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
 use heimdall_core::Heimdall;
 use heimdall_core::identity::TokenVerifier;
 use heimdall_core::pdp::CerbosClient;
@@ -33,6 +33,8 @@ pub mod error;
 pub mod feeds;
 pub mod groups;
 pub mod keys;
+mod limits;
+mod listen;
 pub mod mappings;
 pub mod openapi;
 pub mod ops;
@@ -48,6 +50,18 @@ pub struct ServerOptions {
     pub static_api_token: Option<String>,
     /// Mutations per caller per minute (the burst is the same number); `None`: no limit.
     pub mutations_per_minute: Option<NonZeroU32>,
+    /// Requests of any kind per caller (or, without a verified caller, per client address) per minute (the
+    /// burst is the same number); `None`: no limit.
+    pub requests_per_minute: Option<NonZeroU32>,
+    /// Most connections served at once; the next ones wait in the accept queue.
+    pub max_connections: usize,
+    /// Longest time a connection may take to send a request's header, from its opening or from its previous
+    /// response (so also how long an idle keep-alive connection stays open).
+    pub header_read_timeout: Duration,
+    /// Most change-feed streams one caller may hold open (429 beyond).
+    pub max_streams_per_caller: usize,
+    /// How often an open change-feed stream checks its credential again (closed once it no longer holds).
+    pub stream_recheck_interval: Duration,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Longest time a request may take (the change feed's stream is exempt once it started).
@@ -61,6 +75,11 @@ impl Default for ServerOptions {
         ServerOptions {
             static_api_token: None,
             mutations_per_minute: NonZeroU32::new(600),
+            requests_per_minute: NonZeroU32::new(6000),
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_streams_per_caller: 64,
+            stream_recheck_interval: Duration::from_secs(1),
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             change_poll_interval: Duration::from_millis(250),
@@ -78,7 +97,8 @@ struct Inner {
     heimdall: Heimdall,
     verifier: Option<TokenVerifier>,
     static_token: Option<String>,
-    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    limits: limits::RateLimits,
+    streams: limits::StreamSlots,
     /// The Cerbos the server asks (for `/readyz`), when one is configured.
     cerbos: Option<CerbosClient>,
     /// The Cerbos Admin API, for `POST /reconcile/push-to-cerbos`.
@@ -141,16 +161,15 @@ impl AppStateBuilder {
     /// The state, and the change watcher's task (it polls the database until the state is dropped).
     pub async fn build(self) -> heimdall_core::Result<AppState> {
         let versions = feeds::watch_versions(self.heimdall.clone(), self.options.change_poll_interval).await?;
-        let limiter = self
-            .options
-            .mutations_per_minute
-            .map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)));
+        let limits = limits::RateLimits::new(self.options.requests_per_minute, self.options.mutations_per_minute);
+        let streams = limits::StreamSlots::new(self.options.max_streams_per_caller.max(1));
         Ok(AppState {
             inner: Arc::new(Inner {
                 heimdall: self.heimdall,
                 verifier: self.verifier,
                 static_token: self.options.static_api_token.clone().filter(|t| !t.is_empty()),
-                limiter,
+                limits,
+                streams,
                 cerbos: self.cerbos,
                 admin: self.admin,
                 versions,
@@ -200,23 +219,34 @@ impl AppState {
         }
     }
 
-    /// Takes one unit of `subject`'s mutation budget, or says how long to wait.
-    pub(crate) fn check_rate(&self, subject: &str) -> Result<(), error::ApiError> {
-        let Some(limiter) = &self.inner.limiter else {
-            return Ok(());
-        };
-        limiter.check_key(&subject.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            metrics::counter!("heimdall_rate_limited_total").increment(1);
-            error::ApiError::rate_limited(wait.as_secs_f64().ceil() as u64)
-        })
+    /// Takes one unit of the budget of `caller` (its audit-log name: a subject, `api_key:<name>`,
+    /// `static_api_token`), and of its mutation budget for a `mutation`, or refuses with 429.
+    pub(crate) fn charge_caller(&self, caller: &str, mutation: bool) -> Result<(), error::ApiError> {
+        note_charged();
+        self.inner
+            .limits
+            .check(limits::Charge::Caller { key: caller, mutation })
     }
 
-    /// Forgets callers whose budget is full again, so the limiter's memory stays bounded.
+    /// Takes one unit of the budget of the client's address (a request without a verified caller), or
+    /// refuses with 429.
+    pub(crate) fn charge_client(&self, ip: Option<std::net::IpAddr>) -> Result<(), error::ApiError> {
+        note_charged();
+        self.inner.limits.check(limits::Charge::Client(ip))
+    }
+
+    /// A slot for one more change-feed stream of `caller`, or 429.
+    pub(crate) fn stream_slot(&self, caller: &str) -> Result<limits::StreamSlot, error::ApiError> {
+        self.inner.streams.take(caller)
+    }
+
+    pub(crate) fn options(&self) -> &ServerOptions {
+        &self.inner.options
+    }
+
+    /// Forgets callers whose budget is full again, so the limiters' memory stays small.
     fn trim_limiter(&self) {
-        if let Some(limiter) = &self.inner.limiter {
-            limiter.retain_recent();
-        }
+        self.inner.limits.trim();
     }
 }
 
@@ -226,6 +256,8 @@ struct Notes {
     actor: Option<String>,
     operation: Option<String>,
     target: Option<String>,
+    /// Whether the request took from a rate-limit budget already.
+    charged: bool,
 }
 
 tokio::task_local! {
@@ -235,6 +267,43 @@ tokio::task_local! {
 /// Names the caller on the request's access log line.
 pub(crate) fn note_actor(actor: &str) {
     let _ = NOTES.try_with(|n| n.borrow_mut().actor = Some(actor.to_owned()));
+}
+
+/// Records that the request took from a rate-limit budget.
+fn note_charged() {
+    let _ = NOTES.try_with(|n| n.borrow_mut().charged = true);
+}
+
+fn charged() -> bool {
+    NOTES.try_with(|n| n.borrow().charged).unwrap_or(false)
+}
+
+/// The route template and method of the request being served, as audit and metrics name them (bounded).
+pub(crate) fn request_label(parts: &axum::http::request::Parts) -> String {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    format!("{} {route}", limits::method_label(&parts.method))
+}
+
+/// Charges a request without a verified caller to its client address's budget: at once when it carries no
+/// credential; otherwise the extractors charge it (to its caller, or to the address when they refuse the
+/// credential), and a request that reached none (a public endpoint) is charged after its answer.
+async fn limit(axum::extract::State(state): axum::extract::State<AppState>, request: Request, next: Next) -> Response {
+    let credential = request.headers().contains_key(axum::http::header::AUTHORIZATION);
+    let ip = limits::client_ip(request.extensions());
+    if !credential && let Err(e) = state.charge_client(ip) {
+        return axum::response::IntoResponse::into_response(e);
+    }
+    let response = next.run(request).await;
+    if credential
+        && !charged()
+        && let Err(e) = state.charge_client(ip)
+    {
+        return axum::response::IntoResponse::into_response(e);
+    }
+    response
 }
 
 /// Names the operation and its target on the request's access log line.
@@ -255,7 +324,7 @@ async fn access_log(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let method = request.method().clone();
+    let method = limits::method_label(request.method());
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -297,7 +366,7 @@ async fn access_log(request: Request, next: Next) -> Response {
     );
     let labels = [
         ("route", route),
-        ("method", method.as_str().to_owned()),
+        ("method", method.to_owned()),
         ("status", status.to_string()),
     ];
     metrics::counter!("heimdall_http_requests_total", &labels).increment(1);
@@ -318,6 +387,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(ops::api_routes());
     let body_limit = state.inner.options.body_limit;
+    let limited = state.clone();
     let timeout = state.inner.options.request_timeout;
     Router::new()
         .nest("/api/v1", api)
@@ -342,9 +412,11 @@ pub fn router(state: AppState) -> Router {
                 )),
             }
         }))
+        .layer(middleware::from_fn_with_state(limited, limit))
         .layer(middleware::from_fn(access_log))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(limits::sanitise_request_id))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
             axum::http::header::COOKIE,
@@ -373,9 +445,11 @@ pub async fn serve(
         // End the change feeds' streams, or the graceful shutdown would wait for them forever.
         closing.send_replace(true);
     };
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let connections = listen::ConnectionLimits {
+        max_connections: state.inner.options.max_connections,
+        header_read_timeout: state.inner.options.header_read_timeout,
+    };
+    let result = listen::run(listener, router(state), connections, shutdown).await;
     trimmer.abort();
     result
 }

@@ -216,7 +216,7 @@ pub struct AuditFilter {
 pub struct AuditOut {
     /// Row id (pages go by it, newest first).
     pub id: i64,
-    /// Who: a subject, `system:…` or `api_key:…`.
+    /// Who: a subject, `system:…`, `api_key:…` or `unauthenticated:<client address>`.
     pub actor: Option<String>,
     /// What.
     pub operation: String,
@@ -227,7 +227,9 @@ pub struct AuditOut {
     /// The request, as given (bounded).
     #[schema(value_type = Object)]
     pub request: serde_json::Value,
-    /// The result: on failure, `outcome` is `denied`, `invalid`, `not_found`, `conflict` or `error`.
+    /// The result: on failure, `outcome` is `denied`, `unauthenticated`, `invalid`, `not_found`, `conflict` or
+    /// `error`; a row that stands for several failures of one actor (past its bound per minute) has
+    /// `"coalesced": true`, their `count` and `last_at`.
     #[schema(value_type = Object)]
     pub result: serde_json::Value,
     /// Whether it was done.

@@ -32,8 +32,9 @@ async fn schemathesis_finds_no_5xx_and_no_contradiction() {
     env.push(("DB_DSN", db.url.clone()));
     env.push(("HEIMDALL_BOOTSTRAP_SUPERADMINS", "root".to_owned()));
     // A budget schemathesis does not exhaust, so that it reaches the logic behind every operation (the limit
-    // itself is tested in errors.rs).
+    // itself is tested in errors.rs and bounds.rs).
     env.push(("HEIMDALL_MUTATIONS_PER_MINUTE", "1000000".to_owned()));
+    env.push(("HEIMDALL_REQUESTS_PER_MINUTE", "1000000".to_owned()));
     let mut server = Process::serve(&env);
     let root = token("root");
     let base = server.base.clone();

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod adapter;
+mod bounds;
 mod crud;
 mod demo;
 mod errors;

@@ -11,6 +11,36 @@ macro_rules! sql_changes {
                 audit(&mut conn, w, result, success).await
             }
 
+            async fn insert_failure_audit(&self, w: &Write, result: &Value) -> Result<i64> {
+                let a = &w.audit;
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO admin_audit (actor_user_id, actor_subject, operation, target_type, target_id, \
+                     request_payload, result, success, \"timestamp\") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     RETURNING id",
+                )
+                .bind(w.actor_id())
+                .bind(a.actor.as_ref().map(|c| c.subject().as_str()).or(a.actor_name.as_deref()))
+                .bind(a.operation)
+                .bind(&a.target_type)
+                .bind(&a.target_id)
+                .bind(Json(&a.request))
+                .bind(Json(result))
+                .bind(false)
+                .bind(w.now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(id)
+            }
+
+            async fn update_audit_result(&self, id: i64, result: &Value) -> Result<()> {
+                sqlx::query("UPDATE admin_audit SET result = $1 WHERE id = $2")
+                    .bind(Json(result))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn list_audit(&self, q: &AuditQuery, limit: i64) -> Result<Vec<AuditRecord>> {
                 let rows: Vec<AuditTuple> = sqlx::query_as(
                     "SELECT id, actor_subject, operation, target_type, target_id, request_payload, result, success, \
