@@ -114,7 +114,8 @@ impl Heimdall {
                 target_id: bounded_str(request),
                 request: json!({}),
             },
-            guard: None,
+            guard: Vec::new(),
+            notes: serde_json::Map::new(),
         };
         self.audit_failure(&w, &failure_result(error)).await
     }
