@@ -5,7 +5,7 @@ use serde_json::json;
 use super::Heimdall;
 use crate::authz::Operation;
 use crate::error::{Error, Result};
-use crate::mapping::{MAX_PATH_LEN, MappingRule, check_path};
+use crate::mapping::{MAX_PATH_LEN, MappingRule, PathRejection, check_path};
 use crate::model::{
     ActionName, Caller, DecidedBy, ExplainCandidate, ExplainDecision, ExplainRequest, Explanation, PathCheck,
     PatternKind, RoleGrant, RoleName, RoleSource, Subject,
@@ -151,9 +151,15 @@ impl Heimdall {
                     reason: why.as_str().to_owned(),
                 };
                 explanation.decision = ExplainDecision::RejectedPath;
-                explanation.reason = format!(
-                    "the path is not canonical ({why}): it is refused before any mapping or policy is consulted"
-                );
+                explanation.reason = if why == PathRejection::InvalidMethod {
+                    format!(
+                        "the method is not an upper-case token ({why}): it is refused before any mapping or policy is consulted"
+                    )
+                } else {
+                    format!(
+                        "the path is not canonical ({why}): it is refused before any mapping or policy is consulted"
+                    )
+                };
                 return Ok(explanation);
             }
         };
