@@ -65,7 +65,8 @@
 //! ([`Resolution::Rejected`], which frontends answer with 400); it never rewrites a path, because a
 //! router given the raw path would dispatch it elsewhere. [`check_path`] is the check:
 //!
-//! - The query string (from the first `?`) and a fragment (from `#`) are not part of the path.
+//! - The query string (from the first `?`) is not part of the path. A `#` before it is refused:
+//!   clients don't send fragments, and uvicorn hands `/a#b` to Starlette or Django as that path.
 //! - The path starts with `/` and is at most [`MAX_PATH_LEN`] bytes.
 //! - No empty segment: no `//` and no trailing slash, except the root `/` itself.
 //! - No `.` or `..` segment, raw or encoded (`%2E%2E`).

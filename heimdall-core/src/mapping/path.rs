@@ -52,6 +52,10 @@ pub enum PathRejection {
     /// are case-sensitive, but some frameworks upper-case them before routing (Django runs its `GET`
     /// view for `get`), so such a method is refused rather than resolved as an unknown method.
     InvalidMethod,
+    /// A `#` before the query string. Clients don't send fragments, and a server that gets one passes it
+    /// on: Starlette and Django under uvicorn route `/users/@me#x` as a path of its own, whose
+    /// `/users/@me` prefix is all a resolver that cut the fragment would have judged.
+    Fragment,
 }
 
 impl PathRejection {
@@ -74,6 +78,7 @@ impl PathRejection {
             PathRejection::DotSegment => "dot_segment",
             PathRejection::EmptySegment => "empty_segment",
             PathRejection::InvalidMethod => "invalid_method",
+            PathRejection::Fragment => "fragment_in_target",
         }
     }
 }
@@ -268,8 +273,10 @@ fn check_utf8_escapes(s: &[u8], lead: u8) -> Result<usize, PathRejection> {
 }
 
 /// Checks that `raw` (a request target: a path and an optional query string) has a canonical path,
-/// and returns the path without the query string (and without a `#fragment`, which clients do not
-/// send). Nothing is decoded or rewritten: the path is exactly what a router given `raw` sees.
+/// and returns the path without the query string. Nothing is decoded or rewritten: the path is exactly
+/// what a router given `raw` sees. A `#` before the query string is refused
+/// ([`PathRejection::Fragment`]): clients do not send fragments, and servers that receive one hand it to
+/// the router as part of the path.
 ///
 /// Canonical means: it starts with `/`, is at most [`MAX_PATH_LEN`] bytes, has no empty segment (no
 /// `//`, and no trailing slash except the root `/` itself), no `.` or `..` segment (raw or encoded),
@@ -359,9 +366,9 @@ pub fn check_path(raw: &str) -> Result<&str, PathRejection> {
 #[inline(never)]
 fn check_path_from(raw: &str, resume: usize) -> Result<&str, PathRejection> {
     // `str::find(char)` uses the standard library's word-at-a-time memchr.
-    let mut end = raw.find('?').unwrap_or(raw.len());
-    if let Some(hash) = raw[..end].find('#') {
-        end = hash;
+    let end = raw.find('?').unwrap_or(raw.len());
+    if raw[..end].contains('#') {
+        return Err(PathRejection::Fragment);
     }
     if end > MAX_PATH_LEN {
         return Err(PathRejection::TooLong);
@@ -527,7 +534,10 @@ mod tests {
             ("/a:b/c~d/e-f_g.h/!$&'()*+,=@", Ok("/a:b/c~d/e-f_g.h/!$&'()*+,=@")),
             // Query string and fragment are not part of the path.
             ("/courses?id=1/../../x", Ok("/courses")),
-            ("/courses#x", Ok("/courses")),
+            ("/courses#x", Err(Fragment)),
+            ("/courses/7#/../../admin", Err(Fragment)),
+            ("/#", Err(Fragment)),
+            ("/courses?x#y", Ok("/courses")),
             ("/?x", Ok("/")),
             ("/courses/?x", Err(EmptySegment)),
             // Trailing slashes and empty segments.
@@ -644,6 +654,7 @@ mod tests {
             DotSegment,
             EmptySegment,
             InvalidMethod,
+            Fragment,
         ];
         let names: std::collections::HashSet<&str> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), all.len());
