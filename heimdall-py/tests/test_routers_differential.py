@@ -17,6 +17,7 @@ they are made on is. Mappings live in an embedded facade (SQLite), so no heimdal
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -427,21 +428,84 @@ def drive(world: World, port: int, framework: str) -> None:
     assert sum(n for what, n in outcomes.items() if what.startswith("handler ran")) >= 100
 
 
-def test_starlette_runs_only_what_was_authorised(world: World) -> None:
+# With a root_path, uvicorn puts it in front of path and raw_path, and the routers match what follows it: the
+# same targets must reach the same handlers, authorised on the same mappings (written without the prefix).
+ROOT_PATHS = pytest.mark.parametrize("root_path", ["", "/api"], ids=["no-root-path", "root-path"])
+
+
+@ROOT_PATHS
+def test_starlette_runs_only_what_was_authorised(world: World, root_path: str) -> None:
     _require("starlette")
     _require("uvicorn")
-    server = Uvicorn(starlette_app(world.authorizer))
+    server = Uvicorn(starlette_app(world.authorizer), root_path=root_path)
     try:
         drive(world, server.port, "Starlette")
     finally:
         server.stop()
 
 
-def test_django_runs_only_what_was_authorised(world: World) -> None:
+@ROOT_PATHS
+def test_django_runs_only_what_was_authorised(world: World, root_path: str) -> None:
     _require("django")
     _require("uvicorn")
-    server = Uvicorn(django_app(world.authorizer))
+    server = Uvicorn(django_app(world.authorizer), root_path=root_path)
     try:
         drive(world, server.port, "Django")
     finally:
         server.stop()
+
+
+def _through_middleware(world: World, scope: dict[str, Any]) -> tuple[int, Any]:
+    """Drives the middleware with one scope (no server): (status, the grant the app got) or (status, None)."""
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["heimdall"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    headers = [(b"authorization", f"Bearer {world.token}".encode())]
+    asyncio.run(HeimdallMiddleware(app, world.authorizer)({"type": "http", "headers": headers, **scope}, receive, send))
+    return sent[0]["status"], (seen[0] if seen else None)
+
+
+@pytest.mark.parametrize(
+    ("scope", "route"),
+    [
+        # The prefix followed by '/': authorised as the rest, as both routers read it.
+        ({"method": "GET", "root_path": "/api", "path": "/api/users/@me", "raw_path": b"/api/users/@me"}, "users_me"),
+        # Not under the prefix: both routers read the whole path.
+        ({"method": "GET", "root_path": "/api", "path": "/users/@me", "raw_path": b"/users/@me"}, "users_me"),
+        # Starlette reads /apix/users/@me whole, Django strips '/api': refused.
+        ({"method": "GET", "root_path": "/api", "path": "/apix/users/@me", "raw_path": b"/apix/users/@me"}, None),
+        ({"method": "GET", "root_path": "/api", "path": "/api", "raw_path": b"/api"}, None),
+        # The prefix spelled otherwise in the raw path.
+        ({"method": "GET", "root_path": "/api", "path": "/api/users/@me", "raw_path": b"/%61pi/users/@me"}, None),
+        ({"method": "GET", "root_path": "/api/", "path": "/api/users/@me", "raw_path": b"/api/users/@me"}, None),
+        # No raw_path: the decoded path in its canonical spelling.
+        ({"method": "GET", "path": "/users/@me"}, "users_me"),
+        ({"method": "GET", "path": "/users/a b"}, "users_get"),
+        ({"method": "GET", "path": "/users/caf\u00e9"}, "users_get"),
+        ({"method": "GET", "path": "/users/a%40b"}, None),
+        ({"method": "GET", "path": "/users/a?b"}, None),
+        # The method exactly as received.
+        ({"method": "get", "path": "/users/@me", "raw_path": b"/users/@me"}, None),
+    ],
+)
+def test_the_middleware_authorises_the_path_the_router_reads(
+    world: World, scope: dict[str, Any], route: str | None
+) -> None:
+    status, grant = _through_middleware(world, scope)
+    if route is None:
+        assert (status, grant) == (400, None)
+    else:
+        assert status == 200 and grant is not None
+        assert world.route_of_mapping[str(grant.mapping_id)] == route
