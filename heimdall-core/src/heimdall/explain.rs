@@ -147,9 +147,17 @@ impl Heimdall {
         let candidates = match snapshot.candidates(method, &request.path) {
             Ok(c) => c,
             Err(why) => {
-                explanation.path = PathCheck::Rejected {
-                    reason: why.as_str().to_owned(),
+                // A refused method leaves the path's own check to be reported as it is.
+                let path_why = match check_path(&request.path) {
+                    Err(path_why) => Some(path_why),
+                    Ok(_) if why != PathRejection::InvalidMethod => Some(why),
+                    Ok(_) => None,
                 };
+                if let Some(path_why) = path_why {
+                    explanation.path = PathCheck::Rejected {
+                        reason: path_why.as_str().to_owned(),
+                    };
+                }
                 explanation.decision = ExplainDecision::RejectedPath;
                 explanation.reason = if why == PathRejection::InvalidMethod {
                     format!(
@@ -270,6 +278,7 @@ mod tests {
 
     #[test]
     fn methods_are_tokens_and_queries_are_cut() {
+        // Any token is valid input; one that is not in upper case (`get`) is explained as refused.
         for ok in ["GET", "get", "PROPFIND", "M-SEARCH"] {
             assert!(check_method(ok).is_ok(), "{ok}");
         }
