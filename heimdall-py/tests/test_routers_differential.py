@@ -427,6 +427,13 @@ def drive(world: World, port: int, framework: str) -> None:
         assert (method, target) not in ran, f"{method} {target!r} reached {ran[(method, target)]}"
     assert sum(n for what, n in outcomes.items() if what.startswith("handler ran")) >= 100
 
+    # '+' is not decoded in a path (by uvicorn, Starlette or Django): it is a plain character, its escape
+    # %2B is needless, hence refused.
+    plus = send_raw(port, "GET", b"/users/a+b", world.token)
+    assert plus.headers.get("x-route") == "users_get"
+    assert urllib.parse.unquote(plus.headers["x-path"]).endswith("/users/a+b")
+    assert send_raw(port, "GET", b"/users/a%2Bb", world.token).status == 400
+
 
 # With a root_path, uvicorn puts it in front of path and raw_path, and the routers match what follows it: the
 # same targets must reach the same handlers, authorised on the same mappings (written without the prefix).
