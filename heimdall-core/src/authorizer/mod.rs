@@ -423,12 +423,12 @@ impl Authorizer {
             Err(e) => return self.deny(Refusal::from_error(&e)),
         };
         let subject = identity.claims().subject.clone();
-        // The method and path are checked before anything can let the request through (also when
-        // `allow_before_snapshot` lets requests pass without a snapshot); `resolve` checks them again.
-        if let Err(why) = check_method(method).and_then(|()| check_path(raw_path).map(|_| ())) {
-            return self.deny(rejected(why));
-        }
         let Some(snapshot) = self.inner.mappings.snapshot() else {
+            // Without a snapshot the method and path are still checked (as `resolve` checks them below), so
+            // that `allow_before_snapshot` never lets a request through that a router could read otherwise.
+            if let Err(why) = check_method(method).and_then(|()| check_path(raw_path).map(|_| ())) {
+                return self.deny(rejected(why));
+            }
             self.inner.counters.no_snapshot.fetch_add(1, Ordering::Relaxed);
             if self.inner.config.allow_before_snapshot {
                 self.inner.counters.allowed.fetch_add(1, Ordering::Relaxed);
