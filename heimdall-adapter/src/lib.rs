@@ -7,6 +7,12 @@
 //! extensions; a refused one is answered with the project's JSON error body
 //! (`{"error":{"code":"forbidden","message":"…"}}`, 401 with `WWW-Authenticate: Bearer`).
 //!
+//! The path authorised is the request target's path and query (`Uri::path_and_query`), which is what the
+//! inner service routes on. A target without a path — the authority-form of `CONNECT` (`example.com:443`),
+//! the asterisk-form of `OPTIONS` (`*`) — is refused (400, `path_not_absolute`), never authorised as `/`.
+//! An absolute-form target (a proxy request, and every HTTP/2 request as hyper gives it) is authorised on
+//! its path: the inner service routes on the same path, and mappings do not name hosts.
+//!
 //! Metrics go through the `metrics` facade, so the host service's exporter picks them up:
 //! `heimdall_adapter_requests_total{outcome}` (`allowed`, `unmapped_allowed`, or the refusal's code:
 //! `unauthenticated`, `invalid_input`, `forbidden`, `unavailable` — a PDP that could not decide counts as
@@ -259,6 +265,21 @@ fn refusal<B: From<String>>(r: &Refusal) -> Response<B> {
     response
 }
 
+/// The path and query the inner service routes on, or `None` when the request target has no path: the
+/// authority-form of `CONNECT` (`example.com:443`) and the asterisk-form of `OPTIONS` (`*`), which are
+/// refused (400) rather than authorised as some path.
+///
+/// An absolute-form target (`http://example.com/courses/7`, what a client sends to a proxy, and how hyper
+/// gives every HTTP/2 request, built from `:scheme`, `:authority` and `:path`) is authorised on its path:
+/// the inner service routes on the same `Uri::path()` (axum does), and the authority plays no part in a
+/// mapping. An empty path there (`http://example.com`) is the root, `/` (RFC 9110 §4.2.3), as the http
+/// crate and axum read it.
+fn origin_form(uri: &http::Uri) -> Option<&str> {
+    uri.path_and_query()
+        .map(http::uri::PathAndQuery::as_str)
+        .filter(|target| target.starts_with('/'))
+}
+
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for Authorize<S>
 where
     S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -281,10 +302,21 @@ where
         let authorizer = self.authorizer.clone();
         let token = self.extractor.token(request.headers()).map(str::to_owned);
         Box::pin(async move {
-            let target = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-            let decided = authorizer
-                .authorize(request.method().as_str(), &target, token.as_deref())
-                .await;
+            let decided = match origin_form(request.uri()) {
+                Some(target) => {
+                    let target = target.to_owned();
+                    authorizer
+                        .authorize(request.method().as_str(), &target, token.as_deref())
+                        .await
+                }
+                None => Err(Refusal {
+                    status: 400,
+                    code: "invalid_input",
+                    message: "path rejected: path_not_absolute (the request target has no path: authority-form \
+                              or asterisk-form)"
+                        .to_owned(),
+                }),
+            };
             if let Some(age) = authorizer.snapshot_age() {
                 metrics::gauge!("heimdall_adapter_snapshot_age_seconds").set(age.as_secs_f64());
             }

@@ -248,6 +248,23 @@ async fn without_a_snapshot_every_request_fails_closed() {
         .unwrap();
     assert_eq!((grant.subject.as_str(), grant.action), ("alice", None));
     assert_eq!(lenient.stats().no_snapshot, 1);
+    // Even then, a path or a method a router could read otherwise is refused, not let through.
+    for (method, path) in [
+        ("GET", "/courses/%2e%2e/admin"),
+        ("GET", "/users/%40me"),
+        ("get", "/courses/1"),
+    ] {
+        let refused = lenient
+            .authorize(method, path, Some(&token("alice", now() + 60)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code),
+            (400, "invalid_input"),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(lenient.stats().no_snapshot, 1);
     let refused = lenient
         .authorize("GET", "/courses/1", Some("garbage"))
         .await

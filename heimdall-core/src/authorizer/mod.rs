@@ -5,7 +5,8 @@
 //! order (DESIGN §6):
 //! 1. the token is verified ([`TokenVerifier`]; a verified token is cached by its SHA-256 until its `exp`) —
 //!    else 401;
-//! 2. the path is canonical ([`crate::mapping::check_path`]) — else 400, never rewritten;
+//! 2. the method is an upper-case token ([`crate::mapping::check_method`]: `get` is refused) and the path is
+//!    canonical ([`crate::mapping::check_path`]) — else 400, never rewritten;
 //! 3. `(method, path)` resolves on the local mapping snapshot — no snapshot yet: 503 (fail closed); no
 //!    mapping: 403, unless [`Unmapped::AllowAndCount`];
 //! 4. the PDP decides, asked exactly as [`crate::Heimdall::explain`] asks ([`adapter_check`]) — an error:
@@ -32,7 +33,7 @@ use aws_lc_rs::digest;
 use crate::Heimdall;
 use crate::error::{ErrorKind, Result};
 use crate::identity::{TokenVerifier, VerifiedIdentity};
-use crate::mapping::{MappingRule, Resolution, Snapshot};
+use crate::mapping::{MappingRule, PathRejection, Resolution, Snapshot, check_method, check_path};
 use crate::model::{ActionName, Subject};
 use crate::pdp::{Decision, Pdp, Principal, Resource, pack, principal_id, resource_kind_for_action};
 
@@ -52,6 +53,16 @@ pub async fn adapter_check(pdp: &dyn Pdp, subject: &Subject, rule: &MappingRule)
     let resource = Resource::new(resource_kind_for_action(&rule.action), format!("mapping:{}", rule.id));
     let answer = pdp.check(&principal, &resource, &[rule.action.as_str()]).await?;
     Ok(answer.first().copied().unwrap_or(Decision::Deny))
+}
+
+/// The refusal (400) of a request whose method or path the resolver refuses.
+fn rejected(why: PathRejection) -> Refusal {
+    let what = if why == PathRejection::InvalidMethod {
+        "method"
+    } else {
+        "path"
+    };
+    Refusal::new(400, "invalid_input", format!("{what} rejected: {}", why.as_str()))
 }
 
 /// What to do with a request no mapping covers.
@@ -495,6 +506,11 @@ impl Authorizer {
             ));
         }
         let Some(snapshot) = self.inner.mappings.snapshot() else {
+            // Without a snapshot the method and path are still checked (as `resolve` checks them below), so
+            // that `allow_before_snapshot` never lets a request through that a router could read otherwise.
+            if let Err(why) = check_method(method).and_then(|()| check_path(raw_path).map(|_| ())) {
+                return self.deny(rejected(why));
+            }
             self.inner.counters.no_snapshot.fetch_add(1, Ordering::Relaxed);
             if self.inner.config.allow_before_snapshot
                 && self.inner.started.elapsed() < self.inner.config.before_snapshot_deadline
@@ -514,13 +530,7 @@ impl Authorizer {
             ));
         };
         let (rule, params) = match snapshot.resolve(method, raw_path) {
-            Resolution::Rejected(why) => {
-                return self.deny(Refusal::new(
-                    400,
-                    "invalid_input",
-                    format!("path rejected: {}", why.as_str()),
-                ));
-            }
+            Resolution::Rejected(why) => return self.deny(rejected(why)),
             Resolution::NoMatch => {
                 return match self.inner.config.unmapped {
                     Unmapped::Deny => self.deny(Refusal::new(403, "forbidden", "no mapping covers this request")),

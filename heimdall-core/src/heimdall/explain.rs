@@ -5,7 +5,7 @@ use serde_json::json;
 use super::Heimdall;
 use crate::authz::Operation;
 use crate::error::{Error, Result};
-use crate::mapping::{MAX_PATH_LEN, MappingRule, check_path};
+use crate::mapping::{MAX_PATH_LEN, MappingRule, PathRejection, check_path};
 use crate::model::{
     ActionName, Caller, DecidedBy, ExplainCandidate, ExplainDecision, ExplainRequest, Explanation, PathCheck,
     PatternKind, RoleGrant, RoleName, RoleSource, Subject,
@@ -147,13 +147,27 @@ impl Heimdall {
         let candidates = match snapshot.candidates(method, &request.path) {
             Ok(c) => c,
             Err(why) => {
-                explanation.path = PathCheck::Rejected {
-                    reason: why.as_str().to_owned(),
+                // A refused method leaves the path's own check to be reported as it is.
+                let path_why = match check_path(&request.path) {
+                    Err(path_why) => Some(path_why),
+                    Ok(_) if why != PathRejection::InvalidMethod => Some(why),
+                    Ok(_) => None,
                 };
+                if let Some(path_why) = path_why {
+                    explanation.path = PathCheck::Rejected {
+                        reason: path_why.as_str().to_owned(),
+                    };
+                }
                 explanation.decision = ExplainDecision::RejectedPath;
-                explanation.reason = format!(
-                    "the path is not canonical ({why}): it is refused before any mapping or policy is consulted"
-                );
+                explanation.reason = if why == PathRejection::InvalidMethod {
+                    format!(
+                        "the method is not an upper-case token ({why}): it is refused before any mapping or policy is consulted"
+                    )
+                } else {
+                    format!(
+                        "the path is not canonical ({why}): it is refused before any mapping or policy is consulted"
+                    )
+                };
                 return Ok(explanation);
             }
         };
@@ -264,6 +278,7 @@ mod tests {
 
     #[test]
     fn methods_are_tokens_and_queries_are_cut() {
+        // Any token is valid input; one that is not in upper case (`get`) is explained as refused.
         for ok in ["GET", "get", "PROPFIND", "M-SEARCH"] {
             assert!(check_method(ok).is_ok(), "{ok}");
         }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{Attempt, Heimdall, action_kind, description, raw_target};
 use crate::authz::Operation;
 use crate::error::{Error, ErrorKind, Result};
-use crate::mapping::{MappingRule, Method, PathPattern, Resolution, Snapshot};
+use crate::mapping::{MappingRule, Method, PathPattern, PathRejection, Resolution, Snapshot};
 use crate::model::{
     ActionName, Caller, GroupName, Mapping, MappingInput, Page, ResolvedEndpoint, SnapshotStatus, page_size,
 };
@@ -349,6 +349,10 @@ impl Heimdall {
                 params: m.params().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
             })),
             Resolution::NoMatch => Ok(None),
+            Resolution::Rejected(PathRejection::InvalidMethod) => Err(Error::invalid(format!(
+                "method rejected: {} (not an upper-case token)",
+                PathRejection::InvalidMethod.as_str()
+            ))),
             Resolution::Rejected(why) => Err(Error::invalid(format!("path rejected: {}", why.as_str()))),
         }
     }

@@ -22,11 +22,12 @@
 //!
 //! Literal segments are compared with the request's path as received, still percent-encoded, so they
 //! are stored in the one spelling a [canonical path](check_path) can have ([`PathPattern::as_str`]):
-//! escapes of unreserved characters are decoded (`/c%6Furses` is stored `/courses`), other escapes get
-//! upper-case hex (`%c3%a9` → `%C3%A9`), characters a URI cannot hold raw are encoded (`/café` →
-//! `/caf%C3%A9`, a space → `%20`), and a literal that starts with `:` is written `%3A...`. A reserved
-//! character and its escape are different literals (`a!b` and `a%21b`), as they are to a router. `*`
-//! may not appear inside a literal segment, nor `{` or `}`; literals that no canonical path can hold
+//! escapes of characters that may stand raw (unreserved, sub-delimiters, `:`, `@`) are decoded
+//! (`/c%6Furses` is stored `/courses`, `/jobs%3Apurge` is `/jobs:purge`), other escapes get upper-case
+//! hex (`%c3%a9` → `%C3%A9`), characters a URI cannot hold raw are encoded (`/café` → `/caf%C3%A9`, a
+//! space → `%20`); a literal that starts with `:` is written `%3A...` and a literal `*` is written
+//! `%2A` (raw, they would be a parameter or a wildcard), and they match a raw `:` or `*` in a request.
+//! A raw `*` may not appear inside a literal segment, nor `{` or `}`; literals that no canonical path can hold
 //! (`.`, `..`, `%2F`, `%3F`, `%25`, `;`, ...) are refused.
 //!
 //! A *regular expression* is marked by a leading `~`: `~/courses/[0-9]+/admin`. It must match the
@@ -46,8 +47,9 @@
 //!    beats `:name`/`*`, which beats `**`. (So `ANY /admin/**` beats `GET /**` for `GET /admin/users`.)
 //! 3. **Method**, between equally specific paths (for regular expressions: between all of them): a
 //!    mapping for the request's own method before `ANY`. A `HEAD` request also consults `GET`
-//!    mappings, after `HEAD` ones and before `ANY` (routers serve `HEAD` with the `GET` handler). A
-//!    method other than the seven known ones (or not in upper case) only matches `ANY` mappings.
+//!    mappings, after `HEAD` ones and before `ANY` (routers serve `HEAD` with the `GET` handler). An
+//!    upper-case method other than the seven known ones (`PROPFIND`) only matches `ANY` mappings; a
+//!    method that is not an upper-case token (`get`) is refused ([`check_method`]).
 //! 4. For regular expressions, **priority** ([`MappingRule::priority`], lower first), then **id**
 //!    (lower first).
 //!
@@ -68,19 +70,28 @@
 //! ([`Resolution::Rejected`], which frontends answer with 400); it never rewrites a path, because a
 //! router given the raw path would dispatch it elsewhere. [`check_path`] is the check:
 //!
-//! - The query string (from the first `?`) and a fragment (from `#`) are not part of the path.
+//! - The query string (from the first `?`) is not part of the path. A `#` before it is refused:
+//!   clients don't send fragments, and uvicorn hands `/a#b` to Starlette or Django as that path.
 //! - The path starts with `/` and is at most [`MAX_PATH_LEN`] bytes.
 //! - No empty segment: no `//` and no trailing slash, except the root `/` itself.
 //! - No `.` or `..` segment, raw or encoded (`%2E%2E`).
 //! - Raw characters are those a URI path allows (unreserved, `!$&'()*+,=:@`), except `;` (servlet
 //!   containers strip `;jsessionid=...`); no `\`, no control characters, no raw non-ASCII.
-//! - Percent-escapes: two upper-case hex digits; not of an unreserved character (`%41`, `%2E`,
-//!   `%7E` are needless, hence refused); not of `/`, `\`, `?`, `#`, `%` (double encoding), `;` or a
-//!   control character; and decoding to valid UTF-8 (no overlong forms). Other escapes (`%20`,
-//!   `%C3%A9`, `%3A`) are allowed and matched as written, like axum does.
+//! - Percent-escapes: two upper-case hex digits, only of characters that may not stand raw in a path
+//!   (space, `"<>[]^`{|}` and non-ASCII UTF-8, e.g. `%20`, `%C3%A9`), decoding to valid UTF-8 (no
+//!   overlong forms). An escape of a character that may stand raw is needless, hence refused: an
+//!   unreserved character (`%41`, `%2E`, `%7E`), a sub-delimiter (`%21`, `%2B`, `%3D`, ...), `:`
+//!   (`%3A`) or `@` (`%40`); so is one of `/`, `\`, `?`, `#`, `%` (double encoding), `;` or a control
+//!   character. So every decoded path has exactly one canonical spelling, and a router that matches
+//!   the raw path (axum) and one that matches the decoded path (Starlette, Django) dispatch a
+//!   canonical path alike: `POST /v1/jobs%3Apurge`, which Starlette runs as `/v1/jobs:purge`, is
+//!   refused rather than resolved as something else.
+//! - The request method is an upper-case RFC 9110 token ([`check_method`]): `get`, `Get`, `GE T` or
+//!   an empty method are refused (Django upper-cases the method before dispatching, axum doesn't).
 //! - Matching is case-sensitive; no case folding and no Unicode normalisation.
 //!
-//! The rules are checked differentially against axum's `Router` (`heimdall-http/tests/paths.rs`).
+//! The rules are checked differentially against axum's `Router` (`heimdall-http/tests/paths.rs`) and
+//! against Starlette and Django under uvicorn (`heimdall-py/tests/test_routers_differential.py`).
 //!
 //! # Limits
 //!
@@ -168,7 +179,7 @@ mod shared;
 #[cfg(test)]
 mod tests;
 
-pub use self::path::{MAX_PATH_LEN, PathRejection, check_path};
+pub use self::path::{MAX_PATH_LEN, PathRejection, check_method, check_path};
 pub use self::pattern::{MAX_PARAM_NAME_LEN, MAX_PATH_PATTERN_LEN, MAX_REGEX_SIZE, MAX_SEGMENTS, Method, PathPattern};
 pub use self::resolver::{
     MAX_REGEX_MAPPINGS, MAX_REGEX_SET_SIZE, MappingRule, Params, Resolution, ResolvedMapping, Snapshot,

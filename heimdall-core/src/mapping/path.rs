@@ -7,7 +7,8 @@ use std::fmt;
 pub const MAX_PATH_LEN: usize = 2048;
 
 /// Why [`check_path`] refused a request path: the path is not canonical. Nothing is ever rewritten;
-/// callers answer a refused path with 400 (a denial).
+/// callers answer a refused path with 400 (a denial). Also why [`check_method`] refused a request
+/// method ([`InvalidMethod`](PathRejection::InvalidMethod)): the resolver refuses both the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PathRejection {
@@ -31,8 +32,11 @@ pub enum PathRejection {
     BadEscape,
     /// A percent-escape written with lower-case hex digits (`%c3%a9`; canonical is `%C3%A9`).
     LowercaseEscape,
-    /// A percent-encoded unreserved character (`%41` for `A`, `%2E` for `.`, `%7E` for `~`): canonical
-    /// paths write these as they are.
+    /// A percent-escape of a character that may stand raw in a path: unreserved (`%41` for `A`, `%2E`
+    /// for `.`, `%7E` for `~`), a sub-delimiter (`%21` for `!`, `%2B` for `+`, `%3D` for `=`, ...), `:`
+    /// (`%3A`) or `@` (`%40`). Canonical paths write these as they are, so that each decoded path has
+    /// exactly one raw spelling, and a router that matches the raw path and one that matches the
+    /// decoded path read it the same.
     NeedlessEscape,
     /// Percent-escapes that decode to bytes which are not UTF-8 (including overlong forms).
     InvalidUtf8,
@@ -43,6 +47,15 @@ pub enum PathRejection {
     DotSegment,
     /// An empty segment: `//`, or a trailing slash (`/courses/`). Only the root `/` ends with `/`.
     EmptySegment,
+    /// The request method is not an upper-case RFC 9110 token ([`check_method`]): empty, with a
+    /// lower-case letter (`get`, `Get`), or with a character a token may not hold (`GE T`). Methods
+    /// are case-sensitive, but some frameworks upper-case them before routing (Django runs its `GET`
+    /// view for `get`), so such a method is refused rather than resolved as an unknown method.
+    InvalidMethod,
+    /// A `#` before the query string. Clients don't send fragments, and a server that gets one passes it
+    /// on: Starlette and Django under uvicorn route `/users/@me#x` as a path of its own, whose
+    /// `/users/@me` prefix is all a resolver that cut the fragment would have judged.
+    Fragment,
 }
 
 impl PathRejection {
@@ -64,6 +77,8 @@ impl PathRejection {
             PathRejection::InvalidCharacter => "invalid_character",
             PathRejection::DotSegment => "dot_segment",
             PathRejection::EmptySegment => "empty_segment",
+            PathRejection::InvalidMethod => "invalid_method",
+            PathRejection::Fragment => "fragment_in_target",
         }
     }
 }
@@ -71,6 +86,51 @@ impl PathRejection {
 impl fmt::Display for PathRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Checks that `method` is an upper-case RFC 9110 token: one or more of `A-Z 0-9
+/// !#$%&'*+-.^_`|~`. Methods are case-sensitive: `get` is not `GET`, and since some frameworks
+/// upper-case the method before routing (Django) while others don't, a method with a lower-case
+/// letter is refused ([`PathRejection::InvalidMethod`]) rather than resolved. Extension methods in
+/// upper case (`PROPFIND`) pass, and match only `ANY` mappings.
+///
+/// ```
+/// use heimdall_core::mapping::{check_method, PathRejection};
+/// assert_eq!(check_method("GET"), Ok(()));
+/// assert_eq!(check_method("PROPFIND"), Ok(()));
+/// assert_eq!(check_method("get"), Err(PathRejection::InvalidMethod));
+/// assert_eq!(check_method("Get"), Err(PathRejection::InvalidMethod));
+/// assert_eq!(check_method("GE T"), Err(PathRejection::InvalidMethod));
+/// assert_eq!(check_method(""), Err(PathRejection::InvalidMethod));
+/// ```
+pub fn check_method(method: &str) -> Result<(), PathRejection> {
+    let token = !method.is_empty()
+        && method.bytes().all(|b| {
+            b.is_ascii_uppercase()
+                || b.is_ascii_digit()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        });
+    if token {
+        Ok(())
+    } else {
+        Err(PathRejection::InvalidMethod)
     }
 }
 
@@ -135,12 +195,8 @@ static ATTENTION: [u8; 256] = {
     t
 };
 
-/// Whether `b` is an RFC 3986 unreserved character (`A-Z a-z 0-9 - . _ ~`).
-pub(crate) fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Whether `b` may stand unencoded in a canonical path segment.
+/// Whether `b` may stand unencoded in a canonical path segment (unreserved, `!$&'()*+,=:@`): its
+/// percent-escape is needless, hence refused.
 pub(crate) fn is_plain(b: u8) -> bool {
     CLASS[usize::from(b)] == PLAIN
 }
@@ -166,8 +222,8 @@ pub(crate) fn escape_at(s: &[u8]) -> Result<(u8, bool), PathRejection> {
 }
 
 /// Why a percent-escape for byte `v` is refused in a canonical path, if it is: escapes that hide a
-/// separator or a query delimiter, double encoding, control characters, `;` and `\`. (Unreserved
-/// characters are refused as needless by the caller.)
+/// separator or a query delimiter, double encoding, control characters, `;` and `\`. (Escapes of
+/// characters that may stand raw, [`is_plain`], are refused as needless by the caller.)
 pub(crate) fn refused_escape(v: u8) -> Option<PathRejection> {
     Some(match v {
         b'/' => PathRejection::EncodedSlash,
@@ -217,14 +273,19 @@ fn check_utf8_escapes(s: &[u8], lead: u8) -> Result<usize, PathRejection> {
 }
 
 /// Checks that `raw` (a request target: a path and an optional query string) has a canonical path,
-/// and returns the path without the query string (and without a `#fragment`, which clients do not
-/// send). Nothing is decoded or rewritten: the path is exactly what a router given `raw` sees.
+/// and returns the path without the query string. Nothing is decoded or rewritten: the path is exactly
+/// what a router given `raw` sees. A `#` before the query string is refused
+/// ([`PathRejection::Fragment`]): clients do not send fragments, and servers that receive one hand it to
+/// the router as part of the path.
 ///
 /// Canonical means: it starts with `/`, is at most [`MAX_PATH_LEN`] bytes, has no empty segment (no
 /// `//`, and no trailing slash except the root `/` itself), no `.` or `..` segment (raw or encoded),
 /// only characters allowed in a URI path (unreserved, `!$&'()*+,=:@`), no `;` or `\`, and
-/// percent-escapes that are upper-case, not of unreserved characters, not of `/`, `\`, `?`, `#`, `%`,
-/// `;` or control characters, and decode to UTF-8.
+/// percent-escapes that are upper-case, only of characters that may not stand raw (space,
+/// `"<>[]^`{|}` and non-ASCII: never of unreserved characters, `!$&'()*+,=:@`, `/`, `\`, `?`, `#`,
+/// `%`, `;` or control characters), and decode to UTF-8. So each decoded path has exactly one
+/// canonical spelling: a router that matches the raw path (axum) and one that matches the decoded
+/// path (Starlette, Django) dispatch a canonical path the same way.
 ///
 /// Allocation-free.
 ///
@@ -236,6 +297,11 @@ fn check_utf8_escapes(s: &[u8], lead: u8) -> Result<usize, PathRejection> {
 /// assert_eq!(check_path("/courses/%2e%2e/admin"), Err(PathRejection::DotSegment));
 /// assert_eq!(check_path("/c%6Furses"), Err(PathRejection::NeedlessEscape));
 /// assert_eq!(check_path("/courses/1%2F2"), Err(PathRejection::EncodedSlash));
+/// // `:` and `@` stand raw in a path, so their escapes are needless.
+/// assert_eq!(check_path("/v1/jobs:purge"), Ok("/v1/jobs:purge"));
+/// assert_eq!(check_path("/v1/jobs%3Apurge"), Err(PathRejection::NeedlessEscape));
+/// assert_eq!(check_path("/users/%40me"), Err(PathRejection::NeedlessEscape));
+/// assert_eq!(check_path("/files/a%20b"), Ok("/files/a%20b"));
 /// ```
 pub fn check_path(raw: &str) -> Result<&str, PathRejection> {
     let bytes = raw.as_bytes();
@@ -300,9 +366,9 @@ pub fn check_path(raw: &str) -> Result<&str, PathRejection> {
 #[inline(never)]
 fn check_path_from(raw: &str, resume: usize) -> Result<&str, PathRejection> {
     // `str::find(char)` uses the standard library's word-at-a-time memchr.
-    let mut end = raw.find('?').unwrap_or(raw.len());
-    if let Some(hash) = raw[..end].find('#') {
-        end = hash;
+    let end = raw.find('?').unwrap_or(raw.len());
+    if raw[..end].contains('#') {
+        return Err(PathRejection::Fragment);
     }
     if end > MAX_PATH_LEN {
         return Err(PathRejection::TooLong);
@@ -364,7 +430,7 @@ fn check_path_from(raw: &str, resume: usize) -> Result<&str, PathRejection> {
                 if lower {
                     return Err(PathRejection::LowercaseEscape);
                 }
-                if is_unreserved(v) {
+                if is_plain(v) {
                     return Err(PathRejection::NeedlessEscape);
                 }
                 other = true;
@@ -468,7 +534,10 @@ mod tests {
             ("/a:b/c~d/e-f_g.h/!$&'()*+,=@", Ok("/a:b/c~d/e-f_g.h/!$&'()*+,=@")),
             // Query string and fragment are not part of the path.
             ("/courses?id=1/../../x", Ok("/courses")),
-            ("/courses#x", Ok("/courses")),
+            ("/courses#x", Err(Fragment)),
+            ("/courses/7#/../../admin", Err(Fragment)),
+            ("/#", Err(Fragment)),
+            ("/courses?x#y", Ok("/courses")),
             ("/?x", Ok("/")),
             ("/courses/?x", Err(EmptySegment)),
             // Trailing slashes and empty segments.
@@ -502,8 +571,23 @@ mod tests {
             ("/files/caf%c3%a9", Err(LowercaseEscape)),
             ("/files/caf%C3%a9", Err(LowercaseEscape)),
             ("/files/%F0%9F%98%80", Ok("/files/%F0%9F%98%80")),
-            ("/files/%3Aid", Ok("/files/%3Aid")),
-            ("/files/%21%2A%40", Ok("/files/%21%2A%40")),
+            // Sub-delimiters, ':' and '@' stand raw: their escapes are needless too.
+            ("/files/%3Aid", Err(NeedlessEscape)),
+            ("/v1/jobs%3Apurge", Err(NeedlessEscape)),
+            ("/users/%40me", Err(NeedlessEscape)),
+            ("/files/%21%2A%40", Err(NeedlessEscape)),
+            ("/files/a%2Bb", Err(NeedlessEscape)),
+            ("/files/a%3Db", Err(NeedlessEscape)),
+            ("/files/%24%26%27%28%29%2C", Err(NeedlessEscape)),
+            ("/files/%3a", Err(LowercaseEscape)),
+            // Characters that can't stand raw may (must) be escaped.
+            (
+                "/files/%22%3C%3E%5B%5D%5E%60%7B%7C%7D",
+                Ok("/files/%22%3C%3E%5B%5D%5E%60%7B%7C%7D"),
+            ),
+            ("/v1/jobs:purge", Ok("/v1/jobs:purge")),
+            ("/users/@me", Ok("/users/@me")),
+            ("/a+b", Ok("/a+b")),
             ("/files/%C3", Err(InvalidUtf8)),
             ("/files/%C3x", Err(InvalidUtf8)),
             ("/files/%A9", Err(InvalidUtf8)),
@@ -569,6 +653,8 @@ mod tests {
             InvalidCharacter,
             DotSegment,
             EmptySegment,
+            InvalidMethod,
+            Fragment,
         ];
         let names: std::collections::HashSet<&str> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), all.len());
@@ -582,12 +668,23 @@ mod tests {
             let got = check_path(&raw);
             let expect = if let Some(why) = refused_escape(v) {
                 Err(why)
-            } else if is_unreserved(v) {
+            } else if is_plain(v) {
                 Err(PathRejection::NeedlessEscape)
             } else {
                 Ok(raw.as_str())
             };
             assert_eq!(got, expect, "{raw}");
+            // Exactly the characters that can't stand raw may be escaped.
+            let may_escape = matches!(
+                v,
+                b' ' | b'"' | b'<' | b'>' | b'[' | b']' | b'^' | b'`' | b'{' | b'|' | b'}'
+            );
+            assert_eq!(got.is_ok(), may_escape, "{raw}");
+            // Lower-case hex never passes.
+            let lower = format!("/a%{v:02x}b");
+            if lower != raw {
+                assert!(check_path(&lower).is_err(), "{lower}");
+            }
         }
     }
 
@@ -637,6 +734,31 @@ mod tests {
         assert_eq!(check_path(&long), Err(PathRejection::TooLong));
         let long = format!("/{}", "ab/c".repeat(MAX_PATH_LEN / 4 + 1));
         assert_eq!(check_path(&long), Err(PathRejection::TooLong));
+    }
+
+    #[test]
+    fn methods_are_upper_case_tokens() {
+        for ok in [
+            "GET",
+            "HEAD",
+            "POST",
+            "PUT",
+            "PATCH",
+            "DELETE",
+            "OPTIONS",
+            "CONNECT",
+            "TRACE",
+            "PROPFIND",
+            "M-SEARCH",
+            "X_1!#$%&'*+.^`|~",
+        ] {
+            assert_eq!(check_method(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "", "get", "Get", "gET", "GE T", " GET", "GET\r", "GET\0", "G(ET)", "GET/1", "GÉT", "GET:", "\"GET\"",
+        ] {
+            assert_eq!(check_method(bad), Err(PathRejection::InvalidMethod), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use regex::{Regex, RegexBuilder};
 
-use super::path::{PathRejection, escape_at, is_plain, is_unreserved, refused_escape};
+use super::path::{PathRejection, escape_at, is_plain, refused_escape};
 use crate::error::{Error, Result};
 
 /// Longest path pattern, in bytes, as written.
@@ -191,10 +191,12 @@ fn push_escape(out: &mut String, b: u8) {
 }
 
 /// The canonical spelling of a literal segment as written in a pattern: the only spelling a canonical
-/// request path can have for it. Escapes of unreserved characters are decoded (`%6F` is `o`), other
-/// escapes get upper-case hex, characters a URI may not hold raw (space, non-ASCII, ...) are encoded,
-/// and a leading `:` is written `%3A` (a raw one starts a parameter). Escapes that canonical paths
-/// refuse (`%2F`, `%3F`, `%25`, ...) and `.`/`..` segments are errors, as they could never match.
+/// request path can have for it. Escapes of characters that may stand raw are decoded (`%6F` is `o`,
+/// `%3A` is `:`, `%21` is `!`), other escapes get upper-case hex, and characters a URI may not hold
+/// raw (space, non-ASCII, ...) are encoded. (A leading `:` is kept raw here, as a request spells it;
+/// the pattern's text writes it `%3A`, see [`push_literal`], since a raw one starts a parameter.)
+/// Escapes that canonical paths refuse (`%2F`, `%3F`, `%25`, ...) and `.`/`..` segments are errors,
+/// as they could never match.
 fn canonical_literal(raw: &str) -> std::result::Result<String, String> {
     let bytes = raw.as_bytes();
     let refused = |why: PathRejection| format!("segment {raw:?} could never match a canonical path ({why})");
@@ -209,7 +211,7 @@ fn canonical_literal(raw: &str) -> std::result::Result<String, String> {
             if let Some(why) = refused_escape(v) {
                 return Err(refused(why));
             }
-            if is_unreserved(v) {
+            if is_plain(v) {
                 out.push(char::from(v));
             } else {
                 push_escape(&mut out, v);
@@ -222,7 +224,7 @@ fn canonical_literal(raw: &str) -> std::result::Result<String, String> {
             if let Some(why) = refused_escape(b) {
                 return Err(refused(why));
             }
-            if is_plain(b) && !(b == b':' && i == 0) {
+            if is_plain(b) {
                 out.push(char::from(b));
             } else {
                 push_escape(&mut out, b);
@@ -242,6 +244,25 @@ fn canonical_literal(raw: &str) -> std::result::Result<String, String> {
         ));
     }
     Ok(out)
+}
+
+/// Writes a literal segment (as a request spells it) into a pattern's text or match key: a leading
+/// `:` is written `%3A` (a raw one starts a parameter) and `*` is written `%2A` (a raw one is a
+/// wildcard), so that the text parses back to the same literal.
+fn push_literal(out: &mut String, lit: &str) {
+    let rest = match lit.strip_prefix(':') {
+        Some(rest) => {
+            out.push_str("%3A");
+            rest
+        }
+        None => lit,
+    };
+    for (i, part) in rest.split('*').enumerate() {
+        if i > 0 {
+            out.push_str("%2A");
+        }
+        out.push_str(part);
+    }
 }
 
 fn is_param_name(name: &str) -> bool {
@@ -294,7 +315,7 @@ impl PathPattern {
         for seg in &segments {
             text.push('/');
             match seg {
-                Segment::Lit(lit) => text.push_str(lit),
+                Segment::Lit(lit) => push_literal(&mut text, lit),
                 Segment::Param(name) => {
                     text.push(':');
                     text.push_str(name);
@@ -384,7 +405,9 @@ impl PathPattern {
     }
 
     /// The canonical text, as it is stored: route patterns have literal segments in the one spelling a
-    /// canonical request path can have (`/caf%C3%A9`, `o` for `%6F`, `%3A` for a leading `:`); regular
+    /// canonical request path can have (`/caf%C3%A9`, `o` for `%6F`, `!` for `%21`; only a leading `:` is
+    /// written `%3A` and `*` is written `%2A`, as raw ones mean a parameter or a wildcard, and they match
+    /// a raw `:` or `*` in a request); regular
     /// expressions are kept as written, with their `~`.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -408,7 +431,7 @@ impl PathPattern {
                 for seg in segments {
                     key.push('/');
                     match seg {
-                        Segment::Lit(lit) => key.push_str(lit),
+                        Segment::Lit(lit) => push_literal(&mut key, lit),
                         Segment::Param(_) | Segment::Wild => key.push(':'),
                         Segment::Rest => key.push_str("**"),
                     }
@@ -466,15 +489,22 @@ mod tests {
         ok("/files/café", "/files/caf%C3%A9", "/files/caf%C3%A9");
         ok("/files/caf%c3%a9", "/files/caf%C3%A9", "/files/caf%C3%A9");
         ok("/v1/jobs/j:run", "/v1/jobs/j:run", "/v1/jobs/j:run");
-        // A literal that starts with ':' is written with %3A and stays distinct from a parameter.
+        // A literal that starts with ':' is written with %3A and stays distinct from a parameter (it
+        // matches a raw ':' in a request: escapes of ':' are needless in request paths).
         ok("/a/%3Aid", "/a/%3Aid", "/a/%3Aid");
+        ok("/a/%3aid%3A", "/a/%3Aid:", "/a/%3Aid:");
         ok("/a/%2A", "/a/%2A", "/a/%2A");
+        ok("/a/x%2Ay%2a", "/a/x%2Ay%2A", "/a/x%2Ay%2A");
         ok("/a/~x.y-z_", "/a/~x.y-z_", "/a/~x.y-z_");
-        // Escapes are kept as written, upper-cased, unless they are needless; a reserved character and
-        // its escape stay distinct, as they are to a router.
-        ok("/a/%21", "/a/%21", "/a/%21");
+        // Escapes are kept as written, upper-cased, unless they are needless: every character that may
+        // stand raw in a path (sub-delimiters, ':' and '@' too) is decoded, as a canonical request path
+        // spells it.
+        ok("/a/%21", "/a/!", "/a/!");
         ok("/a/!$&'()+,=@", "/a/!$&'()+,=@", "/a/!$&'()+,=@");
-        ok("/a/j%3arun", "/a/j%3Arun", "/a/j%3Arun");
+        ok("/a/%21%24%26%27%28%29%2B%2C%3D%40", "/a/!$&'()+,=@", "/a/!$&'()+,=@");
+        ok("/a/j%3arun", "/a/j:run", "/a/j:run");
+        ok("/users/%40me", "/users/@me", "/users/@me");
+        ok("/a/%5B%7B%7C", "/a/%5B%7B%7C", "/a/%5B%7B%7C");
         ok("/a b", "/a%20b", "/a%20b");
         ok("/%7Euser", "/~user", "/~user");
         ok("/a/...", "/a/...", "/a/...");

@@ -9,7 +9,7 @@ use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::nfa::thompson;
 use regex_automata::{Anchored, Input, MatchKind};
 
-use super::path::{PathRejection, check_path, eq_bytes, find_slash, word};
+use super::path::{PathRejection, check_method, check_path, eq_bytes, find_slash, word};
 use super::pattern::{Kind, Method, PathPattern, Segment};
 use crate::error::{Error, Result};
 use crate::model::{ActionName, GroupName};
@@ -475,7 +475,8 @@ pub enum Resolution<'a> {
     Matched(ResolvedMapping<'a>),
     /// No mapping applies (callers deny by default).
     NoMatch,
-    /// The path is not canonical (see [`check_path`](super::check_path)): callers answer 400, a denial.
+    /// The path is not canonical (see [`check_path`](super::check_path)), or the method is not an
+    /// upper-case token ([`check_method`](super::check_method)): callers answer 400, a denial.
     Rejected(PathRejection),
 }
 
@@ -642,7 +643,7 @@ impl Classes {
 }
 
 /// The methods whose mappings a request method consults, in order: its own, `GET` for a `HEAD`
-/// request, and `ANY`. An unknown or lower-case method consults `ANY` only.
+/// request, and `ANY`. An unknown method consults `ANY` only (a lower-case one is refused before).
 pub(super) fn method_classes(method: &str) -> &'static Classes {
     static GET: Classes = Classes::new(&[Method::Get, Method::Any]);
     static HEAD: Classes = Classes::new(&[Method::Head, Method::Get, Method::Any]);
@@ -796,12 +797,16 @@ impl Snapshot {
 
     /// Resolves a request to its mapping (precedence in the [module docs](super)).
     ///
-    /// `method` is the request's method token, matched case-sensitively (`GET`, not `get`); methods
-    /// other than the seven known ones only match `ANY` mappings. `raw_path` is the request target as
-    /// received, path and optional query, still percent-encoded; a path that is not canonical (see
-    /// [`check_path`](super::check_path)) is [`Resolution::Rejected`], never rewritten. No lock is taken
-    /// and nothing is allocated.
+    /// `method` is the request's method token, matched case-sensitively; a method that is not an
+    /// upper-case token (`get`, `Get`, `GE T`: see [`check_method`](super::check_method)) is
+    /// [`Resolution::Rejected`]; upper-case methods other than the seven known ones (`PROPFIND`) only
+    /// match `ANY` mappings. `raw_path` is the request target as received, path and optional query,
+    /// still percent-encoded; a path that is not canonical (see [`check_path`](super::check_path)) is
+    /// [`Resolution::Rejected`], never rewritten. No lock is taken and nothing is allocated.
     pub fn resolve<'a>(&'a self, method: &str, raw_path: &'a str) -> Resolution<'a> {
+        if let Err(why) = check_method(method) {
+            return Resolution::Rejected(why);
+        }
         let path = match check_path(raw_path) {
             Ok(p) => p,
             Err(why) => return Resolution::Rejected(why),
@@ -833,6 +838,7 @@ impl Snapshot {
     /// them in the order the resolver's regex stage uses: the request's method classes in turn (its own
     /// method, `GET` for `HEAD`, `ANY`), then priority, then id.
     pub fn candidates<'a>(&'a self, method: &str, raw_path: &str) -> Result<Vec<&'a MappingRule>, PathRejection> {
+        check_method(method)?;
         let path = check_path(raw_path)?;
         let classes = method_classes(method);
         let mut routes: Vec<&MappingRule> = Vec::new();

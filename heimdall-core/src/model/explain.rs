@@ -127,7 +127,8 @@ pub enum ExplainDecision {
     Deny,
     /// No mapping matches: the request would be denied as unmapped.
     NoMapping,
-    /// The path is not canonical: the request would be refused (400).
+    /// The path is not canonical, or the method is not an upper-case token (`get`): the request would be
+    /// refused (400).
     RejectedPath,
 }
 

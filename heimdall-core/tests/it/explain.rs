@@ -145,7 +145,6 @@ async fn explanations_with_the_builtin_pdp(db: &TestDatabase) {
         ("HEAD", "/go/courses/7"),
         ("POST", "/go/courses/7"),
         ("PROPFIND", "/go/courses/7"),
-        ("get", "/go/x"),
         ("GET", "/go/x/y"),
         ("GET", "/go"),
         ("PUT", "/go/x"),
@@ -178,6 +177,31 @@ async fn explanations_with_the_builtin_pdp(db: &TestDatabase) {
     );
     assert_eq!((e.decision, e.decided_by), (ExplainDecision::RejectedPath, None));
     assert!(e.candidates.is_empty() && e.action.is_none());
+
+    // A method that is not an upper-case token is refused as an adapter refuses it; the path's own check
+    // is reported as it is.
+    let e = h.explain(&root, &ask("bob", "get", "/go/courses/7")).await.unwrap();
+    assert_eq!(
+        e.path,
+        PathCheck::Ok {
+            path: "/go/courses/7".into()
+        }
+    );
+    assert_eq!((e.decision, e.decided_by), (ExplainDecision::RejectedPath, None));
+    assert!(e.reason.contains("invalid_method"), "{}", e.reason);
+    assert!(e.candidates.is_empty() && e.action.is_none());
+    assert_eq!(
+        h.resolve("get", "/go/courses/7").await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let e = h.explain(&root, &ask("bob", "Get", "/go/%2e%2e/admin")).await.unwrap();
+    assert_eq!(
+        e.path,
+        PathCheck::Rejected {
+            reason: "dot_segment".into()
+        }
+    );
+    assert_eq!(e.decision, ExplainDecision::RejectedPath);
 
     // An unknown subject holds no roles and is denied.
     let e = h.explain(&root, &ask("ghost", "POST", "/go/courses")).await.unwrap();

@@ -101,7 +101,8 @@ pub struct MappingQuery {
     /// Lookup: the request's path as received (percent-encoded again as a query value); the answer is the
     /// mapping it resolves to. Without `path`, the mappings are listed.
     pub path: Option<String>,
-    /// Lookup: the request's method (required with `path`).
+    /// Lookup: the request's method, exactly as received (required with `path`; `get` is refused: methods are
+    /// case-sensitive upper-case tokens).
     pub method: Option<String>,
     /// Listing: the `next` of the previous page.
     pub after: Option<i64>,
@@ -144,13 +145,14 @@ pub enum MappingsAnswer {
 }
 
 /// With `path` and `method`: the mapping a request resolves to (404 when none does; 400 for a path that is not
-/// canonical — such a request must be refused, never rewritten). Without `path`: every mapping, by id.
+/// canonical or a method that is not an upper-case token, such as `get` — such a request must be refused,
+/// never rewritten). Without `path`: every mapping, by id.
 /// Accepts a user token, the static API token or an API key with `mappings:read`.
 #[utoipa::path(get, path = "/api/v1/mappings", tag = "mappings", security(("bearer" = [])),
     params(MappingQuery),
     responses(
         (status = 200, description = "The match (lookup) or one page (listing)", body = MappingsAnswer),
-        (status = 400, description = "A path that is not canonical, or a missing method", body = ErrorBody),
+        (status = 400, description = "A path that is not canonical, a method that is not an upper-case token, or a missing method", body = ErrorBody),
         (status = 401, description = "No or bad credential", body = ErrorBody),
         (status = 403, description = "The API key lacks mappings:read", body = ErrorBody),
         (status = 404, description = "No mapping applies", body = ErrorBody),

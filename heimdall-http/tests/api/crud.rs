@@ -209,6 +209,20 @@ async fn every_admin_endpoint_round_trips() {
         .await
         .expect(200);
     assert_eq!(hit.body["params"], json!({"id": "9"}));
+    // The lookup takes the method exactly as received: methods are upper-case tokens, `delete` is refused;
+    // and so is a needless escape (`%40` for `@`, sent percent-encoded once more as a query value).
+    for lookup in [
+        "/api/v1/mappings?path=/b/items/9&method=delete",
+        "/api/v1/mappings?path=/b/items/9&method=Delete",
+        "/api/v1/mappings?path=/b/items/%2540me&method=DELETE",
+    ] {
+        let refused = api.get(lookup, &root).await.error(400, "invalid_input");
+        let message = refused.body["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            message.contains("invalid_method") || message.contains("needless_percent_escape"),
+            "{lookup}: {message}"
+        );
+    }
     api.delete(&format!("/api/v1/mappings/{id}"), &bob).await.expect(204);
     api.get(&format!("/api/v1/mappings/{id}"), &root)
         .await

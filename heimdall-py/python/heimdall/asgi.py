@@ -7,7 +7,22 @@ request reaches the application unchanged, with the :class:`~heimdall.Grant` in 
 ``scope["state"]["heimdall"]`` (``request.state.heimdall`` in Starlette and FastAPI); a refused one is answered
 with the status and the project's JSON error body ``{"error": {"code": ..., "message": ...}}`` and never
 reaches it. Lifespan events pass through; a WebSocket handshake is authorized as a ``GET`` and closed with
-code 1008 when refused.
+code 1008 when refused. The method is passed on exactly as received: core refuses one that is not an
+upper-case token (``get``; Django upper-cases the method before dispatching, Starlette doesn't).
+
+**What is authorised is what is routed.** Starlette (so FastAPI) and Django route the percent-*decoded*
+``scope["path"]``; the resolver judges the raw path, and refuses every raw path that is not the one canonical
+spelling of its decoded form, so both read a path the middleware lets through the same way.
+
+- With a ``root_path`` (uvicorn's ``--root-path``, or a Starlette ``Mount``), servers put it in front of
+  ``path`` and ``raw_path``, and the routers match what follows it: the middleware authorises the raw path
+  without the ``root_path`` prefix, so mappings are written as the application's routes are. When the
+  prefix is not followed by ``/`` (``/api`` itself, ``/apix/...``, where Starlette and Django disagree), is
+  spelled differently in the raw path, or is not a plain path, the request is refused (400). A path that
+  does not start with the ``root_path`` is routed whole, and authorised whole. (Django's
+  ``FORCE_SCRIPT_NAME`` overrides the ``root_path`` behind the middleware's back: don't combine them.)
+- Without ``raw_path`` (optional in ASGI), the decoded ``path`` is authorised in its canonical spelling
+  (``/a b`` as ``/a%20b``); a decoded ``%``, ``?`` or ``#`` becomes an escape that core refuses.
 """
 
 from __future__ import annotations
@@ -37,16 +52,35 @@ def bearer_token(scope: Scope) -> Optional[str]:
     return None
 
 
-def _raw_path(scope: Scope) -> str:
-    """The path as the client sent it, percent-encoding intact: what the resolver checks for canonical form.
+# Characters that stand raw in a canonical path (unreserved, sub-delimiters, ':', '@'), and '/'.
+_RAW = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/")
 
-    ``raw_path`` is optional in ASGI; a server that gives none is judged on the decoded ``path``, which is
-    what its router reads.
+
+def _canonical(decoded: str) -> str:
+    """The one raw spelling of a decoded path: what may stand raw stays, the rest is percent-encoded (UTF-8)."""
+    out = []
+    for c in decoded:
+        out.append(c if c in _RAW else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")))
+    return "".join(out)
+
+
+def _routed_path(scope: Scope) -> Optional[str]:
+    """The raw path (percent-encoding intact) that the application's router reads, which the resolver then checks
+    for canonical form; ``None`` when the middleware cannot tell (see the module docs): the request is refused.
     """
     raw = scope.get("raw_path")
-    if raw is not None:
-        return bytes(raw).decode("latin-1")
-    return str(scope.get("path", ""))
+    decoded = str(scope.get("path", ""))
+    target = bytes(raw).decode("latin-1") if raw is not None else _canonical(decoded)
+    root = str(scope.get("root_path") or "")
+    if not root:
+        return target
+    if not root.startswith("/") or root.endswith("/") or not set(root) <= _RAW:
+        return None
+    if decoded.startswith(root + "/") and target.startswith(root + "/"):
+        return target[len(root) :]
+    if not decoded.startswith(root) and not target.startswith(root):
+        return target
+    return None
 
 
 class HeimdallMiddleware:
@@ -71,13 +105,15 @@ class HeimdallMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope["method"] if kind == "http" else "GET"
+        path = _routed_path(scope)
+        if path is None:
+            message = "path rejected: root_path_mismatch (the path does not continue the root_path with '/')"
+            await _refuse(send, kind, 400, "invalid_input", message)
+            return
         try:
-            grant = await self.authorizer.authorize_async(method, _raw_path(scope), self.token(scope))
+            grant = await self.authorizer.authorize_async(method, path, self.token(scope))
         except HeimdallError as refused:
-            if kind == "http":
-                await _refuse(send, refused)
-            else:
-                await send({"type": "websocket.close", "code": 1008, "reason": refused.code})
+            await _refuse(send, kind, refused.status, refused.code, str(refused))
             return
         scope["heimdall"] = grant
         state = scope.setdefault("state", {})
@@ -85,10 +121,13 @@ class HeimdallMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _refuse(send: Send, refused: HeimdallError) -> None:
-    body = json.dumps({"error": {"code": refused.code, "message": str(refused)}}).encode()
+async def _refuse(send: Send, kind: str, status: int, code: str, message: str) -> None:
+    if kind != "http":
+        await send({"type": "websocket.close", "code": 1008, "reason": code})
+        return
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if refused.status == 401:
+    if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
