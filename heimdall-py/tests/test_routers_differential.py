@@ -12,8 +12,9 @@ middleware's grant was decided on (``x-mapping``). For every request, either no 
 refused it with 400/401/403, uvicorn refused it, or the router found nothing), or the handler that ran is
 the one whose mapping the decision was made on.
 
-The PDP is a stand-in Cerbos that allows every check: decisions are not what is under test, the mapping
-they are made on is. Mappings live in an embedded facade (SQLite), so no heimdall-http is needed.
+Decisions are not what is under test, the mapping they are made on is: a real heimdall-http (SQLite) holds the
+mappings, and a role that allows every mapped action to the test's user, and the middleware's authorizer
+follows it and decides locally from its grants export.
 """
 
 from __future__ import annotations
@@ -29,14 +30,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import heimdall
-from harness import Idp, free_port, wait_until
+from harness import ISSUER, Idp, Stack, free_port, wait_until
 from heimdall.asgi import HeimdallMiddleware
 
 
@@ -163,42 +163,8 @@ def __getattr__(name: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The stand-in PDP, uvicorn, and a client that sends request targets byte for byte
+# uvicorn, and a client that sends request targets byte for byte
 # --------------------------------------------------------------------------------------------------------------
-
-
-class AllowAllPdp:
-    """Answers Cerbos's check API (``POST /api/check/resources``) with ``EFFECT_ALLOW`` for every action."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                results = [
-                    {
-                        "resource": {"id": r["resource"]["id"], "kind": r["resource"]["kind"]},
-                        "actions": {a: "EFFECT_ALLOW" for a in r["actions"]},
-                    }
-                    for r in asked["resources"]
-                ]
-                body = json.dumps({"results": results}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="allow-all-pdp", daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class Uvicorn:
@@ -342,21 +308,40 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(idp: Idp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    pdp = AllowAllPdp()
-    facade = heimdall.Heimdall(f"sqlite://{tmp_path_factory.mktemp('differential')}/heimdall.db")
-    root = facade.system_caller("differential test")
-    route_of_mapping = {}
-    for name, method, pattern, *_ in ROUTES:
-        created = facade.create_mapping(root, method, pattern, f"route:{name}")
-        route_of_mapping[str(created["id"])] = name
-    authorizer = heimdall.Authorizer(jwks_url=idp.jwks_url, embedded=facade, cerbos_url=pdp.url, decision_ttl=600)
-    assert authorizer.wait_ready(20), "the embedded authorizer never loaded its mappings"
+def world(heimdall_bin: str, idp: Idp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    stack = Stack(heimdall_bin, idp, tmp_path_factory.mktemp("differential"))
     try:
-        yield World(authorizer, route_of_mapping, idp.token("alice"))
+        rest = stack.rest
+        route_of_mapping = {}
+        for name, method, pattern, *_ in ROUTES:
+            route_of_mapping[str(rest.mapping(method, pattern, f"route:{name}"))] = name
+        rest.role("differential", *(f"route:{name}" for name, *_ in ROUTES))
+        rest.group("differential")
+        rest.group_role("differential", "differential")
+        rest.add_member("differential", "alice")
+        key = rest.api_key("differential", ["mappings:read", "grants:read"])
+        authorizer = heimdall.Authorizer(
+            jwks_url=idp.jwks_url, heimdall_url=stack.base, credential=key, issuer=ISSUER, decision_ttl=600
+        )
+        try:
+            assert authorizer.wait_ready(20), "the authorizer never loaded heimdall-http's mappings"
+            token = idp.token("alice", ttl=3600)
+            grant = wait_until(
+                "alice's grants", lambda: _allowed(authorizer, "POST", "/admin/users", token), timeout=10
+            )
+            assert route_of_mapping[str(grant.mapping_id)] == "admin_users"
+            yield World(authorizer, route_of_mapping, token)
+        finally:
+            authorizer.close()
     finally:
-        authorizer.close()
-        pdp.stop()
+        stack.stop()
+
+
+def _allowed(authorizer: heimdall.Authorizer, method: str, path: str, token: str) -> heimdall.Grant | None:
+    try:
+        return authorizer.authorize(method, path, token)
+    except heimdall.HeimdallError:
+        return None
 
 
 def drive(world: World, port: int, framework: str) -> None:
