@@ -300,15 +300,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authorizer = self.authorizer.clone();
-        let token = self.extractor.token(request.headers()).map(str::to_owned);
+        let extractor = Arc::clone(&self.extractor);
         Box::pin(async move {
+            // The token, method and target are borrowed from the request this future owns: nothing is copied.
+            let token = extractor.token(request.headers());
             let decided = match origin_form(request.uri()) {
-                Some(target) => {
-                    let target = target.to_owned();
-                    authorizer
-                        .authorize(request.method().as_str(), &target, token.as_deref())
-                        .await
-                }
+                Some(target) => authorizer.authorize(request.method().as_str(), target, token).await,
                 None => Err(Refusal {
                     status: 400,
                     code: "invalid_input",

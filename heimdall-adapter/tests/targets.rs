@@ -148,3 +148,30 @@ async fn methods_and_paths_a_decoding_router_reads_otherwise_are_refused() {
     assert_eq!(call(&app, "POST", "/v1/jobs:purge").await.0, StatusCode::OK);
     assert_eq!(call(&app, "PROPFIND", "/users/@me").await.0, StatusCode::OK);
 }
+
+/// The token cache finds a token only as exactly the string that was verified: once a good token is cached,
+/// the same token with its signature's last character changed, or cut short, or with a byte appended, is
+/// verified afresh and refused.
+#[tokio::test]
+async fn a_cached_token_is_found_only_as_itself() {
+    let app = service().await;
+    let good = token();
+    let with = |bearer: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::builder()
+                .uri("/courses/1")
+                .header("authorization", format!("Bearer {bearer}"))
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(request).await.unwrap().status()
+        }
+    };
+    assert_eq!(with(good.clone()).await, StatusCode::OK, "the good token, now cached");
+    let last = good.chars().last().unwrap();
+    let flipped = format!("{}{}", &good[..good.len() - 1], if last == 'A' { 'B' } else { 'A' });
+    for forged in [flipped, good[..good.len() - 1].to_owned(), format!("{good}A")] {
+        assert_eq!(with(forged).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(with(good).await, StatusCode::OK);
+}

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use aws_lc_rs::digest;
 
 use crate::Heimdall;
 use crate::error::{ErrorKind, Result};
@@ -84,7 +83,8 @@ pub struct AuthorizerConfig {
     pub decision_ttl: Duration,
     /// Most decisions kept.
     pub decision_capacity: u64,
-    /// Most verified tokens kept (each until its `exp`).
+    /// How many verified tokens are kept (each until its `exp`), counted in KiB of token: a token of up to
+    /// 1 KiB counts once, a larger one once per KiB it starts.
     pub token_capacity: u64,
     /// Before the first mapping snapshot arrives: `false` (the default) refuses every request with 503 (fail
     /// closed); `true` lets authenticated requests through unchecked and counts them
@@ -138,6 +138,14 @@ impl MappingSource {
         match self {
             MappingSource::Embedded(_) => None,
             MappingSource::Cell(c) => c.refused(),
+        }
+    }
+
+    /// Whether the follower gave up (no copy of why: the request path asks this).
+    fn is_refused(&self) -> bool {
+        match self {
+            MappingSource::Embedded(_) => false,
+            MappingSource::Cell(c) => c.refused.load().is_some(),
         }
     }
 }
@@ -280,12 +288,39 @@ struct Counters {
 /// mapping version), and the version of the grants it was decided on ([`Authorizer::grants_epoch`]), read
 /// before the decision: a decision made on older grants is never found again once newer ones are known, even
 /// when it is stored after they arrived.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 struct DecisionKey {
-    subject: Subject,
+    /// Whose decision: keyed (hashed and compared) by the identity's subject alone, so that every token of one
+    /// subject shares the decision; an `Arc`, so that making a key copies no string.
+    identity: Arc<VerifiedIdentity>,
     mapping_version: i64,
     mapping_id: i64,
     grants_epoch: i64,
+}
+
+impl DecisionKey {
+    fn subject(&self) -> &str {
+        self.identity.claims().subject.as_str()
+    }
+}
+
+impl PartialEq for DecisionKey {
+    fn eq(&self, other: &Self) -> bool {
+        (self.mapping_version, self.mapping_id, self.grants_epoch)
+            == (other.mapping_version, other.mapping_id, other.grants_epoch)
+            && self.subject() == other.subject()
+    }
+}
+
+impl Eq for DecisionKey {}
+
+impl std::hash::Hash for DecisionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.subject().hash(state);
+        self.mapping_version.hash(state);
+        self.mapping_id.hash(state);
+        self.grants_epoch.hash(state);
+    }
 }
 
 /// The per-request logic (see the module docs). Cheap to clone; clones share caches and counters.
@@ -301,7 +336,9 @@ struct Inner {
     /// The grants a local decider reads (when it is one), for [`Authorizer::adopt`].
     local: Option<Arc<LocalPdp>>,
     config: AuthorizerConfig,
-    tokens: moka::sync::Cache<[u8; 32], Arc<VerifiedIdentity>>,
+    /// Verified tokens, by the token itself: looked up by hashing it with a fast seeded hash and comparing it
+    /// whole, so a token is found only as exactly the string that was verified.
+    tokens: moka::sync::Cache<Arc<str>, Arc<VerifiedIdentity>, foldhash::fast::RandomState>,
     decisions: moka::sync::Cache<DecisionKey, Decision>,
     change_version: AtomicI64,
     /// The highest pushed version the feed reported (Cerbos mode's grants epoch).
@@ -325,10 +362,10 @@ impl std::fmt::Debug for Authorizer {
 /// Keeps a verified token until its `exp`.
 struct UntilExpiry;
 
-impl moka::Expiry<[u8; 32], Arc<VerifiedIdentity>> for UntilExpiry {
+impl moka::Expiry<Arc<str>, Arc<VerifiedIdentity>> for UntilExpiry {
     fn expire_after_create(
         &self,
-        _key: &[u8; 32],
+        _key: &Arc<str>,
         value: &Arc<VerifiedIdentity>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
@@ -356,8 +393,11 @@ impl Authorizer {
     ) -> Self {
         let tokens = moka::sync::Cache::builder()
             .max_capacity(config.token_capacity)
+            .weigher(|token: &Arc<str>, _: &Arc<VerifiedIdentity>| {
+                u32::try_from(token.len() / 1024 + 1).unwrap_or(u32::MAX)
+            })
             .expire_after(UntilExpiry)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         let decisions = moka::sync::Cache::builder()
             .max_capacity(config.decision_capacity)
             .time_to_live(config.decision_ttl)
@@ -420,7 +460,11 @@ impl Authorizer {
     /// Whether the authorizer can decide: it holds a mapping snapshot and its follower has not given up (a
     /// frontend's readiness).
     pub fn is_ready(&self) -> bool {
-        self.inner.mappings.refused().is_none() && self.inner.mappings.snapshot().is_some()
+        !self.inner.mappings.is_refused()
+            && match &self.inner.mappings {
+                MappingSource::Embedded(_) => true,
+                MappingSource::Cell(c) => c.snapshot.load().is_some(),
+            }
     }
 
     /// Why the follower gave up, when heimdall-http refused its credential (401/403): it then stops asking and
@@ -442,13 +486,11 @@ impl Authorizer {
     }
 
     async fn identity(&self, token: &str) -> Result<Arc<VerifiedIdentity>> {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-        if let Some(found) = self.inner.tokens.get(&key) {
+        if let Some(found) = self.inner.tokens.get(token) {
             return Ok(found);
         }
         let verified = Arc::new(self.inner.verifier.verify(token).await?);
-        self.inner.tokens.insert(key, verified.clone());
+        self.inner.tokens.insert(Arc::from(token), verified.clone());
         Ok(verified)
     }
 
@@ -498,7 +540,7 @@ impl Authorizer {
             Err(e) => return self.deny(Refusal::from_error(&e)),
         };
         let subject = identity.claims().subject.clone();
-        if self.inner.mappings.refused().is_some() {
+        if self.inner.mappings.is_refused() {
             return self.deny(Refusal::new(
                 503,
                 "unavailable",
@@ -550,7 +592,7 @@ impl Authorizer {
             Resolution::Matched(m) => (m.rule(), m.params()),
         };
         let key = DecisionKey {
-            subject: subject.clone(),
+            identity: Arc::clone(&identity),
             mapping_version: snapshot.version(),
             mapping_id: rule.id,
             grants_epoch: self.grants_epoch(),
