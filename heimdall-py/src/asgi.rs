@@ -3,6 +3,7 @@
 //! These are the only implementation of those rules; the decision itself is core's.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -26,7 +27,7 @@ pub(crate) struct Request {
 
 /// `scope[key]` when the scope has `key` (a plain dict is read directly, any other mapping through its
 /// methods).
-fn get<'py>(scope: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+fn get<'py>(scope: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
     if let Ok(dict) = scope.cast_exact::<PyDict>() {
         return dict.get_item(key);
     }
@@ -53,8 +54,13 @@ fn bytes_of(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         .to_vec())
 }
 
-/// `bytes.decode("latin-1")`.
+/// `bytes.decode("latin-1")` (ASCII, the usual case, copied as it is).
 fn latin1(bytes: &[u8]) -> String {
+    if bytes.is_ascii()
+        && let Ok(ascii) = std::str::from_utf8(bytes)
+    {
+        return ascii.to_owned();
+    }
     bytes.iter().map(|&b| char::from(b)).collect()
 }
 
@@ -91,15 +97,15 @@ fn canonical(decoded: &[u8]) -> String {
 /// The raw path (percent-encoding intact) that the application's router reads, which the resolver then checks
 /// for canonical form; `None` when the middleware cannot tell (see the middleware's module docs).
 fn routed_path(scope: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-    let decoded = match get(scope, "path")? {
+    let decoded = match get(scope, intern!(scope.py(), "path"))? {
         Some(path) => str_bytes(&path)?,
         None => Vec::new(),
     };
-    let target = match get(scope, "raw_path")? {
+    let target = match get(scope, intern!(scope.py(), "raw_path"))? {
         Some(raw_path) if !raw_path.is_none() => latin1(&bytes_of(&raw_path)?),
         _ => canonical(&decoded),
     };
-    let root = match get(scope, "root_path")? {
+    let root = match get(scope, intern!(scope.py(), "root_path"))? {
         Some(root) if root.is_truthy()? => str_bytes(&root)?,
         _ => return Ok(Some(target)),
     };
@@ -127,7 +133,7 @@ fn space(b: u8) -> bool {
 
 /// The token of the `Authorization: Bearer` header of the scope's `headers`, or `None`.
 pub(crate) fn bearer(scope: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-    let Some(headers) = get(scope, "headers")? else {
+    let Some(headers) = get(scope, intern!(scope.py(), "headers"))? else {
         return Ok(None);
     };
     if !headers.is_truthy()? {
@@ -174,10 +180,10 @@ pub(crate) fn bearer(scope: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
 /// The request an `http` or `websocket` scope describes (a WebSocket handshake is authorized as a `GET`); the
 /// token from `token(scope)` when given, else from the bearer header.
 pub(crate) fn request(scope: &Bound<'_, PyAny>, token: Option<&Bound<'_, PyAny>>) -> PyResult<Request> {
-    let kind = scope.get_item("type")?;
+    let kind = scope.get_item(intern!(scope.py(), "type"))?;
     let kind = kind.cast::<PyString>().ok().and_then(|k| k.to_cow().ok());
     let method = match kind.as_deref() {
-        Some("http") => scope.get_item("method")?.extract::<String>()?,
+        Some("http") => scope.get_item(intern!(scope.py(), "method"))?.extract::<String>()?,
         Some("websocket") => "GET".to_owned(),
         _ => return Err(PyValueError::new_err("not an http or websocket scope")),
     };
