@@ -9,10 +9,11 @@ use heimdall_core::pdp::{CerbosClient, CerbosConfig, Pdp};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::asgi;
 use crate::errors::{self, to_py};
 use crate::facade::Heimdall;
 use crate::resolver::{params_dict, seconds};
-use crate::runtime::{PerProcess, awaitable, block, runtime};
+use crate::runtime::{PerProcess, awaitable, block, runtime, value_or_awaitable};
 
 /// A request the authorizer let through.
 #[pyclass(frozen, module = "heimdall._heimdall")]
@@ -184,6 +185,30 @@ impl Authorizer {
     ) -> PyResult<Bound<'py, PyAny>> {
         let live = self.live.get()?;
         awaitable(
+            py,
+            async move {
+                live.authorizer
+                    .authorize(&method, &path, token.as_deref())
+                    .await
+                    .map_err(errors::refusal)
+            },
+            grant,
+        )
+    }
+
+    /// Decides the request an ASGI `http` or `websocket` scope describes, read in one call (what
+    /// `heimdall.asgi.HeimdallMiddleware` does): the `Grant` itself when the answer is known at once (a cached
+    /// decision), else an awaitable of it; a refusal known at once is raised.
+    #[pyo3(signature = (scope, token = None))]
+    fn authorize_asgi<'py>(
+        &self,
+        py: Python<'py>,
+        scope: &Bound<'py, PyAny>,
+        token: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let asgi::Request { method, path, token } = asgi::request(scope, token)?;
+        let live = self.live.get()?;
+        value_or_awaitable(
             py,
             async move {
                 live.authorizer

@@ -5,8 +5,9 @@
 //! `AsyncHeimdall` core's embedded facade. Errors become one exception class per core error kind. Blocking
 //! calls release the GIL; `async` forms return asyncio awaitables; the runtime and every live object are made
 //! per process, so they survive `fork()` (see `runtime`). The ASGI middleware is Python
-//! (`python/heimdall/asgi.py`) over `Authorizer.authorize_async`.
+//! (`python/heimdall/asgi.py`) over `Authorizer.authorize_asgi`, which reads the scope here (`asgi`).
 
+mod asgi;
 mod authorizer;
 mod errors;
 mod facade;
@@ -20,6 +21,7 @@ fn _heimdall(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     runtime::register(m)?;
+    m.add_function(wrap_pyfunction!(asgi::bearer_token, m)?)?;
     m.add_class::<resolver::Resolver>()?;
     m.add_class::<resolver::Match>()?;
     m.add_class::<authorizer::Authorizer>()?;

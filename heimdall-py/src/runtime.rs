@@ -186,24 +186,75 @@ where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: Send + 'static,
 {
-    let rt = runtime()?;
     // The same contract whether or not the answer is ready: an awaitable belongs to a running event loop.
-    let event_loop = GET_RUNNING_LOOP
+    let event_loop = running_loop(py)?;
+    match now_or_later(py, fut, convert)? {
+        Now(value) => Ok(Bound::new(py, Ready { outcome: Some(value) })?.into_any()),
+        Later(fut) => later(py, event_loop, fut, convert),
+    }
+}
+
+/// `fut`'s result, converted by `convert`, when `fut` needs nothing to wait for (a cached decision): raised when
+/// it is an error; else an asyncio future of the running loop, completed from the runtime when `fut` ends. For
+/// callers that check which they got (the ASGI middleware): no awaitable is made when none is needed.
+pub(crate) fn value_or_awaitable<'py, F, T>(
+    py: Python<'py>,
+    fut: F,
+    convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    match now_or_later(py, fut, convert)? {
+        Now(value) => value.map(|v| v.into_bound(py)),
+        Later(fut) => later(py, running_loop(py)?, fut, convert),
+    }
+}
+
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    GET_RUNNING_LOOP
         .get_or_try_init(py, || {
             py.import("asyncio")?.getattr("get_running_loop").map(Bound::unbind)
         })?
         .bind(py)
-        .call0()?;
+        .call0()
+}
+
+enum Outcome<F> {
+    /// The converted result, known at once.
+    Now(PyResult<Py<PyAny>>),
+    /// The future, which must wait for something (a key fetch, a PDP call).
+    Later(std::pin::Pin<Box<F>>),
+}
+use Outcome::{Later, Now};
+
+/// Polls `fut` once on the runtime.
+fn now_or_later<F, T>(py: Python<'_>, fut: F, convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>) -> PyResult<Outcome<F>>
+where
+    F: Future<Output = PyResult<T>>,
+{
+    let rt = runtime()?;
     let mut fut = Box::pin(fut);
-    {
-        let _inside = rt.enter();
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            let ready = Ready {
-                outcome: Some(out.and_then(|v| convert(py, v))),
-            };
-            return Ok(Bound::new(py, ready)?.into_any());
-        }
-    }
+    let _inside = rt.enter();
+    Ok(match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => Now(out.and_then(|v| convert(py, v))),
+        Poll::Pending => Later(fut),
+    })
+}
+
+/// An asyncio future of `event_loop`, completed from the runtime when `fut` ends.
+fn later<'py, F, T>(
+    py: Python<'py>,
+    event_loop: Bound<'py, PyAny>,
+    fut: std::pin::Pin<Box<F>>,
+    convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = runtime()?;
     let future = event_loop.call_method0("create_future")?;
     let complete = COMPLETE
         .get_or_try_init(py, || {

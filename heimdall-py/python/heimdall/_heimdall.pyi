@@ -1,6 +1,6 @@
 """Heimdall's native module: thin bindings over heimdall-core (see the package docs)."""
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar, Literal, final
 
 __version__: str
@@ -23,10 +23,14 @@ __all__ = [
     "UnexpectedError",
     "__version__",
     "_complete",
+    "bearer_token",
 ]
 
 def _complete(future: Any, setter: str, value: Any) -> None:
     """Internal: completes an asyncio future from Heimdall's runtime."""
+
+def bearer_token(scope: Mapping[str, Any]) -> str | None:
+    """The token of the request's ``Authorization: Bearer`` header, or ``None``."""
 
 class HeimdallError(Exception):
     """Every error Heimdall raises. ``code`` is the project's stable error code, ``status`` its HTTP status."""
@@ -123,6 +127,9 @@ class Authorizer:
     ) -> Authorizer: ...
     def authorize(self, method: str, path: str, token: str | None) -> Grant: ...
     def authorize_async(self, method: str, path: str, token: str | None) -> Awaitable[Grant]: ...
+    def authorize_asgi(
+        self, scope: MutableMapping[str, Any], token: Callable[[MutableMapping[str, Any]], str | None] | None = None
+    ) -> Grant | Awaitable[Grant]: ...
     def wait_ready(self, timeout: float = 10.0) -> bool: ...
     @property
     def snapshot_version(self) -> int | None: ...

@@ -1,6 +1,7 @@
 """An ASGI middleware that authorizes every request before the application sees it.
 
-It does what heimdall-adapter's tower Layer does, with the same core code (:meth:`Authorizer.authorize_async`):
+It does what heimdall-adapter's tower Layer does, with the same core code (:meth:`Authorizer.authorize_asgi`,
+which reads the scope natively and applies the rules below):
 the bearer token is verified, the **raw** path is checked to be canonical (a path a router could read
 differently is refused with 400, never rewritten), ``(method, path)`` is resolved and decided. An allowed
 request reaches the application unchanged, with the :class:`~heimdall.Grant` in ``scope["heimdall"]`` and in
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
-from ._heimdall import Authorizer, HeimdallError
+from ._heimdall import Authorizer, Grant, HeimdallError, bearer_token
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,48 +40,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 __all__ = ["HeimdallMiddleware", "bearer_token"]
-
-
-def bearer_token(scope: Scope) -> Optional[str]:
-    """The token of the request's ``Authorization: Bearer`` header, or ``None``."""
-    for name, value in scope.get("headers") or ():
-        if bytes(name).lower() == b"authorization":
-            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            return None
-    return None
-
-
-# Characters that stand raw in a canonical path (unreserved, sub-delimiters, ':', '@'), and '/'.
-_RAW = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/")
-
-
-def _canonical(decoded: str) -> str:
-    """The one raw spelling of a decoded path: what may stand raw stays, the rest is percent-encoded (UTF-8)."""
-    out = []
-    for c in decoded:
-        out.append(c if c in _RAW else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")))
-    return "".join(out)
-
-
-def _routed_path(scope: Scope) -> Optional[str]:
-    """The raw path (percent-encoding intact) that the application's router reads, which the resolver then checks
-    for canonical form; ``None`` when the middleware cannot tell (see the module docs): the request is refused.
-    """
-    raw = scope.get("raw_path")
-    decoded = str(scope.get("path", ""))
-    target = bytes(raw).decode("latin-1") if raw is not None else _canonical(decoded)
-    root = str(scope.get("root_path") or "")
-    if not root:
-        return target
-    if not root.startswith("/") or root.endswith("/") or not set(root) <= _RAW:
-        return None
-    if decoded.startswith(root + "/") and target.startswith(root + "/"):
-        return target[len(root) :]
-    if not decoded.startswith(root) and not target.startswith(root):
-        return target
-    return None
 
 
 class HeimdallMiddleware:
@@ -101,23 +60,22 @@ class HeimdallMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        method = scope["method"] if kind == "http" else "GET"
-        path = _routed_path(scope)
-        if path is None:
-            message = "path rejected: root_path_mismatch (the path does not continue the root_path with '/')"
-            await _refuse(send, kind, 400, "invalid_input", message)
-            return
         try:
-            grant = await self.authorizer.authorize_async(method, path, self.token(scope))
+            # One native call reads the method, the routed path and (by default) the token, and decides: the
+            # grant at once when the decision is cached, else an awaitable of it.
+            decided = self.authorizer.authorize_asgi(scope, None if self.token is bearer_token else self.token)
+            grant = decided if type(decided) is Grant else await decided
         except HeimdallError as refused:
             await _refuse(send, kind, refused.status, refused.code, str(refused))
             return
         scope["heimdall"] = grant
-        state = scope.setdefault("state", {})
-        state["heimdall"] = grant
+        if "state" in scope:
+            scope["state"]["heimdall"] = grant
+        else:
+            scope["state"] = {"heimdall": grant}
         await self.app(scope, receive, send)
 
 
