@@ -3,8 +3,8 @@
 //!
 //! [`Authorizer::authorize`] takes the request's method, raw path and bearer token and answers, in this
 //! order (DESIGN §6):
-//! 1. the token is verified ([`TokenVerifier`]; a verified token is cached by its SHA-256 until its `exp`) —
-//!    else 401;
+//! 1. the token is verified ([`TokenVerifier`]; a verified token is cached until its `exp`, and found only as
+//!    exactly the same string) — else 401;
 //! 2. the method is an upper-case token ([`crate::mapping::check_method`]: `get` is refused) and the path is
 //!    canonical ([`crate::mapping::check_path`]) — else 400, never rewritten;
 //! 3. `(method, path)` resolves on the local mapping snapshot — no snapshot yet: 503 (fail closed); no
