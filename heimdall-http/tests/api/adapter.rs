@@ -113,30 +113,7 @@ async fn local_decisions_follow_the_grants_export() {
     let mut server = Process::serve(&env);
     let api = Api::new(&server.base);
     let root = token("root");
-    api.post("/api/v1/groups", &root, json!({"name": "go:readers"}))
-        .await
-        .expect(201);
-    api.post("/api/v1/roles", &root, json!({"name": "go:reader"}))
-        .await
-        .expect(201);
-    api.call(
-        "PUT",
-        "/api/v1/roles/go:reader/permissions/course:read",
-        Some(&root),
-        Some(json!({"effect": "allow"})),
-    )
-    .await
-    .expect(200);
-    api.post("/api/v1/groups/go:readers/roles", &root, json!({"role": "go:reader"}))
-        .await
-        .expect(201);
-    api.post(
-        "/api/v1/mappings",
-        &root,
-        json!({"method": "GET", "path_pattern": "/courses/:id", "action": "course:read"}),
-    )
-    .await
-    .expect(201);
+    api.course_readers(&root).await;
     // Only an API key with grants:read (or the static token) reads the grants.
     let mappings_only = api
         .post(
@@ -352,30 +329,7 @@ async fn no_cached_allow_outlives_the_push_of_a_revocation() {
     let _worker = Process::spawn(&["worker"], &env, None);
     let api = Api::new(&server.base);
     let root = token("root");
-    api.post("/api/v1/groups", &root, json!({"name": "go:readers"}))
-        .await
-        .expect(201);
-    api.post("/api/v1/roles", &root, json!({"name": "go:reader"}))
-        .await
-        .expect(201);
-    api.call(
-        "PUT",
-        "/api/v1/roles/go:reader/permissions/course:read",
-        Some(&root),
-        Some(json!({"effect": "allow"})),
-    )
-    .await
-    .expect(200);
-    api.post("/api/v1/groups/go:readers/roles", &root, json!({"role": "go:reader"}))
-        .await
-        .expect(201);
-    api.post(
-        "/api/v1/mappings",
-        &root,
-        json!({"method": "GET", "path_pattern": "/courses/:id", "action": "course:read"}),
-    )
-    .await
-    .expect(201);
+    api.course_readers(&root).await;
     api.post("/api/v1/groups/go:readers/members", &root, json!({"subject": "alice"}))
         .await
         .expect(201);

@@ -42,23 +42,7 @@ async fn a_dead_workers_claims_are_taken_over_within_seconds() {
     let root = token("root");
     let client = cerbos.client();
 
-    api.post("/api/v1/groups", &root, json!({"name": "go:readers"}))
-        .await
-        .expect(201);
-    api.post("/api/v1/roles", &root, json!({"name": "go:reader"}))
-        .await
-        .expect(201);
-    api.call(
-        "PUT",
-        "/api/v1/roles/go:reader/permissions/course:read",
-        Some(&root),
-        Some(json!({"effect": "allow"})),
-    )
-    .await
-    .expect(200);
-    api.post("/api/v1/groups/go:readers/roles", &root, json!({"role": "go:reader"}))
-        .await
-        .expect(201);
+    api.course_readers(&root).await;
     let users: Vec<String> = (0..USERS).map(|i| format!("crash-{i}")).collect();
     for user in &users {
         api.post("/api/v1/groups/go:readers/members", &root, json!({"subject": user}))

@@ -369,4 +369,33 @@ impl Api {
     pub(crate) async fn delete(&self, path: &str, bearer: &str) -> Reply {
         self.call("DELETE", path, Some(bearer), None).await
     }
+
+    /// The readers' scenario, as `root`: the group `go:readers` holding the role `go:reader`, which allows
+    /// `course:read`, and the mapping `GET /courses/:id` → `course:read`. Nobody is a member yet.
+    pub(crate) async fn course_readers(&self, root: &str) {
+        self.post("/api/v1/groups", root, json!({"name": "go:readers"}))
+            .await
+            .expect(201);
+        self.post("/api/v1/roles", root, json!({"name": "go:reader"}))
+            .await
+            .expect(201);
+        self.call(
+            "PUT",
+            "/api/v1/roles/go:reader/permissions/course:read",
+            Some(root),
+            Some(json!({"effect": "allow"})),
+        )
+        .await
+        .expect(200);
+        self.post("/api/v1/groups/go:readers/roles", root, json!({"role": "go:reader"}))
+            .await
+            .expect(201);
+        self.post(
+            "/api/v1/mappings",
+            root,
+            json!({"method": "GET", "path_pattern": "/courses/:id", "action": "course:read"}),
+        )
+        .await
+        .expect(201);
+    }
 }
