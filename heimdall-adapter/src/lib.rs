@@ -52,12 +52,7 @@ pub struct BearerHeader;
 
 impl TokenExtractor for BearerHeader {
     fn token<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
-            .filter(|t| !t.is_empty())
+        heimdall_core::identity::bearer_token(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
     }
 }
 

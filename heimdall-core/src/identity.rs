@@ -42,6 +42,26 @@ use crate::model::{Claims, Subject};
 /// Longest token accepted, in bytes: anything longer is refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
+/// The token of an `Authorization` header value, `Bearer <token>` (the scheme in any case, the token trimmed of
+/// spaces and tabs), or `None` for another scheme or an empty token. What every frontend reads a request's
+/// token with.
+///
+/// ```
+/// use heimdall_core::identity::bearer_token;
+/// assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+/// assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+/// assert_eq!(bearer_token("Basic abc"), None);
+/// assert_eq!(bearer_token("Bearer "), None);
+/// assert_eq!(bearer_token("Bearer"), None);
+/// ```
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches([' ', '\t']))
+        .filter(|t| !t.is_empty())
+}
+
 /// How tokens are verified.
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
