@@ -60,7 +60,7 @@ impl RemoteMappings {
 }
 
 /// One mapping as heimdall-http's export (`GET /api/v1/mappings/export`) lists it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportedMapping {
     /// The mapping's id.
@@ -146,6 +146,85 @@ impl MappingExport {
     }
 }
 
+/// What changed in the mappings between two versions (`GET /api/v1/mappings/changes?since=N`): what a follower
+/// holding version `since` applies to reach `version`, instead of loading the whole export again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MappingDelta {
+    /// The version the delta starts from (the follower's).
+    pub since: i64,
+    /// The version it reaches.
+    pub version: i64,
+    /// The mappings created or changed since `since`, as they are at `version`, by id.
+    pub upserts: Vec<ExportedMapping>,
+    /// The ids of the mappings deleted since `since`.
+    pub removed: Vec<i64>,
+    /// [`Snapshot::checksum`] at `version`, in hexadecimal: the follower checks what it built against it.
+    pub checksum: String,
+}
+
+impl MappingDelta {
+    /// The delta from `since` to `snapshot`, given the ids of every mapping changed in between (created,
+    /// updated or deleted: those `snapshot` holds are upserts, the others removed).
+    pub fn between(since: i64, snapshot: &Snapshot, changed: impl IntoIterator<Item = i64>) -> MappingDelta {
+        let mut upserts = Vec::new();
+        let mut removed = Vec::new();
+        let mut changed: Vec<i64> = changed.into_iter().collect();
+        changed.sort_unstable();
+        changed.dedup();
+        for id in changed {
+            match snapshot.rule(id) {
+                Some(rule) => upserts.push(ExportedMapping::from(rule)),
+                None => removed.push(id),
+            }
+        }
+        MappingDelta {
+            since,
+            version: snapshot.version(),
+            upserts,
+            removed,
+            checksum: format!("{:016x}", snapshot.checksum()),
+        }
+    }
+
+    /// `current` with the delta applied, at the delta's version; an error when the delta does not start at
+    /// `current`'s version, when a mapping is invalid, or when the result's checksum is not the server's (then
+    /// load the whole export).
+    pub fn apply(self, current: &Snapshot) -> Result<Snapshot> {
+        if self.since != current.version() {
+            return Err(crate::Error::invalid(format!(
+                "a delta from version {} does not apply to version {}",
+                self.since,
+                current.version()
+            )));
+        }
+        let replaced: std::collections::HashSet<i64> = self
+            .upserts
+            .iter()
+            .map(|m| m.id)
+            .chain(self.removed.iter().copied())
+            .collect();
+        let mut rules: Vec<MappingRule> = current
+            .rules()
+            .iter()
+            .filter(|r| !replaced.contains(&r.id))
+            .cloned()
+            .collect();
+        for m in self.upserts {
+            rules.push(m.into_rule()?);
+        }
+        let next = Snapshot::build(rules, self.version)?;
+        let checksum = format!("{:016x}", next.checksum());
+        if checksum != self.checksum {
+            return Err(crate::Error::invalid(format!(
+                "the mappings built from the delta to version {} differ from the server's (checksum {checksum}, not {})",
+                self.version, self.checksum
+            )));
+        }
+        Ok(next)
+    }
+}
+
 /// Fetches heimdall-http's mapping export once and compiles it (what a follower does first).
 pub async fn fetch_export(remote: &RemoteMappings) -> Result<Arc<Snapshot>> {
     let http = reqwest::Client::builder()
@@ -180,12 +259,23 @@ pub struct FeedVersions {
 
 /// Loads the export into `cell` (unless `If-None-Match` says it holds it already).
 async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &SnapshotCell) -> Result<()> {
+    load_export_unless(http, remote, cell, true).await
+}
+
+/// Loads the export into `cell`; with `unless_held`, only when the server's version is not the cell's
+/// (`If-None-Match`).
+async fn load_export_unless(
+    http: &reqwest::Client,
+    remote: &RemoteMappings,
+    cell: &SnapshotCell,
+    unless_held: bool,
+) -> Result<()> {
     use crate::error::Error;
     let mut request = http
         .get(format!("{}/api/v1/mappings/export", remote.base_url))
         .bearer_auth(&remote.credential)
         .timeout(remote.timeout);
-    if let Some(current) = cell.get() {
+    if let Some(current) = cell.get().filter(|_| unless_held) {
         request = request.header("if-none-match", format!("\"m{}\"", current.version()));
     }
     let response = request.send().await.map_err(|e| {
@@ -209,12 +299,85 @@ async fn load_export(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sna
         Error::new(ErrorKind::Unavailable, "heimdall-http's export is not readable").with_source(e.without_url())
     })?;
     cell.install(export.into_snapshot()?);
+    cell.count_load(true);
     Ok(())
 }
 
-/// Follows heimdall-http: loads the export into `cell`, then listens to the change feed and reloads whenever
-/// the mapping version moves, telling `on_change` every versions event it hears of; asks the export again
-/// at least every [`RemoteMappings::poll_interval`] (the fallback when the feed is silent or down). While
+/// Brings `cell` to heimdall-http's mapping version: the changes since the snapshot it holds
+/// (`/api/v1/mappings/changes?since=`), applied; the whole export when it holds none, when the server has no
+/// delta from its version, or when the delta does not apply or builds mappings other than the server's.
+async fn load_changes(http: &reqwest::Client, remote: &RemoteMappings, cell: &SnapshotCell) -> Result<()> {
+    use crate::error::Error;
+    let Some(current) = cell.get() else {
+        return load_export(http, remote, cell).await;
+    };
+    let response = http
+        .get(format!(
+            "{}/api/v1/mappings/changes?since={}",
+            remote.base_url,
+            current.version()
+        ))
+        .bearer_auth(&remote.credential)
+        .timeout(remote.timeout)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "heimdall-http's mapping changes are unreachable",
+            )
+            .with_source(e.without_url())
+        })?;
+    match response.status().as_u16() {
+        200 => {}
+        401 | 403 => return Err(credential_refused("mapping changes", response.status())),
+        // No delta from this version (or a server that predates deltas): the whole export.
+        404 | 405 => return load_export(http, remote, cell).await,
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("heimdall-http's mapping changes answered {other}"),
+            ));
+        }
+    }
+    let delta: MappingDelta = response.json().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            "heimdall-http's mapping changes are not readable",
+        )
+        .with_source(e.without_url())
+    })?;
+    let version = delta.version;
+    if version == current.version() && delta.upserts.is_empty() && delta.removed.is_empty() {
+        // Nothing changed: the snapshot stands, if the server's mappings are what it holds.
+        if delta.checksum == format!("{:016x}", current.checksum()) {
+            cell.confirm();
+            return Ok(());
+        }
+        tracing::warn!(
+            version,
+            "the mappings differ from the server's at the same version: loading the whole export"
+        );
+        return load_export_unless(http, remote, cell, false).await;
+    }
+    match delta.apply(&current) {
+        Ok(next) => {
+            cell.install(next);
+            cell.count_load(false);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, version, "the mapping delta did not apply: loading the whole export");
+            load_export(http, remote, cell).await
+        }
+    }
+}
+
+/// Follows heimdall-http: loads the export into `cell`, then listens to the change feed and applies what changed
+/// (the mapping delta since the cell's version; the whole export only when no delta leads there or it does not
+/// check out) whenever the mapping version moves, telling `on_change` every versions event it hears of; asks
+/// again at least every [`RemoteMappings::poll_interval`] (the fallback when the feed is silent or down), and
+/// after a reconnection. While
 /// heimdall-http is unreachable the cell keeps its last good snapshot (its [`SnapshotCell::age`] grows) and
 /// the task retries with growing pauses (up to the poll interval). Runs until aborted, or until heimdall-http
 /// refuses the credential (401/403): then it logs an error, marks the cell refused ([`SnapshotCell::refuse`]:
@@ -243,7 +406,7 @@ pub async fn follow_export(
             if let Some(local) = &grants {
                 load_grants(&http, &remote, local).await?;
             }
-            load_export(&http, &remote, &cell).await?;
+            load_changes(&http, &remote, &cell).await?;
             let mut feed = http
                 .get(format!("{}/api/v1/changes/stream", remote.base_url))
                 .bearer_auth(&remote.credential)
@@ -270,7 +433,7 @@ pub async fn follow_export(
                         if let Some(local) = &grants {
                             load_grants(&http, &remote, local).await?;
                         }
-                        load_export(&http, &remote, &cell).await?;
+                        load_changes(&http, &remote, &cell).await?;
                         continue;
                     }
                     Ok(Ok(Some(chunk))) => chunk,
@@ -290,7 +453,7 @@ pub async fn follow_export(
                         continue;
                     };
                     if cell.get().is_none_or(|s| s.version() < v.mapping_version) {
-                        load_export(&http, &remote, &cell).await?;
+                        load_changes(&http, &remote, &cell).await?;
                     } else {
                         cell.confirm();
                     }

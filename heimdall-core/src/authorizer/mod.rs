@@ -40,7 +40,8 @@ mod follow;
 mod grants;
 
 pub use follow::{
-    Decider, ExportedMapping, FeedVersions, MappingExport, RemoteMappings, Source, fetch_export, follow_export,
+    Decider, ExportedMapping, FeedVersions, MappingDelta, MappingExport, RemoteMappings, Source, fetch_export,
+    follow_export,
 };
 pub use grants::{GrantedPermission, GrantsSnapshot, LocalPdp};
 
@@ -158,6 +159,10 @@ pub struct SnapshotCell {
     snapshot: ArcSwapOption<Snapshot>,
     confirmed: ArcSwapOption<Instant>,
     refused: ArcSwapOption<String>,
+    /// Whole exports installed.
+    exports: AtomicU64,
+    /// Deltas applied.
+    deltas: AtomicU64,
 }
 
 impl SnapshotCell {
@@ -178,6 +183,20 @@ impl SnapshotCell {
             self.snapshot.store(Some(Arc::new(snapshot)));
         }
         self.confirm();
+    }
+
+    /// Counts a snapshot installed from a whole export (`true`) or a delta (`false`).
+    pub fn count_load(&self, whole: bool) {
+        let counter = if whole { &self.exports } else { &self.deltas };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many whole exports and how many deltas the follower installed.
+    pub fn loads(&self) -> (u64, u64) {
+        (
+            self.exports.load(Ordering::Relaxed),
+            self.deltas.load(Ordering::Relaxed),
+        )
     }
 
     /// Marks the current snapshot as confirmed now (the source said nothing changed).

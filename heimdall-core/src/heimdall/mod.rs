@@ -369,6 +369,25 @@ impl Heimdall {
         self.store().changes_since(version, page_size(limit)?).await
     }
 
+    /// What changed in the mappings since version `since` (what a follower at `since` applies, see
+    /// [`MappingDelta`](crate::authorizer::MappingDelta)), up to the current version; `None` when no delta
+    /// leads from `since` to it (a version newer than the database's: a follower of another database, or of
+    /// one restored from a backup), then the follower loads the whole export.
+    pub async fn mapping_delta(&self, since: i64) -> Result<Option<crate::authorizer::MappingDelta>> {
+        let snapshot = self.refresh_mappings().await?;
+        if since < 0 || since > snapshot.version() {
+            return Ok(None);
+        }
+        let changed = if since == snapshot.version() {
+            Vec::new()
+        } else {
+            self.store().mapping_ids_changed(since, snapshot.version()).await?
+        };
+        Ok(Some(crate::authorizer::MappingDelta::between(
+            since, &snapshot, changed,
+        )))
+    }
+
     /// How the principal-policy outbox stands.
     pub async fn outbox_stats(&self) -> Result<OutboxStats> {
         self.store().outbox_stats(self.now()).await

@@ -319,6 +319,8 @@ pub(crate) trait Changes: Send + Sync {
     async fn change_and_pushed_version(&self) -> Result<(i64, i64)>;
     async fn mapping_version(&self) -> Result<i64>;
     async fn changes_since(&self, version: i64, limit: i64) -> Result<Vec<ChangeRecord>>;
+    /// The ids of the mappings changed (created, updated, deleted) after version `since`, up to `until`.
+    async fn mapping_ids_changed(&self, since: i64, until: i64) -> Result<Vec<i64>>;
 
     // The principal-policy outbox.
     async fn outbox_claim(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: i64)

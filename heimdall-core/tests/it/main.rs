@@ -6,6 +6,7 @@
 mod api_keys;
 mod concurrency;
 mod convergence;
+mod deltas;
 mod escalation;
 mod explain;
 mod failures;

@@ -16,15 +16,15 @@ use axum::routing::get;
 use futures_util::Stream;
 use futures_util::StreamExt as _;
 use heimdall_core::Heimdall;
-use heimdall_core::authorizer::MappingExport;
-use serde::Serialize;
+use heimdall_core::authorizer::{MappingDelta, MappingExport};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Reader;
-use super::error::{ApiError, ErrorBody, Json};
+use super::error::{ApiError, ErrorBody, Json, Query};
 
 /// The versions adapters follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -118,6 +118,45 @@ pub(super) async fn export(
     Ok(response)
 }
 
+/// The version a follower holds, for `GET /api/v1/mappings/changes`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    /// The mapping version the follower holds (its export's or last delta's `version`).
+    pub since: i64,
+}
+
+/// What changed in the mappings since the follower's version: the mappings created or changed (as they are
+/// now), the ids deleted, the version reached and the checksum of the mappings there. A follower applies it
+/// instead of loading the whole export (`404` when no delta leads from `since`: then it loads the export).
+#[utoipa::path(
+    get, path = "/api/v1/mappings/changes", tag = "adapters",
+    security(("bearer" = [])),
+    params(ChangesQuery),
+    responses(
+        (status = 200, description = "The changes since `since`", body = MappingDelta),
+        (status = 400, description = "`since` missing or not a number", body = ErrorBody),
+        (status = 401, description = "No or bad credential", body = ErrorBody),
+        (status = 403, description = "The API key lacks mappings:read", body = ErrorBody),
+        (status = 404, description = "No delta leads from `since` (a version newer than the server's): load the export", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub(super) async fn changes(
+    State(state): State<AppState>,
+    reader: Reader,
+    Query(q): Query<ChangesQuery>,
+) -> Result<Json<MappingDelta>, ApiError> {
+    reader.note_use(&state, "mappings_changes", "mappings").await;
+    match state.heimdall().mapping_delta(q.since).await? {
+        Some(delta) => Ok(Json(delta)),
+        None => Err(ApiError::not_found(format!(
+            "no mapping delta leads from version {}: load /api/v1/mappings/export",
+            q.since
+        ))),
+    }
+}
+
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
@@ -208,7 +247,7 @@ pub(super) async fn version(State(state): State<AppState>, reader: Reader) -> Re
 
 /// This module's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(export, stream, version, grants))]
+#[openapi(paths(export, changes, stream, version, grants))]
 pub(super) struct Api;
 
 /// Every subject's effective permissions (what the pushed principal policies say) at one change version:
@@ -233,6 +272,7 @@ pub(super) async fn grants(
 pub(super) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/mappings/export", get(export))
+        .route("/mappings/changes", get(changes))
         .route("/changes/stream", get(stream))
         .route("/changes/version", get(version))
         .route("/grants/export", get(grants))

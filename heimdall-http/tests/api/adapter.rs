@@ -68,6 +68,41 @@ async fn the_snapshot_follows_heimdall_http_through_a_restart() {
         .expect(201);
     let took = until_resolves(&cell, "/b/1", "b:read", Duration::from_secs(1)).await;
     eprintln!("mapping change reached the adapter's snapshot in {took:?}");
+    // It came as a delta: one whole export at the start, then only what changed.
+    let (exports, deltas) = cell.loads();
+    assert_eq!(
+        (exports, deltas),
+        (1, 1),
+        "the follower's loads: (whole exports, deltas)"
+    );
+    // The delta itself: the new mapping, the version reached, the checksum of the mappings there.
+    let at = cell.get().unwrap().version();
+    let before_b = api
+        .get(&format!("/api/v1/mappings/changes?since={}", at - 1), &static_token)
+        .await
+        .expect(200);
+    assert_eq!(before_b.body["version"], at);
+    assert_eq!(
+        before_b.body["upserts"][0]["path_pattern"], "/b/:id",
+        "{}",
+        before_b.text
+    );
+    assert_eq!(before_b.body["removed"], json!([]));
+    assert_eq!(
+        before_b.body["checksum"],
+        format!("{:016x}", cell.get().unwrap().checksum())
+    );
+    assert!(
+        before_b.text.len() < 2048,
+        "one change is {} bytes",
+        before_b.text.len()
+    );
+    api.get(&format!("/api/v1/mappings/changes?since={}", at + 1), &static_token)
+        .await
+        .error(404, "not_found");
+    api.get("/api/v1/mappings/changes", &static_token)
+        .await
+        .error(400, "invalid_input");
     let version = api.get("/api/v1/changes/version", &static_token).await.expect(200).body["change_version"]
         .as_i64()
         .unwrap();
@@ -93,6 +128,9 @@ async fn the_snapshot_follows_heimdall_http_through_a_restart() {
         .await
         .expect(201);
     until_resolves(&cell, "/c/1", "c:read", Duration::from_secs(10)).await;
+    let (exports, deltas) = cell.loads();
+    assert_eq!(exports, 1, "the restart needed no whole export (its ETag matched)");
+    assert!(deltas >= 2, "deltas applied: {deltas}");
 
     follower.abort();
     assert!(server.stop().success());

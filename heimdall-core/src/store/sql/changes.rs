@@ -101,6 +101,27 @@ macro_rules! sql_changes {
                 Ok(v)
             }
 
+            async fn mapping_ids_changed(&self, since: i64, until: i64) -> Result<Vec<i64>> {
+                let keys: Vec<(String,)> = sqlx::query_as(
+                    "SELECT DISTINCT entity_key FROM change_log WHERE entity = 'mapping' AND version > $1 \
+                     AND version <= $2",
+                )
+                .bind(since)
+                .bind(until)
+                .fetch_all(&self.pool)
+                .await?;
+                keys.into_iter()
+                    .map(|(key,)| {
+                        key.parse::<i64>().map_err(|_| {
+                            crate::Error::new(
+                                crate::ErrorKind::Unexpected,
+                                format!("the change log names a mapping {key:?} that is not an id"),
+                            )
+                        })
+                    })
+                    .collect()
+            }
+
             async fn changes_since(&self, version: i64, limit: i64) -> Result<Vec<ChangeRecord>> {
                 let rows: Vec<(i64, String, String, DateTime<Utc>)> = sqlx::query_as(
                     "SELECT version, entity, entity_key, changed_at FROM change_log WHERE version > $1 \
