@@ -9,12 +9,11 @@
 //! `resolve/worst_case/<K>`: the same with K larger expressions per method (the most expensive shape
 //! found: the lazy DFA gives up sooner on larger expressions).
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use heimdall_benches::{REQUESTS, Route, requests, routes, rules, worst_case};
+use heimdall_benches::{MatchitRouters, REQUESTS, Route, requests, routes, rules, worst_case};
 use heimdall_core::mapping::{Method, Resolution, Snapshot};
 use regex::Regex;
 
@@ -80,58 +79,6 @@ impl NaiveLinear {
             .iter()
             .find(|(m, re, _)| (*m == Method::Any || m.as_str() == method) && re.is_match(path))
             .map_or(0, |(_, _, id)| *id)
-    }
-}
-
-/// matchit routers, one per method plus one for ANY, on the routes it can express (not the regexes).
-struct MatchitRouters {
-    by_method: HashMap<&'static str, matchit::Router<i64>>,
-    any: matchit::Router<i64>,
-}
-
-impl MatchitRouters {
-    fn new(routes: &[Route]) -> (Self, usize) {
-        let mut by_method: HashMap<&'static str, matchit::Router<i64>> = HashMap::new();
-        let mut any = matchit::Router::new();
-        let mut skipped = 0;
-        for (i, r) in routes.iter().enumerate() {
-            if r.is_regex() {
-                skipped += 1;
-                continue;
-            }
-            let mut path = String::new();
-            for seg in r.route[1..].split('/') {
-                path.push('/');
-                match seg {
-                    "**" => path.push_str("{*rest}"),
-                    s if s.starts_with(':') => {
-                        path.push('{');
-                        path.push_str(&s[1..]);
-                        path.push('}');
-                    }
-                    s => path.push_str(s),
-                }
-            }
-            let router = if r.method == "ANY" {
-                &mut any
-            } else {
-                by_method.entry(r.method).or_default()
-            };
-            if router.insert(path, i as i64 + 1).is_err() {
-                skipped += 1;
-            }
-        }
-        (MatchitRouters { by_method, any }, skipped)
-    }
-
-    fn resolve(&self, method: &str, raw: &str) -> i64 {
-        let path = raw.split('?').next().unwrap_or(raw);
-        if let Some(router) = self.by_method.get(method)
-            && let Ok(m) = router.at(path)
-        {
-            return *m.value;
-        }
-        self.any.at(path).map_or(0, |m| *m.value)
     }
 }
 

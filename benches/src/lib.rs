@@ -1,6 +1,8 @@
 //! Shared fixtures for Heimdall's benchmarks: a generated route set in the shape of a large public REST
 //! API, and a fixed mix of requests against it.
 
+use std::collections::HashMap;
+
 use heimdall_core::mapping::{MAX_PATH_LEN, MAX_REGEX_MAPPINGS, MappingRule, Method, PathPattern, Snapshot};
 use heimdall_core::model::ActionName;
 
@@ -318,3 +320,57 @@ pub fn worst_case(per_method: usize) -> (Vec<MappingRule>, Vec<String>) {
 
 /// How many different paths [`worst_case`] returns.
 pub const WORST_CASE_PATHS: usize = 256;
+
+/// matchit routers, one per method plus one for ANY, on the routes it can express (not the regexes).
+pub struct MatchitRouters {
+    by_method: HashMap<&'static str, matchit::Router<i64>>,
+    any: matchit::Router<i64>,
+}
+
+impl MatchitRouters {
+    /// The routers, and how many routes they could not take.
+    pub fn new(routes: &[Route]) -> (Self, usize) {
+        let mut by_method: HashMap<&'static str, matchit::Router<i64>> = HashMap::new();
+        let mut any = matchit::Router::new();
+        let mut skipped = 0;
+        for (i, r) in routes.iter().enumerate() {
+            if r.is_regex() {
+                skipped += 1;
+                continue;
+            }
+            let mut path = String::new();
+            for seg in r.route[1..].split('/') {
+                path.push('/');
+                match seg {
+                    "**" => path.push_str("{*rest}"),
+                    s if s.starts_with(':') => {
+                        path.push('{');
+                        path.push_str(&s[1..]);
+                        path.push('}');
+                    }
+                    s => path.push_str(s),
+                }
+            }
+            let router = if r.method == "ANY" {
+                &mut any
+            } else {
+                by_method.entry(r.method).or_default()
+            };
+            if router.insert(path, i as i64 + 1).is_err() {
+                skipped += 1;
+            }
+        }
+        (MatchitRouters { by_method, any }, skipped)
+    }
+
+    /// The id (index + 1) of the route `method raw` resolves to, or 0.
+    pub fn resolve(&self, method: &str, raw: &str) -> i64 {
+        let path = raw.split('?').next().unwrap_or(raw);
+        if let Some(router) = self.by_method.get(method)
+            && let Ok(m) = router.at(path)
+        {
+            return *m.value;
+        }
+        self.any.at(path).map_or(0, |m| *m.value)
+    }
+}

@@ -175,6 +175,7 @@ mod pattern;
 mod resolver;
 mod shadow;
 mod shared;
+mod trie;
 
 #[cfg(test)]
 mod tests;

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::nfa::thompson;
 use regex_automata::{Anchored, Input, MatchKind};
 
-use super::path::{PathRejection, check_method, check_path, eq_bytes, find_slash, word};
+use super::path::{PathRejection, check_method, check_path};
 use super::pattern::{Kind, Method, PathPattern, Segment};
+use super::trie::{RouteTrie, next_segment, node_id};
 use crate::error::{Error, Result};
 use crate::model::{ActionName, GroupName};
 
@@ -43,372 +43,6 @@ pub const MAX_REGEX_SET_SIZE: usize = 4 * 1024 * 1024;
 
 /// Largest intermediate NFA of one method's regular-expression set, in bytes.
 const REGEX_SET_NFA_LIMIT: usize = 1024 * 1024;
-
-/// Up to this many literal children are kept in a vector and compared one by one.
-const SMALL_CHILDREN: usize = 8;
-
-/// Passes a precomputed 64-bit hash through.
-#[derive(Default, Clone, Copy)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A small, fast, non-cryptographic hash of a literal segment (FxHash over eight-byte words, plus the
-/// length). Unkeyed on purpose: only the snapshot's own literals are stored, so a client cannot
-/// lengthen a bucket by choosing request paths.
-#[inline]
-fn fx_hash(s: &str) -> u64 {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-    let add = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(SEED);
-    s.as_bytes()
-        .chunks(8)
-        .fold(add(0, s.len() as u64), |h, c| add(h, word(c)))
-}
-
-/// A literal child stored for fast comparison: its length and first eight bytes sit inline, beside
-/// the child's node, so most comparisons (segments of up to eight bytes, or any mismatch in length or
-/// start) read no other memory; the rest of a longer literal is in [`HashedChildren::texts`]. Sixteen
-/// bytes, so that a node's few children share a cache line or two.
-#[derive(Debug, Clone, Copy)]
-struct Key {
-    head: u64,
-    /// The literal's length (saturated: a request path is far shorter).
-    len: u32,
-    /// The child node.
-    node: u32,
-}
-
-impl Key {
-    fn new(text: &str, node: u32) -> Key {
-        Key {
-            head: word(text.as_bytes()),
-            len: u32::try_from(text.len()).unwrap_or(u32::MAX),
-            node,
-        }
-    }
-
-    // Forced inline, like `Children::get` and `next_segment`: the compiler kept them as calls, and on
-    // misses and regular-expression hits, which walk up to six tries, the calls cost about a tenth.
-    #[inline(always)]
-    fn matches(&self, seg: &str, seg_head: u64, texts: &[Box<str>]) -> bool {
-        self.len as usize == seg.len()
-            && self.head == seg_head
-            && (self.len <= 8
-                || texts
-                    .get(self.node as usize)
-                    .is_some_and(|t| t.len() == seg.len() && eq_bytes(&t.as_bytes()[8..], &seg.as_bytes()[8..])))
-    }
-}
-
-/// The literal children of all nodes with many of them, in one table: found by the hash of (node,
-/// segment), then compared (the key sits in the table's bucket, so a lookup reads the control bytes and
-/// one bucket, and no per-node table). A literal whose hash another entry already has goes to
-/// `collided`, searched one by one (in practice it stays empty). Also holds the text of every literal
-/// child, by node, for comparing literals longer than eight bytes.
-#[derive(Debug, Clone, Default)]
-struct HashedChildren {
-    by_hash: HashMap<u64, HashedEntry, BuildHasherDefault<IdentityHasher>>,
-    collided: Vec<HashedEntry>,
-    texts: Vec<Box<str>>,
-}
-
-/// A child in [`HashedChildren`]: its parent node and its key.
-#[derive(Debug, Clone)]
-struct HashedEntry {
-    parent: u32,
-    key: Key,
-}
-
-/// The table hash of literal `seg` under node `parent`.
-#[inline(always)]
-fn child_hash(parent: u32, seg: &str) -> u64 {
-    (fx_hash(seg).rotate_left(5) ^ u64::from(parent)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
-}
-
-impl HashedChildren {
-    // Forced inline: called at every trie node (see `Key::matches`).
-    #[inline(always)]
-    fn get(&self, parent: u32, seg: &str, head: u64) -> Option<u32> {
-        let found = |e: &HashedEntry| e.parent == parent && e.key.matches(seg, head, &self.texts);
-        if let Some(e) = self.by_hash.get(&child_hash(parent, seg))
-            && found(e)
-        {
-            return Some(e.key.node);
-        }
-        if self.collided.is_empty() {
-            return None;
-        }
-        self.collided.iter().find(|e| found(e)).map(|e| e.key.node)
-    }
-
-    /// Records the text of the literal child `node`.
-    fn set_text(&mut self, node: u32, seg: &str) {
-        let i = node as usize;
-        if self.texts.len() <= i {
-            self.texts.resize(i + 1, Box::default());
-        }
-        self.texts[i] = seg.into();
-    }
-
-    fn insert(&mut self, parent: u32, seg: &str, node: u32) {
-        self.set_text(node, seg);
-        let entry = HashedEntry {
-            parent,
-            key: Key::new(seg, node),
-        };
-        match self.by_hash.entry(child_hash(parent, seg)) {
-            Entry::Vacant(e) => {
-                e.insert(entry);
-            }
-            Entry::Occupied(_) => self.collided.push(entry),
-        }
-    }
-}
-
-/// The literal children of a trie node.
-#[derive(Debug, Clone)]
-enum Children {
-    /// Few children: compared one by one.
-    Small(Vec<Key>),
-    /// Many: in the trie's [`HashedChildren`].
-    Hashed,
-}
-
-impl Default for Children {
-    fn default() -> Self {
-        Children::Small(Vec::new())
-    }
-}
-
-impl Children {
-    // Forced inline: called at every trie node (see `Key::matches`).
-    #[inline(always)]
-    fn get(&self, hashed: &HashedChildren, parent: u32, seg: &str) -> Option<u32> {
-        match self {
-            Children::Small(v) if v.is_empty() => None,
-            Children::Small(v) => {
-                let head = word(seg.as_bytes());
-                v.iter().find(|k| k.matches(seg, head, &hashed.texts)).map(|k| k.node)
-            }
-            Children::Hashed => hashed.get(parent, seg, word(seg.as_bytes())),
-        }
-    }
-
-    fn insert(&mut self, hashed: &mut HashedChildren, parent: u32, seg: &str, node: u32) {
-        if let Children::Small(v) = self
-            && v.len() >= SMALL_CHILDREN
-        {
-            for k in std::mem::take(v) {
-                let text = hashed.texts[k.node as usize].clone();
-                hashed.insert(parent, &text, k.node);
-            }
-            *self = Children::Hashed;
-        }
-        match self {
-            Children::Small(v) => {
-                hashed.set_text(node, seg);
-                v.push(Key::new(seg, node));
-            }
-            Children::Hashed => hashed.insert(parent, seg, node),
-        }
-    }
-}
-
-/// "No rule" in a method slot (and in a node, while it has none).
-const NONE: u32 = u32::MAX;
-
-/// A node of the route trie: one segment position of the patterns that share the segments before it.
-#[derive(Debug, Clone)]
-struct Node {
-    lits: Children,
-    /// The child for `:name` and `*`.
-    param: Option<u32>,
-    /// The rules whose pattern ends here: when one method has one (the usual case), that rule itself,
-    /// read without touching `RouteTrie::slots`; when several do, an index into `RouteTrie::slots`
-    /// (see [`RouteTrie::pick`]). Meaningless while `terminal_methods` is empty.
-    terminal: u32,
-    /// The rules whose pattern has `**` here, held like `terminal`.
-    rest: u32,
-    /// The methods (bit [`Method::index`]) with a rule in `terminal`, in `rest`, and anywhere at or
-    /// below this node: a search skips what cannot hold a rule for the request's methods.
-    terminal_methods: u8,
-    rest_methods: u8,
-    subtree_methods: u8,
-}
-
-impl Default for Node {
-    fn default() -> Self {
-        Node {
-            lits: Children::default(),
-            param: None,
-            terminal: NONE,
-            rest: NONE,
-            terminal_methods: 0,
-            rest_methods: 0,
-            subtree_methods: 0,
-        }
-    }
-}
-
-/// The route patterns of all methods: one segment trie whose end points hold a rule per method
-/// ([`Method::index`]), so that a request walks it once, in path-precedence order.
-#[derive(Debug, Clone)]
-struct RouteTrie {
-    nodes: Vec<Node>,
-    slots: Vec<[u32; 8]>,
-    hashed: HashedChildren,
-}
-
-impl Default for RouteTrie {
-    fn default() -> Self {
-        RouteTrie {
-            nodes: vec![Node::default()],
-            slots: Vec::new(),
-            hashed: HashedChildren::default(),
-        }
-    }
-}
-
-/// Splits `/seg/tail...` into `seg` and `/tail...`; `rest` must start with '/'. Forced inline: called at
-/// every trie node (see `Key::matches`).
-#[inline(always)]
-fn next_segment(rest: &str) -> (&str, &str) {
-    let body = &rest[1..];
-    match find_slash(body.as_bytes()) {
-        Some(i) => (&body[..i], &body[i..]),
-        None => (body, ""),
-    }
-}
-
-fn node_id(len: usize) -> Result<u32> {
-    u32::try_from(len).map_err(|_| Error::invalid("too many mappings for one snapshot"))
-}
-
-impl RouteTrie {
-    /// Inserts a route for `method`; returns the index of a rule already there with the same shape
-    /// and method.
-    fn insert(&mut self, segments: &[Segment], method: Method, rule: u32) -> Result<Option<u32>> {
-        let mut node = 0usize;
-        let mut at_rest = false;
-        let bit = 1u8 << method.index();
-        self.nodes[0].subtree_methods |= bit;
-        for seg in segments {
-            let next = match seg {
-                Segment::Lit(lit) => self.nodes[node].lits.get(&self.hashed, node_id(node)?, lit),
-                Segment::Param(_) | Segment::Wild => self.nodes[node].param,
-                Segment::Rest => {
-                    at_rest = true;
-                    break;
-                }
-            };
-            node = match next {
-                Some(n) => n as usize,
-                None => {
-                    let n = node_id(self.nodes.len())?;
-                    self.nodes.push(Node::default());
-                    match seg {
-                        Segment::Lit(lit) => {
-                            let parent = node_id(node)?;
-                            self.nodes[node].lits.insert(&mut self.hashed, parent, lit, n)
-                        }
-                        _ => self.nodes[node].param = Some(n),
-                    }
-                    n as usize
-                }
-            };
-            self.nodes[node].subtree_methods |= bit;
-        }
-        let RouteTrie { nodes, slots, .. } = self;
-        let n = &mut nodes[node];
-        let (field, methods) = if at_rest {
-            (&mut n.rest, &mut n.rest_methods)
-        } else {
-            (&mut n.terminal, &mut n.terminal_methods)
-        };
-        if *methods & bit != 0 {
-            return Ok(Some(if methods.is_power_of_two() {
-                *field
-            } else {
-                slots[*field as usize][method.index()]
-            }));
-        }
-        if *methods == 0 {
-            *field = rule;
-        } else {
-            if methods.is_power_of_two() {
-                // A second method: the first one's rule moves to a slot row.
-                let mut row = [NONE; 8];
-                row[methods.trailing_zeros() as usize] = *field;
-                *field = node_id(slots.len())?;
-                slots.push(row);
-            }
-            slots[*field as usize][method.index()] = rule;
-        }
-        *methods |= bit;
-        Ok(None)
-    }
-
-    /// The rule of the first method in `classes` that has one at an end point: `methods` are the
-    /// methods that have one, and `field` is that rule if there is one method, else the index of their
-    /// row in `slots`.
-    #[inline(always)]
-    fn pick(&self, field: u32, methods: u8, classes: &Classes) -> Option<u32> {
-        if methods & classes.mask == 0 {
-            return None;
-        }
-        if methods.is_power_of_two() {
-            return Some(field);
-        }
-        let slots = self.slots.get(field as usize)?;
-        classes.order.iter().map(|m| slots[m.index()]).find(|&r| r != NONE)
-    }
-
-    /// The most specific rule matching `rest` (a canonical path, or "" for the root) for one of the
-    /// methods `classes` (in preference order), searched depth-first in path-precedence order:
-    /// literal child, then parameter child, then `**` (which needs at least one segment). The first
-    /// end point in that order with a rule for one of the methods wins; there, the earliest method in
-    /// `classes` wins. Each node is visited at most once per call, since a node sits at one depth and
-    /// the path has one segment there.
-    ///
-    /// A node none of whose end points below has a rule for one of the methods is not entered.
-    fn find(&self, node: u32, rest: &str, classes: &Classes) -> Option<u32> {
-        let n = &self.nodes[node as usize];
-        if n.subtree_methods & classes.mask == 0 {
-            return None;
-        }
-        if rest.is_empty() {
-            return self.pick(n.terminal, n.terminal_methods, classes);
-        }
-        let (seg, tail) = next_segment(rest);
-        if let Some(c) = n.lits.get(&self.hashed, node, seg)
-            && let Some(r) = self.find(c, tail, classes)
-        {
-            return Some(r);
-        }
-        if let Some(c) = n.param
-            && let Some(r) = self.find(c, tail, classes)
-        {
-            return Some(r);
-        }
-        self.pick(n.rest, n.rest_methods, classes)
-    }
-}
 
 /// The regular expressions of one method, compiled into one multi-pattern DFA; pattern `i` is
 /// `rules[i]`, sorted by priority then id. Every pattern is anchored at both ends, so all matches span
@@ -627,7 +261,7 @@ impl<'r> Iterator for RouteParams<'r> {
 /// The methods whose mappings a request consults: in order, and as a set (bit [`Method::index`]).
 pub(super) struct Classes {
     pub(super) order: &'static [Method],
-    mask: u8,
+    pub(super) mask: u8,
 }
 
 impl Classes {
@@ -641,6 +275,9 @@ impl Classes {
         Classes { order, mask }
     }
 }
+
+/// [`Classes::mask`] of a method other than the seven known ones: `ANY` alone.
+const ANY_ONLY: u8 = 1 << Method::Any as usize;
 
 /// The methods whose mappings a request method consults, in order: its own, `GET` for a `HEAD`
 /// request, and `ANY`. An unknown method consults `ANY` only (a lower-case one is refused before).
@@ -674,6 +311,30 @@ pub struct Snapshot {
     regexes: [Option<RegexStage>; 8],
     /// `(method, match key)` → rule index, for conflict checks.
     keys: HashMap<(Method, String), u32>,
+    /// Mapping id → rule index.
+    ids: HashMap<i64, u32>,
+    /// [`Snapshot::checksum`].
+    checksum: u64,
+}
+
+/// One mapping's contribution to [`Snapshot::checksum`]: FNV-1a (64 bits) over its fields, each closed by a
+/// byte no field holds, so that followers and servers of any build agree.
+fn rule_hash(rule: &MappingRule) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes.iter().chain(&[0xFF]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(&rule.id.to_be_bytes());
+    eat(rule.method.as_str().as_bytes());
+    eat(rule.pattern.as_str().as_bytes());
+    eat(rule.action.as_str().as_bytes());
+    eat(rule.owner_group.as_ref().map_or(&b""[..], |g| g.as_str().as_bytes()));
+    eat(&[u8::from(rule.owner_group.is_some())]);
+    eat(&rule.priority.to_be_bytes());
+    h
 }
 
 impl fmt::Debug for Snapshot {
@@ -694,6 +355,8 @@ impl Default for Snapshot {
             routes: Default::default(),
             regexes: Default::default(),
             keys: HashMap::new(),
+            ids: HashMap::new(),
+            checksum: 0,
         }
     }
 }
@@ -715,12 +378,13 @@ impl Snapshot {
         };
         check_regex_count(rules.iter().filter(|r| r.pattern.is_regex()).count())?;
         let mut regex_entries: [Vec<(i32, i64, u32)>; 8] = Default::default();
-        let mut ids = std::collections::HashSet::with_capacity(rules.len());
+        snap.ids.reserve(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             let idx = node_id(i)?;
-            if !ids.insert(rule.id) {
+            if snap.ids.insert(rule.id, idx).is_some() {
                 return Err(Error::invalid(format!("two mappings have the id {}", rule.id)));
             }
+            snap.checksum = snap.checksum.wrapping_add(rule_hash(rule));
             match snap.keys.entry((rule.method, rule.pattern.match_key())) {
                 Entry::Occupied(e) => return Err(conflict(&rules[*e.get() as usize], rule)),
                 Entry::Vacant(e) => {
@@ -766,6 +430,18 @@ impl Snapshot {
         &self.rules
     }
 
+    /// The mapping with this id.
+    pub fn rule(&self, id: i64) -> Option<&MappingRule> {
+        self.ids.get(&id).and_then(|&i| self.rules.get(i as usize))
+    }
+
+    /// A digest of the mappings (not of the version), the same whatever their order: the sum of a 64-bit FNV-1a
+    /// hash of each mapping's fields. A follower that applied a delta compares it with the server's, and
+    /// loads the whole export when they differ.
+    pub fn checksum(&self) -> u64 {
+        self.checksum
+    }
+
     /// Checks, before `rule` is stored, that the snapshot's mappings with `rule` added (or replacing the
     /// mapping with the same id) stay within the limits on regular expressions ([`MAX_REGEX_MAPPINGS`],
     /// [`MAX_REGEX_SET_SIZE`]) that [`build`](Self::build) enforces, so that a write cannot make the next
@@ -804,16 +480,19 @@ impl Snapshot {
     /// still percent-encoded; a path that is not canonical (see [`check_path`](super::check_path)) is
     /// [`Resolution::Rejected`], never rewritten. No lock is taken and nothing is allocated.
     pub fn resolve<'a>(&'a self, method: &str, raw_path: &'a str) -> Resolution<'a> {
-        if let Err(why) = check_method(method) {
+        // One of the seven known methods is a token; anything else is checked.
+        let classes = method_classes(method);
+        if classes.mask == ANY_ONLY
+            && let Err(why) = check_method(method)
+        {
             return Resolution::Rejected(why);
         }
         let path = match check_path(raw_path) {
             Ok(p) => p,
             Err(why) => return Resolution::Rejected(why),
         };
-        let classes = method_classes(method);
         let segments = if path == "/" { "" } else { path };
-        let found = self.routes.find(0, segments, classes).or_else(|| {
+        let found = self.routes.find(segments, classes).or_else(|| {
             classes
                 .order
                 .iter()
@@ -911,86 +590,4 @@ fn conflict(first: &MappingRule, second: &MappingRule) -> Error {
         "mapping {} ({} {}) conflicts with mapping {} ({} {}): both match exactly the same requests",
         second.id, second.method, second.pattern, first.id, first.method, first.pattern
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn children_find_every_literal() {
-        let mut hashed = HashedChildren::default();
-        // Two nodes with the same literals: each finds its own children.
-        let mut c = [Children::default(), Children::default()];
-        let keys: Vec<String> = (0..200).map(|i| format!("seg-{i}-{}", "x".repeat(i % 19))).collect();
-        for (i, k) in keys.iter().enumerate() {
-            for (parent, c) in c.iter_mut().enumerate() {
-                c.insert(&mut hashed, parent as u32, k, (1000 * parent + i) as u32);
-                if i == SMALL_CHILDREN {
-                    assert!(matches!(c, Children::Hashed));
-                }
-            }
-        }
-        for (i, k) in keys.iter().enumerate() {
-            for (parent, c) in c.iter().enumerate() {
-                assert_eq!(
-                    c.get(&hashed, parent as u32, k),
-                    Some((1000 * parent + i) as u32),
-                    "{k}"
-                );
-            }
-        }
-        for miss in ["", "seg", "seg-1-", "seg-1-xx", "seg-200-"] {
-            assert_eq!(c[0].get(&hashed, 0, miss), None, "{miss}");
-        }
-        // A node that has no hashed children finds none of the others'.
-        assert_eq!(Children::Hashed.get(&hashed, 2, &keys[0]), None);
-    }
-
-    #[test]
-    fn children_search_hash_collisions() {
-        // `by_hash` entries are (the hash of this parent and text, the parent and literal stored there,
-        // its node).
-        let entry = |parent: u32, k: &str, node: u32| HashedEntry {
-            parent,
-            key: Key::new(k, node),
-        };
-        // ((hashed parent, hashed text), (stored parent, stored literal), node)
-        type Stored<'a> = ((u32, &'a str), (u32, &'a str), u32);
-        let hashed = |by_hash: &[Stored<'_>], collided: &[(u32, &str, u32)]| {
-            let mut texts: Vec<Box<str>> = vec![Box::default(); 12];
-            for &(_, (_, k), n) in by_hash {
-                texts[n as usize] = k.into();
-            }
-            for &(_, k, n) in collided {
-                texts[n as usize] = k.into();
-            }
-            HashedChildren {
-                by_hash: by_hash
-                    .iter()
-                    .map(|((hp, h), (p, k), n)| (child_hash(*hp, h), entry(*p, k, *n)))
-                    .collect(),
-                collided: collided.iter().map(|(p, k, n)| entry(*p, k, *n)).collect(),
-                texts,
-            }
-        };
-        let c = Children::Hashed;
-        // Two literals with one hash: the second is found in `collided`.
-        let h = hashed(&[((0, "a"), (0, "a"), 10)], &[(0, "b", 11)]);
-        assert_eq!(c.get(&h, 0, "a"), Some(10));
-        assert_eq!(c.get(&h, 0, "b"), Some(11));
-        assert_eq!(c.get(&h, 0, "c"), None);
-        assert_eq!(c.get(&h, 1, "b"), None);
-        // A literal whose hash is taken by another is not mistaken for it.
-        let h = hashed(&[((0, "zz"), (0, "a"), 10)], &[]);
-        assert_eq!(c.get(&h, 0, "zz"), None);
-        // Nor one of another parent whose hash is taken.
-        let h = hashed(&[((1, "a"), (0, "a"), 10)], &[]);
-        assert_eq!(c.get(&h, 1, "a"), None);
-        // Long literals compare their tails.
-        let h = hashed(&[((0, "abcdefgh-1"), (0, "abcdefgh-1"), 10)], &[(0, "abcdefgh-2", 11)]);
-        assert_eq!(c.get(&h, 0, "abcdefgh-1"), Some(10));
-        assert_eq!(c.get(&h, 0, "abcdefgh-2"), Some(11));
-        assert_eq!(c.get(&h, 0, "abcdefgh-3"), None);
-    }
 }
