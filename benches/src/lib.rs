@@ -374,3 +374,17 @@ impl MatchitRouters {
         self.any.at(path).map_or(0, |m| *m.value)
     }
 }
+
+/// `prefix` followed by `value` percent-encoded as a query value (how the lookup benchmarks ask
+/// `GET /api/v1/mappings?method=&path=`).
+pub fn url_query(prefix: &str, value: &str) -> String {
+    let mut out = String::from(prefix);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,10 +1,11 @@
 //! The REST server: routes, shared state, and the layers every request goes through.
 //!
 //! A handler parses, makes one facade call and converts the result; no SQL, no Cerbos payloads and no
-//! policy decisions live here. Layers, outermost first: request id (a client's kept only when short and
-//! printable) → trace span (JSON log line) → metrics → rate limit of requests without a verified caller →
-//! timeout → body limit → panic catcher → the route. What bounds the server's own state is in `limits.rs`
-//! and `listen.rs`.
+//! policy decisions live here. Layers, outermost first: sensitive headers → request id (a client's kept only
+//! when short and printable) → body limit → routing → trace span, JSON log line and metrics (one layer with
+//! the next two) → rate limit of requests without a verified caller → timeout → panic catcher → the route.
+//! Only the layers after routing (which need the route template) are layered onto each route. What bounds
+//! the server's own state is in `limits.rs` and `listen.rs`.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -289,14 +290,23 @@ pub(crate) fn request_label(parts: &axum::http::request::Parts) -> String {
 
 /// Charges a request without a verified caller to its client address's budget: at once when it carries no
 /// credential; otherwise the extractors charge it (to its caller, or to the address when they refuse the
-/// credential), and a request that reached none (a public endpoint) is charged after its answer.
-async fn limit(axum::extract::State(state): axum::extract::State<AppState>, request: Request, next: Next) -> Response {
+/// credential), and a request that reached none (a public endpoint) is charged after its answer. Then the
+/// request gets `timeout` to answer: one that takes longer is answered 503 with the JSON error body (a stream
+/// already answered, the change feed, is not cut).
+async fn limit_and_time(state: &AppState, request: Request, next: Next) -> Response {
     let credential = request.headers().contains_key(axum::http::header::AUTHORIZATION);
     let ip = limits::client_ip(request.extensions());
     if !credential && let Err(e) = state.charge_client(ip) {
         return axum::response::IntoResponse::into_response(e);
     }
-    let response = next.run(request).await;
+    let response = match tokio::time::timeout(state.inner.options.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the request took too long",
+        )),
+    };
     if credential
         && !charged()
         && let Err(e) = state.charge_client(ip)
@@ -317,8 +327,13 @@ pub(crate) fn note(operation: &str, target: &str) {
 
 /// One JSON line per request (method, route template, status, latency, request and trace ids, actor,
 /// operation, target) and the request metrics, by route template (never the raw path, whose values are
-/// unbounded). Logs made while the request runs carry its request and trace ids (its span).
-async fn access_log(request: Request, next: Next) -> Response {
+/// unbounded); inside it the rate limit and the timeout ([`limit_and_time`]). Logs made while the request runs
+/// carry its request and trace ids (its span).
+async fn access_log(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -332,7 +347,13 @@ async fn access_log(request: Request, next: Next) -> Response {
         .unwrap_or("")
         .to_owned();
     let mut trace = ops::TraceIds::from_request(&request);
-    let span = tracing::info_span!("request", request_id = %request_id, route = %route, method = %method);
+    // Fields as `&str` (recorded as strings), not `%` (formatted through `Display` into a new string each).
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.as_str(),
+        route = route.as_str(),
+        method
+    );
     // With an OpenTelemetry exporter, the request's span continues the caller's trace, and the log line
     // names the exported span.
     if let Some(parent) = &trace.parent_span_id {
@@ -345,20 +366,20 @@ async fn access_log(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let (response, notes) = NOTES
         .scope(RefCell::new(Notes::default()), async move {
-            let response = next.run(request).instrument(span).await;
+            let response = limit_and_time(&state, request, next).instrument(span).await;
             (response, NOTES.with(|n| n.take()))
         })
         .await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
     tracing::info!(
-        method = %method,
-        route = %route,
+        method,
+        route = route.as_str(),
         status,
         latency_ms = latency.as_secs_f64() * 1e3,
-        request_id = %request_id,
-        trace_id = %trace.trace_id,
-        span_id = %trace.span_id,
+        request_id = request_id.as_str(),
+        trace_id = trace.trace_id.as_str(),
+        span_id = trace.span_id.as_str(),
         actor_subject = notes.actor.as_deref(),
         operation = notes.operation.as_deref(),
         target = notes.target.as_deref(),
@@ -387,40 +408,31 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(ops::api_routes());
     let body_limit = state.inner.options.body_limit;
-    let limited = state.clone();
-    let timeout = state.inner.options.request_timeout;
-    Router::new()
+    // The layers that read the route template (which only routing knows) are layered onto every route, and
+    // each of those is cloned for every request, once per method of the route: so there are only two.
+    let routed = Router::new()
         .nest("/api/v1", api)
         .merge(ops::routes())
         .merge(openapi::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(error::ApiError::internal())
         }))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |request: Request, next: Next| async move {
-            // A request that takes too long is answered 503 with the JSON error body; a stream already
-            // answered (the change feed) is not cut.
-            match tokio::time::timeout(timeout, next.run(request)).await {
-                Ok(response) => response,
-                Err(_) => axum::response::IntoResponse::into_response(error::ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
-                    "the request took too long",
-                )),
-            }
-        }))
-        .layer(middleware::from_fn_with_state(limited, limit))
-        .layer(middleware::from_fn(access_log))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(middleware::from_fn(limits::sanitise_request_id))
+        .layer(middleware::from_fn_with_state(state, access_log));
+    // The rest wraps the whole router once.
+    let outer = tower::ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
             axum::http::header::COOKIE,
         ]))
+        .layer(middleware::from_fn(limits::sanitise_request_id))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(routed);
+    Router::new().fallback_service(outer)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
