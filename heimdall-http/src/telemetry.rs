@@ -18,6 +18,8 @@ use tracing_subscriber::Registry;
 use tracing_subscriber::layer::{Layer, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+mod json_lines;
+
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -67,12 +69,11 @@ where
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
         // The spec's field `target` (what an operation acted on) takes the key tracing uses for the module.
+        // tracing-subscriber's own JSON format (flattened, with the current span, no target), written
+        // faster (see `json_lines`).
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .with_target(false)
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(json_lines::JsonLines)
+            .event_format(json_lines::JsonLines)
             .with_writer(writer)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
