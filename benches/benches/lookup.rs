@@ -16,11 +16,9 @@ use std::io::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
-use heimdall_benches::{requests, routes, url_query};
-use heimdall_core::model::MappingInput;
+use heimdall_benches::{heimdall_with_mappings, requests, routes, url_query};
 use heimdall_core::test_utils::cerbos::Cerbos;
-use heimdall_core::test_utils::{TestDatabase, required};
-use heimdall_core::{Config, Heimdall};
+use heimdall_core::test_utils::required;
 use heimdall_http::server::{self, AppState, ServerOptions};
 use heimdall_http::telemetry::{LogFormat, TraceExport, init_logging_to};
 
@@ -89,24 +87,8 @@ async fn run(server_runtime: tokio::runtime::Handle) -> Result<(), BoxError> {
     cerbos.install_admin_pack().await;
 
     // The server: SQLite, the built-in PDP, 1,000 mappings, a static token for the adapter.
-    let db = TestDatabase::sqlite();
-    let h = Heimdall::builder(Config {
-        database_url: db.url.clone(),
-        ..Config::default()
-    })
-    .build()
-    .await?;
-    let system = h.system_caller("benchmark")?;
     let set = routes(MAPPINGS);
-    for (i, r) in set.iter().enumerate() {
-        let input = MappingInput {
-            method: r.method.to_owned(),
-            path_pattern: r.pattern.clone(),
-            action: format!("api:action{}", i % 500),
-            ..MappingInput::default()
-        };
-        h.create_mapping(&system, &input).await?;
-    }
+    let (_db, h) = heimdall_with_mappings(&set).await?;
     init_logging_to(LogFormat::Json, &TraceExport::default(), std::io::sink)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;

@@ -14,10 +14,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
-use heimdall_benches::{REQUESTS, requests, routes, url_query};
-use heimdall_core::model::MappingInput;
-use heimdall_core::test_utils::TestDatabase;
-use heimdall_core::{Config, Heimdall};
+use heimdall_benches::{REQUESTS, heimdall_with_mappings, requests, routes, url_query};
 use heimdall_http::server::{self, AppState, ServerOptions};
 use heimdall_http::telemetry::{LogFormat, TraceExport, init_logging_to};
 use tower::ServiceExt as _;
@@ -27,24 +24,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const TOKEN: &str = "lookup-profile-static-token";
 
 async fn run(count: usize, mappings: usize) -> Result<(), BoxError> {
-    let db = TestDatabase::sqlite();
-    let h = Heimdall::builder(Config {
-        database_url: db.url.clone(),
-        ..Config::default()
-    })
-    .build()
-    .await?;
-    let system = h.system_caller("profile")?;
     let set = routes(mappings);
-    for (i, r) in set.iter().enumerate() {
-        let input = MappingInput {
-            method: r.method.to_owned(),
-            path_pattern: r.pattern.clone(),
-            action: format!("api:action{}", i % 500),
-            ..MappingInput::default()
-        };
-        h.create_mapping(&system, &input).await?;
-    }
+    let (_db, h) = heimdall_with_mappings(&set).await?;
     init_logging_to(LogFormat::Json, &TraceExport::default(), std::io::sink)?;
     let options = ServerOptions {
         static_api_token: Some(TOKEN.to_owned()),

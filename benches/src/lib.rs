@@ -388,3 +388,28 @@ pub fn url_query(prefix: &str, value: &str) -> String {
     }
     out
 }
+
+/// The lookup benchmarks' Heimdall: SQLite (kept while the returned database lives), the built-in PDP, and
+/// `routes` as mappings (actions `api:action0` to `api:action499`), created by the system caller.
+pub async fn heimdall_with_mappings(
+    routes: &[Route],
+) -> heimdall_core::Result<(heimdall_core::test_utils::TestDatabase, heimdall_core::Heimdall)> {
+    let db = heimdall_core::test_utils::TestDatabase::sqlite();
+    let h = heimdall_core::Heimdall::builder(heimdall_core::Config {
+        database_url: db.url.clone(),
+        ..heimdall_core::Config::default()
+    })
+    .build()
+    .await?;
+    let system = h.system_caller("benchmark")?;
+    for (i, r) in routes.iter().enumerate() {
+        let input = heimdall_core::model::MappingInput {
+            method: r.method.to_owned(),
+            path_pattern: r.pattern.clone(),
+            action: format!("api:action{}", i % 500),
+            ..heimdall_core::model::MappingInput::default()
+        };
+        h.create_mapping(&system, &input).await?;
+    }
+    Ok((db, h))
+}

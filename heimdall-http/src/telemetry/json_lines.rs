@@ -26,13 +26,7 @@ pub(crate) struct JsonLines;
 impl<'writer> FormatFields<'writer> for JsonLines {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
         writer.write_char('{')?;
-        let mut members = Fields {
-            out: &mut writer,
-            first: true,
-            result: Ok(()),
-        };
-        fields.record(&mut members);
-        members.result?;
+        members(&mut writer, fields, true)?;
         writer.write_char('}')
     }
 
@@ -45,13 +39,7 @@ impl<'writer> FormatFields<'writer> for JsonLines {
         current.fields.pop();
         let first = current.fields.len() <= 1;
         let mut writer = current.as_writer();
-        let mut members = Fields {
-            out: &mut writer,
-            first,
-            result: Ok(()),
-        };
-        fields.record(&mut members);
-        members.result?;
+        members(&mut writer, fields, first)?;
         writer.write_char('}')
     }
 }
@@ -69,13 +57,7 @@ where
         writer.write_str("{\"timestamp\":\"")?;
         SystemTime.format_time(&mut writer)?;
         write!(writer, "\",\"level\":\"{}\"", event.metadata().level().as_str())?;
-        let mut fields = Fields {
-            out: &mut writer,
-            first: false,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
+        members(&mut writer, event, false)?;
         let span = event
             .parent()
             .and_then(|id| ctx.span(id))
@@ -104,7 +86,18 @@ where
     }
 }
 
-/// Writes fields as JSON members, separated by commas (and after one, unless `first`).
+/// Writes `fields` as JSON members, separated by commas (and after one, unless `first`).
+fn members<R: RecordFields>(out: &mut Writer<'_>, fields: R, first: bool) -> fmt::Result {
+    let mut members = Fields {
+        out,
+        first,
+        result: Ok(()),
+    };
+    fields.record(&mut members);
+    members.result
+}
+
+/// The visitor of [`members`].
 struct Fields<'a, 'w> {
     out: &'a mut Writer<'w>,
     first: bool,
