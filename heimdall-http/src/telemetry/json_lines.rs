@@ -109,11 +109,9 @@ impl Fields<'_, '_> {
         if self.result.is_ok() {
             let first = std::mem::replace(&mut self.first, false);
             self.result = (|| {
-                if !first {
-                    self.out.write_char(',')?;
-                }
-                string(self.out, field.name())?;
-                self.out.write_char(':')?;
+                self.out.write_str(if first { "\"" } else { ",\"" })?;
+                Escaped(self.out).write_str(field.name())?;
+                self.out.write_str("\":")?;
                 value(self.out)
             })();
         }
@@ -171,6 +169,10 @@ struct Escaped<'a, 'w>(&'a mut Writer<'w>);
 
 impl fmt::Write for Escaped<'_, '_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Most strings need no escape: one write, after a scan the compiler keeps tight.
+        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            return self.0.write_str(s);
+        }
         let mut plain = 0;
         for (i, b) in s.bytes().enumerate() {
             let escape = match b {
