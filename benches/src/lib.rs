@@ -256,9 +256,9 @@ pub fn requests(routes: &[Route]) -> Vec<(&'static str, String)> {
 }
 
 /// The most expensive snapshot the limits allow for one request, and that request: a `HEAD` request
-/// (which consults the `HEAD`, `GET` and `ANY` regular expressions, one set each) on a path of
-/// [`MAX_PATH_LEN`] bytes, against [`MAX_REGEX_MAPPINGS`] regular expressions spread over those three
-/// methods, each as large as `MAX_REGEX_SET_SIZE` allows for that many. The expressions defeat the
+/// (which consults the `HEAD`, `GET` and `ANY` regular expressions, compiled into one automaton) on a
+/// path of [`MAX_PATH_LEN`] bytes, against up to [`MAX_REGEX_MAPPINGS`] regular expressions spread over
+/// those three methods, all as large as `MAX_REGEX_SET_SIZE` allows for that many together. The expressions defeat the
 /// lazy DFA (`/[a-z/]*a[a-z/]{n}k`: "the n-th byte before the end is an `a`" has 2^n states), every one
 /// follows the path to its last byte, and all fail there. Returns the rules and [`WORST_CASE_PATHS`]
 /// such paths of random `a`s and `b`s (so that a benchmark cycling through them keeps meeting DFA states
@@ -296,25 +296,32 @@ pub fn worst_case(per_method: usize) -> (Vec<MappingRule>, Vec<String>) {
         })
     };
     let methods = [Method::Head, Method::Get, Method::Any];
-    let mut rules: Vec<MappingRule> = Vec::new();
-    for (m, method) in methods.into_iter().enumerate() {
-        let count =
-            per_method.min(MAX_REGEX_MAPPINGS / methods.len() + usize::from(m < MAX_REGEX_MAPPINGS % methods.len()));
-        let first = rules.len();
-        let set =
-            |n: usize| -> Option<Vec<MappingRule>> { (first..first + count).map(|k| rule(k, method, n)).collect() };
-        // The largest repetition count for which `count` expressions fit one set (by bisection).
-        let (mut lo, mut hi) = (1usize, 4096usize);
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if set(mid).is_some_and(|rules| Snapshot::build(rules, 1).is_ok()) {
-                lo = mid;
-            } else {
-                hi = mid - 1;
+    // `per_method` expressions for each method (at most a third of `MAX_REGEX_MAPPINGS` each), all with
+    // `n` repetitions, or `None` if one exceeds the per-expression limit.
+    let set = |n: usize| -> Option<Vec<MappingRule>> {
+        let mut rules = Vec::new();
+        for (m, method) in methods.into_iter().enumerate() {
+            let count = per_method
+                .min(MAX_REGEX_MAPPINGS / methods.len() + usize::from(m < MAX_REGEX_MAPPINGS % methods.len()));
+            let first = rules.len();
+            for k in first..first + count {
+                rules.push(rule(k, method, n)?);
             }
         }
-        rules.extend(set(lo).expect("one repetition fits"));
+        Some(rules)
+    };
+    // The largest repetition count for which the snapshot builds, by bisection: the set a HEAD request
+    // consults (all of them) then sits at the size limit.
+    let (mut lo, mut hi) = (1usize, 4096usize);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if set(mid).is_some_and(|rules| Snapshot::build(rules, 1).is_ok()) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
     }
+    let rules = set(lo).expect("one repetition fits");
     (rules, paths)
 }
 

@@ -98,8 +98,9 @@
 //! A pattern is at most [`MAX_PATH_PATTERN_LEN`] bytes, both as written and in canonical form; a route
 //! pattern has at most [`MAX_SEGMENTS`] segments and parameter names of at most [`MAX_PARAM_NAME_LEN`]
 //! bytes; a regular expression compiles to at most [`MAX_REGEX_SIZE`] bytes. A snapshot holds at most
-//! [`MAX_REGEX_MAPPINGS`] regular expressions, and those of one method compile together into a DFA of
-//! at most [`MAX_REGEX_SET_SIZE`] bytes (expressions whose DFA blows up, like `.*a.{20}`, are refused). A violation is [`ErrorKind::InvalidInput`](crate::ErrorKind) with the
+//! [`MAX_REGEX_MAPPINGS`] regular expressions, and those one request method consults (its own, `GET`'s for
+//! `HEAD`, `ANY`'s) compile together into a DFA of at most [`MAX_REGEX_SET_SIZE`] bytes (expressions
+//! whose DFA blows up, like `.*a.{20}`, are refused). A violation is [`ErrorKind::InvalidInput`](crate::ErrorKind) with the
 //! reason. A match key is never longer than the canonical pattern. A request path is at most
 //! [`MAX_PATH_LEN`] bytes, so the cost of resolving one request is bounded.
 //!

@@ -16,7 +16,7 @@ pub const MAX_SEGMENTS: usize = 32;
 /// Longest `:name` parameter name, in bytes.
 pub const MAX_PARAM_NAME_LEN: usize = 64;
 /// Largest compiled regular expression, in bytes (`regex::RegexBuilder::size_limit`). All the regular
-/// expressions of one method are also compiled together, into a DFA of at most
+/// expressions one request method consults are also compiled together, into a DFA of at most
 /// [`MAX_REGEX_SET_SIZE`](super::MAX_REGEX_SET_SIZE) bytes.
 pub const MAX_REGEX_SIZE: usize = 64 * 1024;
 

@@ -35,19 +35,21 @@ pub struct MappingRule {
 /// Most regular-expression mappings one snapshot may hold ([`Snapshot::build`] refuses more).
 pub const MAX_REGEX_MAPPINGS: usize = 256;
 
-/// Largest compiled set of the regular expressions of one method, in bytes: they are compiled ahead of
-/// time into one deterministic automaton (a DFA), so that matching costs one table lookup per byte of
-/// the path, whatever the expressions and the path. An expression set whose DFA would be larger (the
-/// number of DFA states can grow exponentially: `.*a.{20}`) is refused when the snapshot is built.
+/// Largest compiled set of the regular expressions one request method consults (its own, `GET`'s for
+/// `HEAD`, and `ANY`'s), in bytes: they are compiled ahead of time into one deterministic automaton (a
+/// DFA), so that matching costs one table lookup per byte of the path, whatever the expressions and the
+/// path. An expression set whose DFA would be larger (the number of DFA states can grow exponentially:
+/// `.*a.{20}`) is refused when the snapshot is built.
 pub const MAX_REGEX_SET_SIZE: usize = 4 * 1024 * 1024;
 
-/// Largest intermediate NFA of one method's regular-expression set, in bytes.
+/// Largest intermediate NFA of one request method's regular-expression set, in bytes.
 const REGEX_SET_NFA_LIMIT: usize = 1024 * 1024;
 
-/// The regular expressions of one method, compiled into one multi-pattern DFA; pattern `i` is
-/// `rules[i]`, sorted by priority then id. Every pattern is anchored at both ends, so all matches span
-/// the whole path, and leftmost-first semantics report the first pattern (the best by priority and
-/// id) that matches: one pass over the path, one table lookup per byte, whatever the expressions.
+/// The regular expressions a request method consults (its own, `GET`'s for `HEAD`, `ANY`'s), compiled
+/// into one multi-pattern DFA; pattern `i` is `rules[i]`, in the order they are consulted (method, then
+/// priority, then id). Every pattern is anchored at both ends, so all matches span the whole path, and
+/// leftmost-first semantics report the first pattern that matches: one pass over the path, one table
+/// lookup per byte, whatever the expressions and however many methods they belong to.
 #[derive(Debug, Clone)]
 struct RegexStage {
     dfa: dense::DFA<Vec<u32>>,
@@ -55,11 +57,11 @@ struct RegexStage {
 }
 
 impl RegexStage {
-    fn build(method: Method, mut entries: Vec<(i32, i64, u32)>, all: &[MappingRule]) -> Result<RegexStage> {
-        entries.sort_unstable_by_key(|&(priority, id, _)| (priority, id));
-        let sources: Vec<&str> = entries
+    /// Compiles `ordered` (indices into `all`, best first) for requests whose methods are `classes`.
+    fn build(classes: &Classes, ordered: Vec<u32>, all: &[MappingRule]) -> Result<RegexStage> {
+        let sources: Vec<&str> = ordered
             .iter()
-            .filter_map(|&(_, _, rule)| match all[rule as usize].pattern.kind() {
+            .filter_map(|&rule| match all[rule as usize].pattern.kind() {
                 Kind::Regex { anchored, .. } => Some(&**anchored),
                 Kind::Route(_) => None,
             })
@@ -78,16 +80,61 @@ impl RegexStage {
             .thompson(thompson::Config::new().nfa_size_limit(Some(REGEX_SET_NFA_LIMIT)))
             .build_many(&sources)
             .map_err(|e| {
+                let methods: Vec<&str> = classes.order.iter().map(|m| m.as_str()).collect();
                 Error::invalid(format!(
-                    "the {} regular expressions for {method} together compile to an automaton larger than \
-                     the limit of {MAX_REGEX_SET_SIZE} bytes; simplify them ({e})",
-                    sources.len()
+                    "the {} regular expressions that a {} request consults ({}) together compile to an \
+                     automaton larger than the limit of {MAX_REGEX_SET_SIZE} bytes; simplify them ({e})",
+                    sources.len(),
+                    classes.request_method(),
+                    methods.join(", "),
                 ))
             })?;
         Ok(RegexStage {
             dfa,
-            rules: entries.into_iter().map(|(_, _, rule)| rule).collect(),
+            rules: ordered.into_boxed_slice(),
         })
+    }
+
+    /// The regular expressions of `rules` (indices into `all`) that each request method consults, in the
+    /// order it consults them: by [`Classes::order`], then priority, then id. Indexed by
+    /// [`Classes::slot`]; `None` where there are none.
+    fn lists(rules: impl IntoIterator<Item = u32>, all: &[MappingRule]) -> [Option<Vec<u32>>; 8] {
+        let mut by_method: [Vec<u32>; 8] = Default::default();
+        for rule in rules {
+            let r = &all[rule as usize];
+            if r.pattern.is_regex() {
+                by_method[r.method.index()].push(rule);
+            }
+        }
+        for list in &mut by_method {
+            list.sort_unstable_by_key(|&rule| (all[rule as usize].priority, all[rule as usize].id));
+        }
+        CLASSES.each_ref().map(|classes| {
+            let list: Vec<u32> = classes
+                .order
+                .iter()
+                .flat_map(|m| by_method[m.index()].iter().copied())
+                .collect();
+            (!list.is_empty()).then_some(list)
+        })
+    }
+
+    /// Compiles each distinct list of [`lists`](Self::lists) once: `stages` holds the automata, `slots`
+    /// the index of the one each request method uses.
+    fn compile(lists: [Option<Vec<u32>>; 8], all: &[MappingRule]) -> Result<RegexStages> {
+        let mut stages: Vec<RegexStage> = Vec::new();
+        let mut slots = [None; 8];
+        for (slot, list) in lists.into_iter().enumerate() {
+            let Some(list) = list else { continue };
+            slots[slot] = Some(match stages.iter().position(|s| *s.rules == *list) {
+                Some(i) => i,
+                None => {
+                    stages.push(RegexStage::build(&CLASSES[slot], list, all)?);
+                    stages.len() - 1
+                }
+            });
+        }
+        Ok(RegexStages { stages, slots })
     }
 
     /// The first expression, by priority then id, that matches the whole of `path`. A search the DFA
@@ -99,6 +146,21 @@ impl RegexStage {
             .try_search_fwd(&Input::new(path).anchored(Anchored::Yes))
             .ok()??;
         self.rules.get(m.pattern().as_usize()).copied()
+    }
+}
+
+/// The regular expressions of a snapshot: one automaton per distinct list of expressions that a request
+/// method consults, so that a request scans its path once, whichever methods' expressions it consults.
+#[derive(Debug, Clone, Default)]
+struct RegexStages {
+    stages: Vec<RegexStage>,
+    /// Index into `stages` by [`Classes::slot`].
+    slots: [Option<usize>; 8],
+}
+
+impl RegexStages {
+    fn find(&self, classes: &Classes, path: &str) -> Option<u32> {
+        self.stages.get(self.slots[classes.slot()]?)?.find(path)
     }
 }
 
@@ -274,7 +336,34 @@ impl Classes {
         }
         Classes { order, mask }
     }
+
+    /// Where this request method's entries sit in per-request-method tables: the index of its own
+    /// method (of `ANY` for the methods that consult `ANY` alone).
+    fn slot(&self) -> usize {
+        self.order[0].index()
+    }
+
+    /// The request method these classes are for ("another method" for `ANY` alone).
+    fn request_method(&self) -> &'static str {
+        match self.order {
+            [Method::Any] => "request of another method",
+            [m, ..] => m.as_str(),
+            [] => "",
+        }
+    }
 }
+
+/// The classes of each request method, by [`Classes::slot`].
+static CLASSES: [Classes; 8] = [
+    Classes::new(&[Method::Get, Method::Any]),
+    Classes::new(&[Method::Head, Method::Get, Method::Any]),
+    Classes::new(&[Method::Post, Method::Any]),
+    Classes::new(&[Method::Put, Method::Any]),
+    Classes::new(&[Method::Patch, Method::Any]),
+    Classes::new(&[Method::Delete, Method::Any]),
+    Classes::new(&[Method::Options, Method::Any]),
+    Classes::new(&[Method::Any]),
+];
 
 /// [`Classes::mask`] of a method other than the seven known ones: `ANY` alone.
 const ANY_ONLY: u8 = 1 << Method::Any as usize;
@@ -282,24 +371,7 @@ const ANY_ONLY: u8 = 1 << Method::Any as usize;
 /// The methods whose mappings a request method consults, in order: its own, `GET` for a `HEAD`
 /// request, and `ANY`. An unknown method consults `ANY` only (a lower-case one is refused before).
 pub(super) fn method_classes(method: &str) -> &'static Classes {
-    static GET: Classes = Classes::new(&[Method::Get, Method::Any]);
-    static HEAD: Classes = Classes::new(&[Method::Head, Method::Get, Method::Any]);
-    static POST: Classes = Classes::new(&[Method::Post, Method::Any]);
-    static PUT: Classes = Classes::new(&[Method::Put, Method::Any]);
-    static PATCH: Classes = Classes::new(&[Method::Patch, Method::Any]);
-    static DELETE: Classes = Classes::new(&[Method::Delete, Method::Any]);
-    static OPTIONS: Classes = Classes::new(&[Method::Options, Method::Any]);
-    static ANY: Classes = Classes::new(&[Method::Any]);
-    match Method::from_request(method) {
-        Some(Method::Get) => &GET,
-        Some(Method::Head) => &HEAD,
-        Some(Method::Post) => &POST,
-        Some(Method::Put) => &PUT,
-        Some(Method::Patch) => &PATCH,
-        Some(Method::Delete) => &DELETE,
-        Some(Method::Options) => &OPTIONS,
-        Some(Method::Any) | None => &ANY,
-    }
+    &CLASSES[Method::from_request(method).unwrap_or(Method::Any).index()]
 }
 
 /// All mappings compiled for resolving: immutable once built; build a new one on change and swap it in
@@ -308,7 +380,7 @@ pub struct Snapshot {
     version: i64,
     rules: Vec<MappingRule>,
     routes: RouteTrie,
-    regexes: [Option<RegexStage>; 8],
+    regexes: RegexStages,
     /// `(method, match key)` → rule index, for conflict checks.
     keys: HashMap<(Method, String), u32>,
     /// Mapping id → rule index.
@@ -368,7 +440,8 @@ impl Snapshot {
     /// have the same method and [match key](PathPattern::match_key), that is, match the same requests;
     /// with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when two rules have the same id,
     /// when there are more than [`MAX_REGEX_MAPPINGS`] regular expressions, or when the regular
-    /// expressions of one method together compile to more than [`MAX_REGEX_SET_SIZE`] bytes.
+    /// expressions one request method consults together compile to more than [`MAX_REGEX_SET_SIZE`]
+    /// bytes.
     pub fn build(rules: impl IntoIterator<Item = MappingRule>, version: i64) -> Result<Snapshot> {
         let rules: Vec<MappingRule> = rules.into_iter().collect();
         let mut snap = Snapshot {
@@ -377,7 +450,6 @@ impl Snapshot {
             ..Snapshot::default()
         };
         check_regex_count(rules.iter().filter(|r| r.pattern.is_regex()).count())?;
-        let mut regex_entries: [Vec<(i32, i64, u32)>; 8] = Default::default();
         snap.ids.reserve(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             let idx = node_id(i)?;
@@ -398,14 +470,10 @@ impl Snapshot {
                         return Err(conflict(&rules[old as usize], rule));
                     }
                 }
-                Kind::Regex { .. } => regex_entries[rule.method.index()].push((rule.priority, rule.id, idx)),
+                Kind::Regex { .. } => {}
             }
         }
-        for (method, entries) in Method::ALL.into_iter().zip(regex_entries) {
-            if !entries.is_empty() {
-                snap.regexes[method.index()] = Some(RegexStage::build(method, entries, &rules)?);
-            }
-        }
+        snap.regexes = RegexStage::compile(RegexStage::lists(0..node_id(rules.len())?, &rules), &rules)?;
         snap.rules = rules;
         Ok(snap)
     }
@@ -445,23 +513,29 @@ impl Snapshot {
     /// Checks, before `rule` is stored, that the snapshot's mappings with `rule` added (or replacing the
     /// mapping with the same id) stay within the limits on regular expressions ([`MAX_REGEX_MAPPINGS`],
     /// [`MAX_REGEX_SET_SIZE`]) that [`build`](Self::build) enforces, so that a write cannot make the next
-    /// snapshot unbuildable. Compiles only the regular expressions of `rule`'s method. Route patterns
-    /// always pass (conflicts are [`find_conflict`](Self::find_conflict)'s business).
+    /// snapshot unbuildable. Compiles only the regular-expression sets of the request methods that
+    /// consult `rule`'s method. Route patterns always pass (conflicts are
+    /// [`find_conflict`](Self::find_conflict)'s business).
     pub fn check_regex_limits(&self, rule: &MappingRule) -> Result<()> {
         if !rule.pattern.is_regex() {
             return Ok(());
         }
-        let others = self.rules.iter().filter(|r| r.pattern.is_regex() && r.id != rule.id);
-        check_regex_count(others.clone().count() + 1)?;
-        let same: Vec<MappingRule> = others
-            .filter(|r| r.method == rule.method)
+        let regexes: Vec<MappingRule> = self
+            .rules
+            .iter()
+            .filter(|r| r.pattern.is_regex() && r.id != rule.id)
             .chain(std::iter::once(rule))
             .cloned()
             .collect();
-        let entries = (0..same.len())
-            .map(|i| Ok((same[i].priority, same[i].id, node_id(i)?)))
-            .collect::<Result<Vec<_>>>()?;
-        RegexStage::build(rule.method, entries, &same).map(|_| ())
+        check_regex_count(regexes.len())?;
+        let bit = 1u8 << rule.method.index();
+        let mut lists = RegexStage::lists(0..node_id(regexes.len())?, &regexes);
+        for (classes, list) in CLASSES.iter().zip(&mut lists) {
+            if classes.mask & bit == 0 {
+                *list = None;
+            }
+        }
+        RegexStage::compile(lists, &regexes).map(|_| ())
     }
 
     /// The id of the mapping a new mapping `(method, pattern)` would conflict with, if any.
@@ -492,12 +566,10 @@ impl Snapshot {
             Err(why) => return Resolution::Rejected(why),
         };
         let segments = if path == "/" { "" } else { path };
-        let found = self.routes.find(segments, classes).or_else(|| {
-            classes
-                .order
-                .iter()
-                .find_map(|m| self.regexes[m.index()].as_ref()?.find(path))
-        });
+        let found = self
+            .routes
+            .find(segments, classes)
+            .or_else(|| self.regexes.find(classes, path));
         match found {
             Some(i) => Resolution::Matched(ResolvedMapping {
                 rule: &self.rules[i as usize],

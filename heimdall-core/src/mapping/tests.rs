@@ -297,8 +297,14 @@ fn regexes_by_method_then_priority_then_id() {
     let m = "ANY ~/r/.* => any:first prio=-10
              GET ~/r/[a-z]+ => get:late prio=5 id=10
              GET ~/r/[a-c]+ => get:early prio=5 id=3
-             GET ~/r/x.* => get:prio prio=-1";
+             GET ~/r/x.* => get:prio prio=-1
+             HEAD ~/r/h.* => head:h prio=10";
     check(m, "GET", "/r/abc", "get:early");
+    // One automaton per request method holds its own expressions, then GET's (for HEAD), then ANY's.
+    check(m, "HEAD", "/r/hab", "head:h");
+    check(m, "GET", "/r/hab", "get:late");
+    check(m, "HEAD", "/r/h1", "head:h");
+    check(m, "HEAD", "/r/1", "any:first");
     check(m, "GET", "/r/d", "get:late");
     check(m, "GET", "/r/xyz", "get:prio");
     check(m, "GET", "/r/1", "any:first");
@@ -842,10 +848,19 @@ fn regex_count_and_set_size_are_bounded() {
     assert!(Snapshot::build([small.clone(), exploding(Method::Post)], 1).is_err());
     let e = Snapshot::build([small.clone(), exploding(Method::Get)], 1).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert!(e.message().contains("regular expressions for GET"), "{}", e.message());
+    assert!(
+        e.message()
+            .contains("regular expressions that a GET request consults (GET, ANY)"),
+        "{}",
+        e.message()
+    );
+    // An `ANY` expression counts in the set of every request method, which consults it.
+    let e = Snapshot::build([small.clone(), exploding(Method::Any)], 1).unwrap_err();
+    assert!(e.message().contains("a GET request consults"), "{}", e.message());
     let snapshot = Snapshot::build([small.clone()], 1).unwrap();
     // The same checks before a write.
     assert!(snapshot.check_regex_limits(&exploding(Method::Post)).is_err());
+    assert!(snapshot.check_regex_limits(&exploding(Method::Any)).is_err());
     assert!(
         snapshot
             .check_regex_limits(&regex_rule(3, Method::Get, "~/ok/[0-9]+".to_owned()))

@@ -170,7 +170,13 @@ impl Children {
             Children::Small(v) if v.is_empty() => None,
             Children::Small(v) => {
                 let head = word(seg.as_bytes());
-                v.iter().find(|k| k.matches(seg, head, &hashed.texts)).map(|k| k.node)
+                // A plain loop: `Iterator::find` was left as a call, which cost more than the search.
+                for k in v {
+                    if k.matches(seg, head, &hashed.texts) {
+                        return Some(k.node);
+                    }
+                }
+                None
             }
             Children::Hashed => hashed.get(parent, seg, word(seg.as_bytes())),
         }
