@@ -142,7 +142,7 @@ impl AuthorizeLayerBuilder {
         self
     }
 
-    /// Caches, unmapped routes, the time before the first snapshot.
+    /// Caches, unmapped routes, the time before the first snapshot, grants on demand when deciding locally.
     pub fn config(mut self, config: AuthorizerConfig) -> Self {
         self.config = config;
         self

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use heimdall_core::authorizer::{ExportedMapping, MappingExport, RemoteMappings, fetch_export};
+use heimdall_core::authorizer::{ListedMapping, MappingExport, RemoteMappings, fetch_export};
 use heimdall_core::mapping::{Resolution, Snapshot};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -49,19 +49,6 @@ pub(crate) fn params_dict<'py>(py: Python<'py>, params: &[(String, String)]) -> 
     Ok(dict)
 }
 
-/// A mapping as a Python dict gives it: `id` and `priority` may be left out.
-#[derive(serde::Deserialize)]
-struct GivenMapping {
-    id: Option<i64>,
-    method: String,
-    path_pattern: String,
-    action: String,
-    #[serde(default)]
-    owner_group: Option<String>,
-    #[serde(default)]
-    priority: i32,
-}
-
 /// A compiled mapping snapshot (see the stub for the Python surface).
 #[pyclass(frozen, module = "heimdall._heimdall")]
 pub(crate) struct Resolver {
@@ -75,21 +62,11 @@ impl Resolver {
     #[new]
     #[pyo3(signature = (mappings, version = 0))]
     fn new(mappings: &Bound<'_, PyList>, version: i64) -> PyResult<Self> {
-        let given: Vec<GivenMapping> = pythonize::depythonize(mappings.as_any())
+        let listed: Vec<ListedMapping> = pythonize::depythonize(mappings.as_any())
             .map_err(|e| errors::InvalidInput::new_err(format!("not a list of mappings: {e}")))?;
-        let mappings = given
-            .into_iter()
-            .zip(1..)
-            .map(|(m, position)| ExportedMapping {
-                id: m.id.unwrap_or(position),
-                method: m.method,
-                path_pattern: m.path_pattern,
-                action: m.action,
-                owner_group: m.owner_group,
-                priority: m.priority,
-            })
-            .collect();
-        let snapshot = MappingExport { version, mappings }.into_snapshot().map_err(to_py)?;
+        let snapshot = MappingExport::numbered(version, listed)
+            .into_snapshot()
+            .map_err(to_py)?;
         Ok(Resolver {
             snapshot: Arc::new(snapshot),
         })

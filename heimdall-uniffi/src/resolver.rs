@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use heimdall_core::authorizer::{ExportedMapping, MappingExport, RemoteMappings, fetch_export};
+use heimdall_core::authorizer::{ListedMapping, MappingExport, RemoteMappings, fetch_export};
 use heimdall_core::mapping::{Resolution, Snapshot};
 
 use crate::errors::HeimdallError;
@@ -75,19 +75,15 @@ impl Resolver {
     /// Compiles `mappings` at `version`; an invalid pattern or a conflict is `InvalidInput`.
     #[uniffi::constructor]
     pub fn new(mappings: Vec<Mapping>, version: i64) -> Result<Arc<Self>, HeimdallError> {
-        let mappings = mappings
-            .into_iter()
-            .zip(1..)
-            .map(|(m, position)| ExportedMapping {
-                id: m.id.unwrap_or(position),
-                method: m.method,
-                path_pattern: m.path_pattern,
-                action: m.action,
-                owner_group: m.owner_group,
-                priority: m.priority,
-            })
-            .collect();
-        let snapshot = MappingExport { version, mappings }.into_snapshot()?;
+        let listed = mappings.into_iter().map(|m| ListedMapping {
+            id: m.id,
+            method: m.method,
+            path_pattern: m.path_pattern,
+            action: m.action,
+            owner_group: m.owner_group,
+            priority: m.priority,
+        });
+        let snapshot = MappingExport::numbered(version, listed).into_snapshot()?;
         Ok(Resolver::of(Arc::new(snapshot)))
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Authorizer, AuthorizerConfig, GrantsSnapshot, LocalPdp, MappingSource, SnapshotCell};
+use super::{Authorizer, AuthorizerConfig, LocalPdp, MappingSource, OnDemandGrants, SnapshotCell};
 use crate::Heimdall;
 use crate::error::{ErrorKind, Result};
 use crate::identity::TokenVerifier;
@@ -16,8 +16,50 @@ use crate::pdp::Pdp;
 pub enum Decider {
     /// A PDP holding the pushed principal policies (a Cerbos).
     Pdp(Arc<dyn Pdp>),
-    /// Locally, from heimdall-http's grants export ([`LocalPdp`]): no network call per request.
+    /// Locally, from heimdall-http's grants export ([`LocalPdp`]): every subject's grants held, no network
+    /// call per request. For small deployments.
     Local,
+    /// Locally, from grants fetched on demand ([`OnDemandGrants`]): at most `capacity` subjects held, one
+    /// request on a subject's first use.
+    OnDemand {
+        /// Most subjects held.
+        capacity: u64,
+    },
+}
+
+/// The grants a follower deciding locally holds, kept current by [`follow_export`].
+#[derive(Debug, Clone)]
+pub enum FollowedGrants {
+    /// Every subject's, from the grants export.
+    Export(Arc<LocalPdp>),
+    /// The subjects met, fetched on demand.
+    OnDemand(Arc<OnDemandGrants>),
+}
+
+impl FollowedGrants {
+    /// The change version the grants are current at, once known.
+    pub fn version(&self) -> Option<i64> {
+        match self {
+            FollowedGrants::Export(local) => local.version(),
+            FollowedGrants::OnDemand(grants) => grants.version(),
+        }
+    }
+
+    /// The PDP deciding from them.
+    fn pdp(&self) -> Arc<dyn Pdp> {
+        match self {
+            FollowedGrants::Export(local) => local.clone(),
+            FollowedGrants::OnDemand(grants) => grants.clone(),
+        }
+    }
+
+    /// Brings them up to heimdall-http's current change version.
+    async fn refresh(&self, http: &reqwest::Client, remote: &RemoteMappings) -> Result<()> {
+        match self {
+            FollowedGrants::Export(local) => load_grants(http, remote, local).await,
+            FollowedGrants::OnDemand(grants) => grants.apply_changes().await,
+        }
+    }
 }
 
 /// Where a [`follow_export`] task reads mappings: heimdall-http's export and change feed.
@@ -109,6 +151,27 @@ impl ExportedMapping {
     }
 }
 
+/// One mapping as a binding's caller lists it (Python, the JVM): like [`ExportedMapping`], but its id (and its
+/// owner and priority) may be left out; see [`MappingExport::numbered`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ListedMapping {
+    /// The mapping's id; `None`: its position in the list, from 1.
+    #[serde(default)]
+    pub id: Option<i64>,
+    /// `GET`, `POST`, … or `ANY`.
+    pub method: String,
+    /// The path pattern.
+    pub path_pattern: String,
+    /// The action it maps to.
+    pub action: String,
+    /// The group that owns it, if any.
+    #[serde(default)]
+    pub owner_group: Option<String>,
+    /// Order among regular-expression mappings (lower first).
+    #[serde(default)]
+    pub priority: i32,
+}
+
 /// heimdall-http's mapping export: every mapping at one version (what the server writes and followers read).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -128,6 +191,24 @@ impl MappingExport {
             version: snapshot.version(),
             mappings,
         }
+    }
+
+    /// The export of `listed` at `version`, each mapping without an id numbered by its position in the list,
+    /// from 1 (the rule every binding's `Resolver` constructor follows).
+    pub fn numbered(version: i64, listed: impl IntoIterator<Item = ListedMapping>) -> MappingExport {
+        let mappings = listed
+            .into_iter()
+            .zip(1..)
+            .map(|(m, position)| ExportedMapping {
+                id: m.id.unwrap_or(position),
+                method: m.method,
+                path_pattern: m.path_pattern,
+                action: m.action,
+                owner_group: m.owner_group,
+                priority: m.priority,
+            })
+            .collect();
+        MappingExport { version, mappings }
     }
 
     /// The export's JSON body read; invalid input when it is not one.
@@ -383,16 +464,17 @@ async fn load_changes(http: &reqwest::Client, remote: &RemoteMappings, cell: &Sn
 /// refuses the credential (401/403): then it logs an error, marks the cell refused ([`SnapshotCell::refuse`]:
 /// every request is refused, readiness is false) and stops.
 ///
-/// With `grants`, the grants export (`/api/v1/grants/export`, scope `grants:read`) is loaded into it too,
-/// before the mappings (no request sees a snapshot before the grants it is decided with) and whenever the change
-/// version moves, before `on_change` hears of the new version.
+/// With `grants`, they are brought up to date too (scope `grants:read`): the grants export loaded, or the
+/// subjects whose grants changed dropped ([`FollowedGrants`]), before the mappings (no request sees a snapshot
+/// before the grants it is decided with) and whenever the change version moves, before `on_change` hears of the
+/// new version.
 pub async fn follow_export(
     remote: RemoteMappings,
     cell: Arc<SnapshotCell>,
-    grants: Option<Arc<LocalPdp>>,
+    grants: Option<FollowedGrants>,
     on_change: impl Fn(FeedVersions) + Send + Sync,
 ) {
-    let http = match reqwest::Client::builder().connect_timeout(remote.timeout).build() {
+    let http = match follower_client(&remote) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the HTTP client that follows heimdall-http");
@@ -403,8 +485,8 @@ pub async fn follow_export(
     loop {
         let round = async {
             // Grants first: a request sees a snapshot (and is decided) only once the grants it needs are in.
-            if let Some(local) = &grants {
-                load_grants(&http, &remote, local).await?;
+            if let Some(grants) = &grants {
+                grants.refresh(&http, &remote).await?;
             }
             load_changes(&http, &remote, &cell).await?;
             let mut feed = http
@@ -430,8 +512,8 @@ pub async fn follow_export(
                 let chunk = match tokio::time::timeout(remote.poll_interval, feed.chunk()).await {
                     Err(_) => {
                         // Silent for a whole interval: ask the exports anyway.
-                        if let Some(local) = &grants {
-                            load_grants(&http, &remote, local).await?;
+                        if let Some(grants) = &grants {
+                            grants.refresh(&http, &remote).await?;
                         }
                         load_changes(&http, &remote, &cell).await?;
                         continue;
@@ -457,10 +539,10 @@ pub async fn follow_export(
                     } else {
                         cell.confirm();
                     }
-                    if let Some(local) = &grants
-                        && local.version().is_none_or(|have| have < v.change_version)
+                    if let Some(grants) = &grants
+                        && grants.version().is_none_or(|have| have < v.change_version)
                     {
-                        load_grants(&http, &remote, local).await?;
+                        grants.refresh(&http, &remote).await?;
                     }
                     on_change(v);
                 }
@@ -481,6 +563,14 @@ pub async fn follow_export(
             }
         }
     }
+}
+
+/// The HTTP client a follower asks heimdall-http with.
+fn follower_client(remote: &RemoteMappings) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(remote.timeout)
+        .build()
+        .map_err(|e| crate::Error::new(ErrorKind::Config, "cannot build an HTTP client").with_source(e))
 }
 
 /// Where an authorizer built by [`Authorizer::start`] reads its mappings.
@@ -504,7 +594,8 @@ impl std::fmt::Debug for Source {
 impl Authorizer {
     /// The one way frontends (the tower layer, the Python module) build an authorizer from their settings:
     /// `pdp` asks a PDP (a Cerbos holding the pushed principal policies); `None` decides locally from
-    /// heimdall-http's grants export, which only a [`Source::Follow`] has (an embedded source without a PDP is
+    /// heimdall-http's grants (the whole export, or on demand: [`AuthorizerConfig::grants_on_demand`]), which
+    /// only a [`Source::Follow`] has (an embedded source without a PDP is
     /// a configuration error). Returns the follower task, if any (abort it to stop following).
     pub fn start(
         verifier: TokenVerifier,
@@ -514,7 +605,11 @@ impl Authorizer {
     ) -> Result<(Authorizer, Option<tokio::task::JoinHandle<()>>)> {
         match source {
             Source::Follow(remote) => {
-                let decider = pdp.map_or(Decider::Local, Decider::Pdp);
+                let local = match config.grants_on_demand {
+                    Some(capacity) => Decider::OnDemand { capacity },
+                    None => Decider::Local,
+                };
+                let decider = pdp.map_or(local, Decider::Pdp);
                 let (authorizer, task) = Authorizer::following(verifier, remote, decider, config)?;
                 Ok((authorizer, Some(task)))
             }
@@ -554,12 +649,15 @@ impl Authorizer {
             )
         })?;
         let cell = SnapshotCell::new();
-        let (pdp, grants): (Arc<dyn Pdp>, _) = match decider {
+        let local = |grants: FollowedGrants| (grants.pdp(), Some(grants));
+        let (pdp, grants) = match decider {
             Decider::Pdp(pdp) => (pdp, None),
-            Decider::Local => {
-                let local = LocalPdp::new();
-                (local.clone(), Some(local))
-            }
+            Decider::Local => local(FollowedGrants::Export(LocalPdp::new())),
+            Decider::OnDemand { capacity } => local(FollowedGrants::OnDemand(OnDemandGrants::new(
+                follower_client(&remote)?,
+                remote.clone(),
+                capacity,
+            ))),
         };
         let authorizer =
             Authorizer::with_local(verifier, MappingSource::Cell(cell.clone()), pdp, grants.clone(), config);
@@ -577,9 +675,17 @@ impl Authorizer {
         if let (MappingSource::Cell(mine), MappingSource::Cell(theirs)) = (&self.inner.mappings, &from.inner.mappings) {
             mine.adopt(theirs);
         }
-        if let (Some(mine), Some(theirs)) = (&self.inner.local, &from.inner.local) {
+        if let (Some(FollowedGrants::Export(mine)), Some(FollowedGrants::Export(theirs))) =
+            (&self.inner.local, &from.inner.local)
+        {
             mine.adopt(theirs);
         }
+    }
+
+    /// The grants this authorizer decides from when it decides locally ([`Decider::Local`],
+    /// [`Decider::OnDemand`]).
+    pub fn local_grants(&self) -> Option<&FollowedGrants> {
+        self.inner.local.as_ref()
     }
 
     /// How long ago the mapping snapshot was last confirmed against its source; `None` before the first.
@@ -600,29 +706,72 @@ impl Authorizer {
 
 /// Loads heimdall-http's grants export into `local`.
 async fn load_grants(http: &reqwest::Client, remote: &RemoteMappings, local: &LocalPdp) -> Result<()> {
+    let url = reqwest::Url::parse(&format!("{}/api/v1/grants/export", remote.base_url)).map_err(|e| {
+        crate::Error::new(
+            ErrorKind::Config,
+            format!("heimdall-http's URL does not make a URL: {e}"),
+        )
+    })?;
+    local.install(get_json(http, remote, url, "grants export").await?);
+    Ok(())
+}
+
+/// GETs `url` from heimdall-http with the follower's credential and reads its JSON answer; `what` names it in
+/// errors. A refused credential (401, 403) is a [`ErrorKind::Config`] error, anything else unavailable.
+pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    remote: &RemoteMappings,
+    url: reqwest::Url,
+    what: &str,
+) -> Result<T> {
     let response = http
-        .get(format!("{}/api/v1/grants/export", remote.base_url))
+        .get(url)
         .bearer_auth(&remote.credential)
         .timeout(remote.timeout)
         .send()
         .await
         .map_err(|e| {
-            crate::Error::new(ErrorKind::Unavailable, "heimdall-http's grants export is unreachable")
+            crate::Error::new(ErrorKind::Unavailable, format!("heimdall-http's {what} is unreachable"))
                 .with_source(e.without_url())
         })?;
     if matches!(response.status().as_u16(), 401 | 403) {
-        return Err(credential_refused("grants export", response.status()));
+        return Err(credential_refused(what, response.status()));
     }
     if !response.status().is_success() {
         return Err(crate::Error::new(
             ErrorKind::Unavailable,
-            format!("heimdall-http's grants export answered {}", response.status()),
+            format!("heimdall-http's {what} answered {}", response.status()),
         ));
     }
-    let grants: GrantsSnapshot = response.json().await.map_err(|e| {
-        crate::Error::new(ErrorKind::Unavailable, "heimdall-http's grants export is not readable")
-            .with_source(e.without_url())
-    })?;
-    local.install(grants);
-    Ok(())
+    response.json().await.map_err(|e| {
+        crate::Error::new(
+            ErrorKind::Unavailable,
+            format!("heimdall-http's {what} is not readable"),
+        )
+        .with_source(e.without_url())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_mappings_without_an_id_take_their_position() {
+        let listed = |id: Option<i64>, path: &str| ListedMapping {
+            id,
+            method: "GET".to_owned(),
+            path_pattern: path.to_owned(),
+            action: "a:read".to_owned(),
+            owner_group: None,
+            priority: 0,
+        };
+        let export = MappingExport::numbered(7, [listed(None, "/a"), listed(Some(40), "/b"), listed(None, "/c")]);
+        assert_eq!(export.version, 7);
+        let ids: Vec<i64> = export.mappings.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 40, 3]);
+        // An explicit id that repeats a position is a conflict of ids, refused when compiled.
+        let clash = MappingExport::numbered(1, [listed(None, "/a"), listed(Some(1), "/b")]);
+        assert!(clash.into_snapshot().is_err());
+    }
 }

@@ -38,12 +38,14 @@ use crate::pdp::{Decision, Pdp, Principal, Resource, pack, principal_id, resourc
 
 mod follow;
 mod grants;
+mod on_demand;
 
 pub use follow::{
-    Decider, ExportedMapping, FeedVersions, MappingDelta, MappingExport, RemoteMappings, Source, fetch_export,
-    follow_export,
+    Decider, ExportedMapping, FeedVersions, FollowedGrants, ListedMapping, MappingDelta, MappingExport, RemoteMappings,
+    Source, fetch_export, follow_export,
 };
-pub use grants::{GrantedPermission, GrantsSnapshot, LocalPdp};
+pub use grants::{GrantedPermission, GrantsChanges, GrantsSnapshot, LocalPdp, MAX_GRANTS_CHANGES, SubjectGrants};
+pub use on_demand::OnDemandGrants;
 
 /// Asks `pdp` whether `subject` may do what `rule` maps to, as an adapter asks in principal-policy mode: the
 /// subject's principal id with the base role `user` alone (so only the principal policy Heimdall pushed for
@@ -94,6 +96,11 @@ pub struct AuthorizerConfig {
     pub allow_before_snapshot: bool,
     /// How long `allow_before_snapshot` lasts: past it, requests are refused (503) until a snapshot arrives.
     pub before_snapshot_deadline: Duration,
+    /// Deciding locally while following heimdall-http ([`Authorizer::start`] without a PDP): `None` (the
+    /// default) loads every subject's grants from the grants export ([`Decider::Local`]); `Some(n)` fetches a
+    /// subject's grants on first use and holds at most `n` subjects ([`Decider::OnDemand`]), so that memory
+    /// is bounded by `n`, not by the number of users.
+    pub grants_on_demand: Option<u64>,
 }
 
 impl Default for AuthorizerConfig {
@@ -105,6 +112,7 @@ impl Default for AuthorizerConfig {
             token_capacity: 100_000,
             allow_before_snapshot: false,
             before_snapshot_deadline: Duration::from_secs(30),
+            grants_on_demand: None,
         }
     }
 }
@@ -352,8 +360,8 @@ struct Inner {
     verifier: TokenVerifier,
     mappings: MappingSource,
     pdp: Arc<dyn Pdp>,
-    /// The grants a local decider reads (when it is one), for [`Authorizer::adopt`].
-    local: Option<Arc<LocalPdp>>,
+    /// The grants a local decider reads (when it is one): their version is the grants epoch.
+    local: Option<FollowedGrants>,
     config: AuthorizerConfig,
     /// Verified tokens, by the token itself: looked up by hashing it with a fast seeded hash and comparing it
     /// whole, so a token is found only as exactly the string that was verified.
@@ -407,7 +415,7 @@ impl Authorizer {
         verifier: TokenVerifier,
         mappings: MappingSource,
         pdp: Arc<dyn Pdp>,
-        local: Option<Arc<LocalPdp>>,
+        local: Option<FollowedGrants>,
         config: AuthorizerConfig,
     ) -> Self {
         let tokens = moka::sync::Cache::builder()
@@ -465,8 +473,8 @@ impl Authorizer {
         Some(self.inner.pushed_version.load(Ordering::Acquire)).filter(|v| *v != i64::MIN)
     }
 
-    /// The version of the grants a decision made now is made on: the local grants snapshot's version when
-    /// deciding locally; otherwise the newest pushed version known (a PDP holding the pushed policies answers
+    /// The version of the grants a decision made now is made on: the local grants' version (the snapshot's, or
+    /// the change version up to which grants on demand are current) when deciding locally; otherwise the newest pushed version known (a PDP holding the pushed policies answers
     /// for at least that version).
     fn grants_epoch(&self) -> i64 {
         match (&self.inner.local, &self.inner.mappings) {

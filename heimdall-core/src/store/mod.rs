@@ -203,6 +203,9 @@ pub(crate) trait Users: Send + Sync {
     async fn upsert_user(&self, claims: &Claims, now: DateTime<Utc>) -> Result<User>;
     async fn user_id(&self, subject: &Subject) -> Result<Option<i64>>;
     async fn subjects(&self, after: Option<&str>, limit: i64) -> Result<Vec<Subject>>;
+    /// The users whose grants changed after change version `since` (their `grants_version`), at most `limit`,
+    /// oldest change first.
+    async fn grants_changed_since(&self, since: i64, limit: i64) -> Result<Vec<Subject>>;
     async fn user_details(&self, subject: &Subject) -> Result<UserDetails>;
     async fn effective_roles(&self, user_id: i64) -> Result<Vec<RoleName>>;
     /// The target patterns and path scopes of the management rights of the groups the user belongs to.

@@ -10,6 +10,7 @@ mod deltas;
 mod escalation;
 mod explain;
 mod failures;
+mod grants_changes;
 mod identity;
 mod local_pdp;
 mod pdp;

@@ -247,7 +247,7 @@ pub(super) async fn version(State(state): State<AppState>, reader: Reader) -> Re
 
 /// This module's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(export, changes, stream, version, grants))]
+#[openapi(paths(export, changes, stream, version, grants, subject_grants, grants_changes))]
 pub(super) struct Api;
 
 /// Every subject's effective permissions (what the pushed principal policies say) at one change version:
@@ -269,6 +269,67 @@ pub(super) async fn grants(
     Ok(Json(state.heimdall().grants_snapshot().await?))
 }
 
+/// The subject whose grants a follower fetches, for `GET /api/v1/grants`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectQuery {
+    /// The subject (the token's `sub`).
+    pub subject: String,
+}
+
+/// One subject's effective permissions at one change version: what a follower holding grants on demand fetches
+/// on the subject's first use (none for a subject Heimdall does not know). Takes `grants:read`.
+#[utoipa::path(
+    get, path = "/api/v1/grants", tag = "adapters",
+    security(("bearer" = [])),
+    params(SubjectQuery),
+    responses(
+        (status = 200, description = "The subject's permissions", body = heimdall_core::authorizer::SubjectGrants),
+        (status = 400, description = "`subject` missing or not a subject", body = ErrorBody),
+        (status = 401, description = "No or bad credential", body = ErrorBody),
+        (status = 403, description = "The API key lacks grants:read", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub(super) async fn subject_grants(
+    State(state): State<AppState>,
+    _reader: super::auth::GrantsReader,
+    Query(q): Query<SubjectQuery>,
+) -> Result<Json<heimdall_core::authorizer::SubjectGrants>, ApiError> {
+    let subject = heimdall_core::model::Subject::parse(q.subject)?;
+    Ok(Json(state.heimdall().subject_grants(&subject).await?))
+}
+
+/// The change version a follower's grants are current at, for `GET /api/v1/grants/changes`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSinceQuery {
+    /// The change version the follower's grants are current at (the last answer's `version`).
+    pub since: i64,
+}
+
+/// The subjects whose grants changed after change version `since` (at most 10,000; past that `subjects` is
+/// null and a follower drops every subject it holds). Takes `grants:read`.
+#[utoipa::path(
+    get, path = "/api/v1/grants/changes", tag = "adapters",
+    security(("bearer" = [])),
+    params(GrantsSinceQuery),
+    responses(
+        (status = 200, description = "The subjects whose grants changed", body = heimdall_core::authorizer::GrantsChanges),
+        (status = 400, description = "`since` missing or not a number", body = ErrorBody),
+        (status = 401, description = "No or bad credential", body = ErrorBody),
+        (status = 403, description = "The API key lacks grants:read", body = ErrorBody),
+        (status = 503, description = "The database is unreachable", body = ErrorBody),
+    )
+)]
+pub(super) async fn grants_changes(
+    State(state): State<AppState>,
+    _reader: super::auth::GrantsReader,
+    Query(q): Query<GrantsSinceQuery>,
+) -> Result<Json<heimdall_core::authorizer::GrantsChanges>, ApiError> {
+    Ok(Json(state.heimdall().grants_changes(q.since).await?))
+}
+
 pub(super) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/mappings/export", get(export))
@@ -276,4 +337,6 @@ pub(super) fn routes() -> axum::Router<AppState> {
         .route("/changes/stream", get(stream))
         .route("/changes/version", get(version))
         .route("/grants/export", get(grants))
+        .route("/grants", get(subject_grants))
+        .route("/grants/changes", get(grants_changes))
 }

@@ -12,6 +12,7 @@ mod errors;
 mod flow;
 mod fuzz;
 mod keys;
+mod on_demand;
 mod ops;
 mod staleness;
 mod support;

@@ -274,46 +274,47 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        async fn enqueue_user(conn: &mut Conn, now: DateTime<Utc>, user_id: i64) -> Result<()> {
+        /// Puts the users `users_sql` selects (by `id`, with `$2` bound to `key`) into the principal-policy
+        /// outbox, and marks their grants as changed at the version this change commits as (what followers
+        /// holding grants on demand ask for: `grants_changed_since`).
+        async fn enqueue_users(conn: &mut Conn, now: DateTime<Utc>, users_sql: &str, key: i64) -> Result<()> {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at, \
-                 enqueued_version) SELECT subject, 1, $1, 0, $1, {NEXT_VERSION} FROM users WHERE id = $2{ENQUEUE_TAIL}"
+                 enqueued_version) SELECT subject, 1, $1, 0, $1, {NEXT_VERSION} FROM users \
+                 WHERE id IN ({users_sql}){ENQUEUE_TAIL}"
             )))
             .bind(now)
-            .bind(user_id)
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE users SET grants_version = {NEXT_VERSION} WHERE id IN ({})",
+                users_sql.replace("$2", "$1")
+            )))
+            .bind(key)
             .execute(&mut *conn)
             .await?;
             notify_outbox(conn).await?;
             Ok(())
+        }
+
+        async fn enqueue_user(conn: &mut Conn, now: DateTime<Utc>, user_id: i64) -> Result<()> {
+            enqueue_users(conn, now, "$2", user_id).await
         }
 
         async fn enqueue_group_members(conn: &mut Conn, now: DateTime<Utc>, group_id: i64) -> Result<()> {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at, \
-                 enqueued_version) SELECT u.subject, 1, $1, 0, $1, {NEXT_VERSION} FROM users u \
-                 WHERE u.id IN (SELECT user_id FROM memberships WHERE group_id = $2){ENQUEUE_TAIL}"
-            )))
-            .bind(now)
-            .bind(group_id)
-            .execute(&mut *conn)
-            .await?;
-            notify_outbox(conn).await?;
-            Ok(())
+            enqueue_users(conn, now, "SELECT user_id FROM memberships WHERE group_id = $2", group_id).await
         }
 
         async fn enqueue_role_holders(conn: &mut Conn, now: DateTime<Utc>, role_id: i64) -> Result<()> {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at, \
-                 enqueued_version) SELECT u.subject, 1, $1, 0, $1, {NEXT_VERSION} FROM users u WHERE u.id IN (\
-                   SELECT m.user_id FROM memberships m JOIN group_roles gr ON gr.group_id = m.group_id \
-                   WHERE gr.role_id = $2 UNION SELECT user_id FROM user_roles WHERE role_id = $2){ENQUEUE_TAIL}"
-            )))
-            .bind(now)
-            .bind(role_id)
-            .execute(&mut *conn)
-            .await?;
-            notify_outbox(conn).await?;
-            Ok(())
+            enqueue_users(
+                conn,
+                now,
+                "SELECT m.user_id FROM memberships m JOIN group_roles gr ON gr.group_id = m.group_id \
+                 WHERE gr.role_id = $2 UNION SELECT user_id FROM user_roles WHERE role_id = $2",
+                role_id,
+            )
+            .await
         }
 
         async fn group_id(conn: &mut Conn, name: &GroupName) -> Result<i64> {

@@ -58,6 +58,17 @@ macro_rules! sql_users {
                 Ok(rows.into_iter().map(|r| Subject::from_db(r.0)).collect())
             }
 
+            async fn grants_changed_since(&self, since: i64, limit: i64) -> Result<Vec<Subject>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT subject FROM users WHERE grants_version > $1 ORDER BY grants_version, subject LIMIT $2",
+                )
+                .bind(since)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|r| Subject::from_db(r.0)).collect())
+            }
+
             async fn user_details(&self, subject: &Subject) -> Result<UserDetails> {
                 let row: Option<UserTuple> = sqlx::query_as(
                     "SELECT id, subject, display_name, email, created_at, last_seen_at FROM users WHERE subject = $1",
