@@ -134,18 +134,22 @@ macro_rules! sql_users {
                 if subjects.is_empty() {
                     return Ok(out);
                 }
-                let mut q = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT DISTINCT u.subject, a.resource_kind, a.name, rp.effect FROM users u \
-                     JOIN (SELECT m.user_id, gr.role_id FROM memberships m JOIN group_roles gr ON gr.group_id = m.group_id \
-                           UNION SELECT ur.user_id, ur.role_id FROM user_roles ur) held ON held.user_id = u.id \
-                     JOIN role_permissions rp ON rp.role_id = held.role_id JOIN actions a ON a.id = rp.action_id \
-                     WHERE u.subject IN (",
-                );
+                // The wanted users first, so that both ways of holding a role are read for them alone (by the
+                // user-id indexes), not for every user and then filtered.
+                let mut q = sqlx::QueryBuilder::<Db>::new("WITH wanted AS (SELECT id, subject FROM users WHERE subject IN (");
                 let mut list = q.separated(", ");
                 for subject in subjects {
                     list.push_bind(subject);
                 }
-                q.push(") ORDER BY u.subject, a.resource_kind, a.name, rp.effect");
+                q.push(
+                    ")) SELECT DISTINCT w.subject, a.resource_kind, a.name, rp.effect FROM wanted w \
+                     JOIN (SELECT m.user_id, gr.role_id FROM memberships m JOIN group_roles gr ON gr.group_id = m.group_id \
+                           WHERE m.user_id IN (SELECT id FROM wanted) \
+                           UNION SELECT ur.user_id, ur.role_id FROM user_roles ur WHERE ur.user_id IN (SELECT id FROM wanted)) \
+                     held ON held.user_id = w.id \
+                     JOIN role_permissions rp ON rp.role_id = held.role_id JOIN actions a ON a.id = rp.action_id \
+                     ORDER BY w.subject, a.resource_kind, a.name, rp.effect",
+                );
                 let rows: Vec<(String, String, String, String)> = q.build_query_as().fetch_all(&self.pool).await?;
                 for (subject, kind, action, effect) in rows {
                     out.entry(subject).or_default().push(EffectivePermission {
