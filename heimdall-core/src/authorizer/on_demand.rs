@@ -34,7 +34,7 @@ enum Held {
 pub struct OnDemandGrants {
     http: reqwest::Client,
     remote: RemoteMappings,
-    cache: moka::future::Cache<String, Held>,
+    cache: moka::future::Cache<String, Held, foldhash::fast::RandomState>,
     /// Grants fetched at a version older than this are refetched (set when every subject is dropped).
     floor: AtomicI64,
     /// The change version up to which the follower applied the grants changes: its grants epoch.
@@ -49,7 +49,9 @@ impl OnDemandGrants {
         Arc::new(OnDemandGrants {
             http,
             remote,
-            cache: moka::future::Cache::builder().max_capacity(capacity).build(),
+            cache: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             floor: AtomicI64::new(i64::MIN),
             applied: AtomicI64::new(i64::MIN),
             fetches: AtomicU64::new(0),

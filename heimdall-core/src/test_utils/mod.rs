@@ -89,6 +89,37 @@ impl TestDatabase {
         })
     }
 
+    /// Adds `count` users `{prefix}1` … `{prefix}{count}` straight into a SQLite database (migrated already),
+    /// and makes the first `members` of them members of `group` (which must exist): a large user base in
+    /// seconds, for benchmarks. The users are as JIT provisioning leaves them; no change version moves.
+    pub async fn insert_users(&self, prefix: &str, count: u64, group: &str, members: u64) -> crate::Result<()> {
+        let mut conn = sqlx::SqliteConnection::connect(&self.url)
+            .await
+            .map_err(crate::store::storage_error)?;
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+             INSERT INTO users (subject, created_at) SELECT $1 || i, '2026-01-01T00:00:00+00:00' FROM n",
+        )
+        .bind(prefix)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .execute(&mut conn)
+        .await
+        .map_err(crate::store::storage_error)?;
+        sqlx::query(
+            "INSERT INTO memberships (group_id, user_id, granted_by, granted_at) \
+             SELECT g.id, u.id, NULL, '2026-01-01T00:00:00+00:00' FROM users u, groups g \
+             WHERE g.name = $1 AND u.subject IN \
+             (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) SELECT $2 || i FROM n)",
+        )
+        .bind(group)
+        .bind(prefix)
+        .bind(i64::try_from(members).unwrap_or(i64::MAX))
+        .execute(&mut conn)
+        .await
+        .map_err(crate::store::storage_error)?;
+        conn.close().await.map_err(crate::store::storage_error)
+    }
+
     /// SQLite, and PostgreSQL when available: what a store test runs against.
     pub async fn all() -> Vec<TestDatabase> {
         let mut dbs = vec![TestDatabase::sqlite()];
