@@ -72,7 +72,7 @@ impl Authorizer {
     #[pyo3(signature = (
         *, jwks_url, heimdall_url = None, credential = None, embedded = None, cerbos_url = None, issuer = None,
         audience = None, unmapped = "deny", allow_before_snapshot = false, before_snapshot_deadline = 30.0,
-        poll_interval = 30.0, decision_ttl = 5.0, allow_plain_http = false
+        poll_interval = 30.0, decision_ttl = 5.0, allow_plain_http = false, grants_cache_capacity = None
     ))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
@@ -89,6 +89,7 @@ impl Authorizer {
         poll_interval: f64,
         decision_ttl: f64,
         allow_plain_http: bool,
+        grants_cache_capacity: Option<u64>,
     ) -> PyResult<Self> {
         let unmapped = match unmapped {
             "deny" => Unmapped::Deny,
@@ -104,6 +105,7 @@ impl Authorizer {
             allow_before_snapshot,
             before_snapshot_deadline: seconds("before_snapshot_deadline", before_snapshot_deadline)?,
             decision_ttl: seconds("decision_ttl", decision_ttl)?,
+            grants_on_demand: grants_cache_capacity,
             ..AuthorizerConfig::default()
         };
         let poll_interval = seconds("poll_interval", poll_interval)?;

@@ -16,7 +16,7 @@ from harness import ISSUER, Cerbos, Courses, Idp, Stack, courses, free_port
 
 # How long a change made through the REST API may take to reach a decision: locally one change-feed round trip;
 # with Cerbos also the worker's push, and a cached decision's TTL (5 s).
-PATIENCE = {"local": 5.0, "cerbos": 30.0}
+PATIENCE = {"local": 5.0, "on_demand": 5.0, "cerbos": 30.0}
 
 Outcome = heimdall.Grant | heimdall.HeimdallError
 
@@ -45,6 +45,7 @@ class World:
     s: Courses
     cerbos_url: str | None
     patience: float
+    grants_cache_capacity: int | None = None
     made: list[heimdall.Authorizer] = field(default_factory=list)
 
     def authorizer(self, **overrides: Any) -> heimdall.Authorizer:
@@ -54,6 +55,7 @@ class World:
             "credential": self.s.key,
             "cerbos_url": self.cerbos_url,
             "issuer": ISSUER,
+            "grants_cache_capacity": self.grants_cache_capacity,
         }
         settings.update(overrides)
         authz = heimdall.Authorizer(**settings)
@@ -88,9 +90,10 @@ class World:
             time.sleep(0.05)
 
 
-@pytest.fixture(params=["local", "cerbos"])
+@pytest.fixture(params=["local", "on_demand", "cerbos"])
 def world(request: pytest.FixtureRequest, start_stack: Callable[..., Stack], idp: Idp, suffix: str) -> Iterator[World]:
-    """The scenario on a fresh heimdall-http, decided locally or by the real Cerbos."""
+    """The scenario on a fresh heimdall-http, decided locally (from the grants export, or with grants fetched on
+    demand) or by the real Cerbos."""
     cerbos: Cerbos | None = request.getfixturevalue("cerbos") if request.param == "cerbos" else None
     stack = start_stack(cerbos)
     w = World(
@@ -100,6 +103,7 @@ def world(request: pytest.FixtureRequest, start_stack: Callable[..., Stack], idp
         s=courses(stack, suffix),
         cerbos_url=cerbos.base_url if cerbos else None,
         patience=PATIENCE[request.param],
+        grants_cache_capacity=100 if request.param == "on_demand" else None,
     )
     yield w
     for authz in w.made:
