@@ -345,6 +345,14 @@ def test_allow_before_snapshot_ends_at_its_deadline(idp: Idp) -> None:
         authz.close()
 
 
+def test_grants_on_demand_need_room_for_a_subject(idp: Idp) -> None:
+    """A capacity of 0 subjects is a configuration error, not a cache that fetches on every request."""
+    with pytest.raises(heimdall.ConfigError, match="at least one subject"):
+        heimdall.Authorizer(
+            jwks_url=idp.jwks_url, heimdall_url="http://127.0.0.1:1", credential="hk_x", grants_cache_capacity=0
+        )
+
+
 def test_plain_http_to_another_host_needs_allow_plain_http(idp: Idp) -> None:
     """A JWKS or heimdall-http URL over plain HTTP to a host other than loopback is a configuration error,
     unless ``allow_plain_http=True`` says the operator means it."""

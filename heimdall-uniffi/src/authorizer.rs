@@ -132,6 +132,7 @@ impl Authorizer {
             allow_before_snapshot: settings.allow_before_snapshot,
             before_snapshot_deadline: seconds("before_snapshot_deadline", settings.before_snapshot_deadline)?,
             decision_ttl: seconds("decision_ttl", settings.decision_ttl)?,
+            grants_on_demand: settings.grants_cache_capacity,
             ..AuthorizerConfig::default()
         };
         let poll_interval = seconds("poll_interval", settings.poll_interval)?;

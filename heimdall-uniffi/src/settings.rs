@@ -48,13 +48,17 @@ pub struct AuthorizerSettings {
     /// Accept plain `http://` URLs to hosts other than loopback (refused by default).
     #[uniffi(default = false)]
     pub allow_plain_http: bool,
+    /// Deciding locally: fetch each subject's grants on first use and hold at most this many subjects, instead
+    /// of loading every subject's grants from the export (unset, the default).
+    #[uniffi(default = None)]
+    pub grants_cache_capacity: Option<u64>,
 }
 
 /// The settings from the environment: `KEYCLOAK_JWKS_URL` (required), `JWT_ISSUER`, `JWT_AUDIENCE`,
 /// `HEIMDALL_URL` with `HEIMDALL_CREDENTIAL`, or `DB_DSN`; `CERBOS_CHECK_URL`; `HEIMDALL_UNMAPPED`
 /// (`deny`/`allow`), `HEIMDALL_ALLOW_BEFORE_SNAPSHOT`, `HEIMDALL_BEFORE_SNAPSHOT_DEADLINE_SECONDS`,
-/// `HEIMDALL_POLL_INTERVAL_SECONDS`, `HEIMDALL_DECISION_TTL_SECONDS`, `HEIMDALL_ALLOW_PLAIN_HTTP`. A set but
-/// malformed variable is an error naming it.
+/// `HEIMDALL_POLL_INTERVAL_SECONDS`, `HEIMDALL_DECISION_TTL_SECONDS`, `HEIMDALL_ALLOW_PLAIN_HTTP`,
+/// `HEIMDALL_GRANTS_CACHE_CAPACITY`. A set but malformed variable is an error naming it.
 #[uniffi::export]
 pub fn settings_from_env() -> Result<AuthorizerSettings, HeimdallError> {
     from_lookup(|name| std::env::var(name).ok())
@@ -95,6 +99,14 @@ fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<AuthorizerSetting
         poll_interval: seconds("HEIMDALL_POLL_INTERVAL_SECONDS", 30.0)?,
         decision_ttl: seconds("HEIMDALL_DECISION_TTL_SECONDS", 5.0)?,
         allow_plain_http: flag("HEIMDALL_ALLOW_PLAIN_HTTP")?,
+        grants_cache_capacity: match text("HEIMDALL_GRANTS_CACHE_CAPACITY") {
+            None => None,
+            Some(v) => Some(v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                config(format!(
+                    "HEIMDALL_GRANTS_CACHE_CAPACITY must be a positive number of subjects, not {v:?}"
+                ))
+            })?),
+        },
     })
 }
 
@@ -116,8 +128,10 @@ mod tests {
             ("HEIMDALL_UNMAPPED", "allow"),
             ("HEIMDALL_DECISION_TTL_SECONDS", "2.5"),
             ("HEIMDALL_ALLOW_PLAIN_HTTP", "true"),
+            ("HEIMDALL_GRANTS_CACHE_CAPACITY", "5000"),
         ])
         .expect("valid");
+        assert_eq!(s.grants_cache_capacity, Some(5000));
         assert_eq!(s.jwks_url, "https://idp/certs");
         assert_eq!(s.heimdall_url.as_deref(), Some("https://heimdall"));
         assert_eq!(s.credential.as_deref(), Some("hk_x"));
@@ -137,6 +151,18 @@ mod tests {
         let bad = settings(&[("KEYCLOAK_JWKS_URL", "x"), ("HEIMDALL_POLL_INTERVAL_SECONDS", "-1")])
             .expect_err("negative interval");
         assert!(bad.to_string().contains("HEIMDALL_POLL_INTERVAL_SECONDS"), "{bad}");
+        let capacity =
+            settings(&[("KEYCLOAK_JWKS_URL", "x"), ("HEIMDALL_GRANTS_CACHE_CAPACITY", "0")]).expect_err("no subjects");
+        assert!(
+            capacity.to_string().contains("HEIMDALL_GRANTS_CACHE_CAPACITY"),
+            "{capacity}"
+        );
+        assert_eq!(
+            settings(&[("KEYCLOAK_JWKS_URL", "x")])
+                .expect("valid")
+                .grants_cache_capacity,
+            None
+        );
         let flag =
             settings(&[("KEYCLOAK_JWKS_URL", "x"), ("HEIMDALL_ALLOW_PLAIN_HTTP", "maybe")]).expect_err("not a flag");
         assert!(flag.to_string().contains("HEIMDALL_ALLOW_PLAIN_HTTP"), "{flag}");

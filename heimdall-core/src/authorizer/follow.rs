@@ -648,6 +648,12 @@ impl Authorizer {
                 "Authorizer::following must be called inside a Tokio runtime",
             )
         })?;
+        if matches!(decider, Decider::OnDemand { capacity: 0 }) {
+            return Err(crate::Error::new(
+                ErrorKind::Config,
+                "grants on demand need room for at least one subject (a capacity of 0)",
+            ));
+        }
         let cell = SnapshotCell::new();
         let local = |grants: FollowedGrants| (grants.pdp(), Some(grants));
         let (pdp, grants) = match decider {

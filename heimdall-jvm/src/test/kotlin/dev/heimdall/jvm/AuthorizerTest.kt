@@ -148,6 +148,12 @@ class AuthorizerTest {
     }
 
     @Test
+    fun `a revocation is seen within a second, deciding locally with grants on demand`() {
+        val (stack, c) = setUp()
+        revocationSeen(stack, c, ready(settings(stack, c.key).copy(grantsCacheCapacity = 100uL)))
+    }
+
+    @Test
     fun `a revocation is seen within a second, deciding with the real Cerbos`(@TempDir cerbosDir: Path) {
         val cerbos = open(Cerbos(cerbosBin(), cerbosDir))
         cerbos.start()
