@@ -14,8 +14,8 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use heimdall_benches::{rss_kib, sqlite_heimdall};
 use heimdall_core::model::MappingInput;
-use heimdall_core::test_utils::TestDatabase;
 use heimdall_http::server::{self, AppState, ServerOptions};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -48,24 +48,8 @@ fn now_us() -> u128 {
         .map_or(0, |d| d.as_micros())
 }
 
-/// This process's resident memory, in KiB.
-fn rss_kib() -> Result<f64, BoxError> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS in /proc/self/status".into())
-}
-
 async fn serve_and_measure() -> Result<(), BoxError> {
-    let db = TestDatabase::sqlite();
-    let h = heimdall_core::Heimdall::builder(heimdall_core::Config {
-        database_url: db.url.clone(),
-        ..heimdall_core::Config::default()
-    })
-    .build()
-    .await?;
+    let (_db, h) = sqlite_heimdall().await?;
     let system = h.system_caller("benchmark")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -13,6 +13,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use heimdall_benches::{rss_kib, sqlite_heimdall};
 use heimdall_core::authorizer::{
     Authorizer, AuthorizerConfig, Decider, FollowedGrants, GrantedPermission, GrantsSnapshot, LocalPdp, RemoteMappings,
     adapter_check,
@@ -21,7 +22,6 @@ use heimdall_core::identity::{IdentityConfig, TokenVerifier};
 use heimdall_core::mapping::{MappingRule, Method, PathPattern};
 use heimdall_core::model::{ActionName, Subject};
 use heimdall_core::pdp::{Decision, Pdp};
-use heimdall_core::test_utils::TestDatabase;
 use heimdall_http::server::{self, AppState, ServerOptions};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -52,13 +52,7 @@ fn main() -> Result<(), BoxError> {
 
 /// The server side: the user base, heimdall-http, and the follower child run against it.
 async fn serve_and_measure() -> Result<(), BoxError> {
-    let db = TestDatabase::sqlite();
-    let h = heimdall_core::Heimdall::builder(heimdall_core::Config {
-        database_url: db.url.clone(),
-        ..heimdall_core::Config::default()
-    })
-    .build()
-    .await?;
+    let (db, h) = sqlite_heimdall().await?;
     let system = h.system_caller("benchmark")?;
     h.create_role(&system, "go:reader", None).await?;
     h.grant_permission(&system, "go:reader", "course:read", "allow").await?;
@@ -98,13 +92,7 @@ async fn serve_and_measure() -> Result<(), BoxError> {
 
 /// This process's resident memory, in MiB.
 fn rss_mib() -> Result<f64, BoxError> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or("no VmRSS in /proc/self/status")?;
-    Ok(kib / 1024.0)
+    Ok(rss_kib()? / 1024.0)
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

@@ -396,11 +396,9 @@ pub fn url_query(prefix: &str, value: &str) -> String {
     out
 }
 
-/// The lookup benchmarks' Heimdall: SQLite (kept while the returned database lives), the built-in PDP, and
-/// `routes` as mappings (actions `api:action0` to `api:action499`), created by the system caller.
-pub async fn heimdall_with_mappings(
-    routes: &[Route],
-) -> heimdall_core::Result<(heimdall_core::test_utils::TestDatabase, heimdall_core::Heimdall)> {
+/// A benchmark's Heimdall: SQLite (kept while the returned database lives) and the built-in PDP.
+pub async fn sqlite_heimdall()
+-> heimdall_core::Result<(heimdall_core::test_utils::TestDatabase, heimdall_core::Heimdall)> {
     let db = heimdall_core::test_utils::TestDatabase::sqlite();
     let h = heimdall_core::Heimdall::builder(heimdall_core::Config {
         database_url: db.url.clone(),
@@ -408,6 +406,25 @@ pub async fn heimdall_with_mappings(
     })
     .build()
     .await?;
+    Ok((db, h))
+}
+
+/// This process's resident memory (`VmRSS`), in KiB, for the benchmarks that measure a process of their own.
+pub fn rss_kib() -> std::io::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other("no VmRSS in /proc/self/status"))
+}
+
+/// The lookup benchmarks' Heimdall ([`sqlite_heimdall`]) with `routes` as mappings (actions `api:action0` to
+/// `api:action499`), created by the system caller.
+pub async fn heimdall_with_mappings(
+    routes: &[Route],
+) -> heimdall_core::Result<(heimdall_core::test_utils::TestDatabase, heimdall_core::Heimdall)> {
+    let (db, h) = sqlite_heimdall().await?;
     let system = h.system_caller("benchmark")?;
     for (i, r) in routes.iter().enumerate() {
         let input = heimdall_core::model::MappingInput {

@@ -712,24 +712,29 @@ impl Authorizer {
 
 /// Loads heimdall-http's grants export into `local`.
 async fn load_grants(http: &reqwest::Client, remote: &RemoteMappings, local: &LocalPdp) -> Result<()> {
-    let url = reqwest::Url::parse(&format!("{}/api/v1/grants/export", remote.base_url)).map_err(|e| {
+    local.install(get_json(http, remote, "/api/v1/grants/export", &[], "grants export").await?);
+    Ok(())
+}
+
+/// GETs `path` with `query` (encoded here) from heimdall-http with the follower's credential and reads its
+/// JSON answer; `what` names it in errors. A refused credential (401, 403) is a [`ErrorKind::Config`] error,
+/// anything else unavailable.
+pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    remote: &RemoteMappings,
+    path: &str,
+    query: &[(&str, &str)],
+    what: &str,
+) -> Result<T> {
+    let mut url = reqwest::Url::parse(&format!("{}{path}", remote.base_url)).map_err(|e| {
         crate::Error::new(
             ErrorKind::Config,
             format!("heimdall-http's URL does not make a URL: {e}"),
         )
     })?;
-    local.install(get_json(http, remote, url, "grants export").await?);
-    Ok(())
-}
-
-/// GETs `url` from heimdall-http with the follower's credential and reads its JSON answer; `what` names it in
-/// errors. A refused credential (401, 403) is a [`ErrorKind::Config`] error, anything else unavailable.
-pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    remote: &RemoteMappings,
-    url: reqwest::Url,
-    what: &str,
-) -> Result<T> {
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
     let response = http
         .get(url)
         .bearer_auth(&remote.credential)

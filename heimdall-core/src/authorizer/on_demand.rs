@@ -122,27 +122,29 @@ impl OnDemandGrants {
 
     async fn fetch(&self, subject: &str) -> Result<SubjectGrants> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let mut url = self.url("/api/v1/grants")?;
-        url.query_pairs_mut().append_pair("subject", subject);
-        get_json(&self.http, &self.remote, url, "grants").await
-    }
-
-    fn url(&self, path: &str) -> Result<reqwest::Url> {
-        reqwest::Url::parse(&format!("{}{path}", self.remote.base_url)).map_err(|e| {
-            crate::Error::new(
-                ErrorKind::Config,
-                format!("heimdall-http's URL does not make a URL: {e}"),
-            )
-        })
+        get_json(
+            &self.http,
+            &self.remote,
+            "/api/v1/grants",
+            &[("subject", subject)],
+            "grants",
+        )
+        .await
     }
 
     /// Asks heimdall-http which subjects' grants changed since the version applied, drops them, and moves
     /// the version applied. The first time (nothing held yet) it only learns the current version.
     pub(super) async fn apply_changes(&self) -> Result<()> {
         let since = self.version().unwrap_or(i64::MAX);
-        let mut url = self.url("/api/v1/grants/changes")?;
-        url.query_pairs_mut().append_pair("since", &since.to_string());
-        let changes: GrantsChanges = get_json(&self.http, &self.remote, url, "grants changes").await?;
+        let since = since.to_string();
+        let changes: GrantsChanges = get_json(
+            &self.http,
+            &self.remote,
+            "/api/v1/grants/changes",
+            &[("since", &since)],
+            "grants changes",
+        )
+        .await?;
         self.drop_changed(&changes).await;
         self.applied.fetch_max(changes.version, Ordering::AcqRel);
         Ok(())

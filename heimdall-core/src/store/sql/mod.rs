@@ -274,22 +274,21 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Puts the users `users_sql` selects (by `id`, with `$2` bound to `key`) into the principal-policy
+        /// Puts the users `users_sql` selects (user ids, with `$1` bound to `key`) into the principal-policy
         /// outbox, and marks their grants as changed at the version this change commits as (what followers
         /// holding grants on demand ask for: `grants_changed_since`).
         async fn enqueue_users(conn: &mut Conn, now: DateTime<Utc>, users_sql: &str, key: i64) -> Result<()> {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO policy_outbox (subject, generation, enqueued_at, attempts, next_attempt_at, \
-                 enqueued_version) SELECT subject, 1, $1, 0, $1, {NEXT_VERSION} FROM users \
+                 enqueued_version) SELECT subject, 1, $2, 0, $2, {NEXT_VERSION} FROM users \
                  WHERE id IN ({users_sql}){ENQUEUE_TAIL}"
             )))
-            .bind(now)
             .bind(key)
+            .bind(now)
             .execute(&mut *conn)
             .await?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE users SET grants_version = {NEXT_VERSION} WHERE id IN ({})",
-                users_sql.replace("$2", "$1")
+                "UPDATE users SET grants_version = {NEXT_VERSION} WHERE id IN ({users_sql})"
             )))
             .bind(key)
             .execute(&mut *conn)
@@ -299,11 +298,11 @@ macro_rules! sql_store {
         }
 
         async fn enqueue_user(conn: &mut Conn, now: DateTime<Utc>, user_id: i64) -> Result<()> {
-            enqueue_users(conn, now, "$2", user_id).await
+            enqueue_users(conn, now, "$1", user_id).await
         }
 
         async fn enqueue_group_members(conn: &mut Conn, now: DateTime<Utc>, group_id: i64) -> Result<()> {
-            enqueue_users(conn, now, "SELECT user_id FROM memberships WHERE group_id = $2", group_id).await
+            enqueue_users(conn, now, "SELECT user_id FROM memberships WHERE group_id = $1", group_id).await
         }
 
         async fn enqueue_role_holders(conn: &mut Conn, now: DateTime<Utc>, role_id: i64) -> Result<()> {
@@ -311,7 +310,7 @@ macro_rules! sql_store {
                 conn,
                 now,
                 "SELECT m.user_id FROM memberships m JOIN group_roles gr ON gr.group_id = m.group_id \
-                 WHERE gr.role_id = $2 UNION SELECT user_id FROM user_roles WHERE role_id = $2",
+                 WHERE gr.role_id = $1 UNION SELECT user_id FROM user_roles WHERE role_id = $1",
                 role_id,
             )
             .await
