@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -245,6 +246,8 @@ pub struct PushWorker {
     admin: Arc<dyn PolicyAdmin>,
     config: SyncConfig,
     reload: Vec<Arc<dyn PolicyAdmin>>,
+    /// One flag per PDP in `reload`: its last reload failed, so it is tried again every round until one works.
+    owed: Arc<[AtomicBool]>,
 }
 
 impl PushWorker {
@@ -255,22 +258,35 @@ impl PushWorker {
             admin,
             config,
             reload: Vec::new(),
+            owed: Arc::new([]),
         }
     }
 
     /// After every round that changed policies, makes each of `pdps` reload its store (`GET
     /// /admin/store/reload?wait=true`): for PDPs that share the policy database `admin` writes to and would
-    /// otherwise not see the change. A failed reload is logged; that PDP sees the change at its next reload.
+    /// otherwise not see the change. A failed reload is logged and tried again at every later round (each
+    /// `poll_interval` at most), until that PDP has reloaded: a PDP that was down or restarting while the last
+    /// change was pushed catches up without a further push.
     pub fn reload_after_push(mut self, pdps: Vec<Arc<dyn PolicyAdmin>>) -> Self {
+        self.owed = pdps.iter().map(|_| AtomicBool::new(false)).collect();
         self.reload = pdps;
         self
     }
 
-    async fn reload_pdps(&self) {
-        for pdp in &self.reload {
-            if let Err(e) = pdp.reload_store().await {
-                tracing::warn!(error = %e, "a PDP could not reload its policy store");
+    /// Reloads every PDP (`all`), or those whose last reload failed.
+    async fn reload_pdps(&self, all: bool) {
+        for (pdp, owed) in self.reload.iter().zip(self.owed.iter()) {
+            if !(all || owed.load(Ordering::Acquire)) {
+                continue;
             }
+            let failed = match pdp.reload_store().await {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a PDP could not reload its policy store; trying again next round");
+                    true
+                }
+            };
+            owed.store(failed, Ordering::Release);
         }
     }
 
@@ -417,10 +433,11 @@ impl PushWorker {
         self.heimdall.now() + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(2))
     }
 
-    /// One round: claims due users and pushes or deletes their policies. While it works, the claim is renewed
-    /// every third of [`SyncConfig::lease`], so a worker that dies loses its claims within one lease and another
-    /// worker takes its users over.
+    /// One round: reloads the PDPs whose last reload failed, then claims due users and pushes or deletes their
+    /// policies. While it works, the claim is renewed every third of [`SyncConfig::lease`], so a worker that
+    /// dies loses its claims within one lease and another worker takes its users over.
     pub async fn run_once(&self) -> Result<PushReport> {
+        self.reload_pdps(false).await;
         let now = self.heimdall.now();
         let limit = i64::try_from(self.config.batch_size.clamp(1, MAX_PUT_BATCH)).unwrap_or(1);
         let items = self
@@ -526,7 +543,7 @@ impl PushWorker {
             self.delete(lease, chunk, &mut report).await;
         }
         if report.pushed + report.deleted > 0 {
-            self.reload_pdps().await;
+            self.reload_pdps(true).await;
         }
         report
     }

@@ -81,6 +81,61 @@ fn free_ports() -> (u16, u16) {
     (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
+/// The tables of Cerbos' PostgreSQL store (deploy/cerbos/postgres.sql).
+pub const POSTGRES_SCHEMA: &str = include_str!("../../../deploy/cerbos/postgres.sql");
+
+/// Makes a database `name` for Cerbos' PostgreSQL store on the server of `admin_url` (a superuser's DSN),
+/// with Cerbos' tables in it, and returns its DSN. `name` must be a plain identifier.
+///
+/// # Panics
+///
+/// When the database cannot be made.
+pub async fn create_postgres_store(admin_url: &str, name: &str) -> String {
+    use sqlx::Connection as _;
+    assert!(
+        name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        "{name} is not a plain identifier"
+    );
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect as the administrator");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create Cerbos' database");
+    let url = match admin_url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("{admin_url} names no database"),
+    };
+    install_postgres_schema(&url).await;
+    url
+}
+
+/// Creates Cerbos' tables in the (empty) database at `url`.
+///
+/// # Panics
+///
+/// When they cannot be made.
+pub async fn install_postgres_schema(url: &str) {
+    use sqlx::Connection as _;
+    let mut store = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to Cerbos' database");
+    sqlx::raw_sql(POSTGRES_SCHEMA)
+        .execute(&mut store)
+        .await
+        .expect("create Cerbos' tables");
+}
+
+/// Where a test PDP keeps its policies.
+#[derive(Debug, Clone)]
+enum Store {
+    /// A sqlite3 file: its own, or another PDP's.
+    Sqlite(Option<PathBuf>),
+    /// Cerbos' PostgreSQL driver, on this DSN.
+    Postgres(String),
+}
+
 /// A running (or stopped) test PDP.
 #[derive(Debug)]
 pub struct Cerbos {
@@ -93,12 +148,18 @@ pub struct Cerbos {
 impl Cerbos {
     /// Starts a fresh PDP with an empty store, or returns `None` when the Cerbos tests are skipped.
     pub async fn start_new() -> Option<Cerbos> {
-        Self::start_with_store(None).await
+        Self::start_with_store(Store::Sqlite(None)).await
     }
 
     /// Starts another PDP on the same policy store as `other` (several PDPs sharing one database).
     pub async fn start_sharing_store(other: &Cerbos) -> Option<Cerbos> {
-        Self::start_with_store(Some(other.store_path())).await
+        Self::start_with_store(Store::Sqlite(Some(other.store_path()))).await
+    }
+
+    /// Starts a PDP on Cerbos' PostgreSQL store at `url` (see [`create_postgres_store`]); several PDPs on one
+    /// such store are the production topology.
+    pub async fn start_on_postgres(url: &str) -> Option<Cerbos> {
+        Self::start_with_store(Store::Postgres(url.to_owned())).await
     }
 
     /// The sqlite3 file holding this PDP's policies.
@@ -106,7 +167,7 @@ impl Cerbos {
         self.dir.path().join("cerbos.sqlite")
     }
 
-    async fn start_with_store(store: Option<PathBuf>) -> Option<Cerbos> {
+    async fn start_with_store(store: Store) -> Option<Cerbos> {
         let bin = cerbos_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("heimdall-cerbos-")
@@ -118,6 +179,24 @@ impl Cerbos {
         // its store reads then writes in one transaction, and a deferred one fails at once (SQLITE_BUSY, no
         // waiting) when another writer got the lock first, as two workers writing at once do. The driver is
         // modernc.org/sqlite, hence the `_pragma=` syntax.
+        let storage = match store {
+            Store::Sqlite(file) => format!(
+                r#"  driver: sqlite3
+  sqlite3:
+    dsn: "file:{}?mode=rwc&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)&_txlock=immediate""#,
+                file.unwrap_or_else(|| dir.path().join("cerbos.sqlite")).display()
+            ),
+            // connRetry: the store's server may be failing over while the PDP starts or reconnects.
+            Store::Postgres(url) => format!(
+                r#"  driver: postgres
+  postgres:
+    url: "{url}?sslmode=disable"
+    connRetry:
+      maxAttempts: 20
+      initialInterval: 0.1s
+      maxInterval: 1s"#
+            ),
+        };
         let config = format!(
             r#"server:
   httpListenAddr: "127.0.0.1:{http_port}"
@@ -128,13 +207,10 @@ impl Cerbos {
       username: {ADMIN_USER}
       passwordHash: {ADMIN_PASSWORD_HASH_B64}
 storage:
-  driver: sqlite3
-  sqlite3:
-    dsn: "file:{store}?mode=rwc&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)&_txlock=immediate"
+{storage}
 telemetry:
   disabled: true
-"#,
-            store = store.unwrap_or_else(|| dir.path().join("cerbos.sqlite")).display(),
+"#
         );
         std::fs::write(dir.path().join("config.yaml"), config).expect("write the Cerbos config");
         let mut cerbos = Cerbos {
@@ -145,6 +221,11 @@ telemetry:
         };
         cerbos.start().await;
         Some(cerbos)
+    }
+
+    /// The PDP's HTTP port on 127.0.0.1.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
     }
 
     /// The PDP's HTTP base URL, such as `http://127.0.0.1:40123`.

@@ -22,7 +22,12 @@ pub struct PrivateCluster {
     port: u16,
     running: bool,
     as_postgres: bool,
+    /// Server options beyond the socket, port and address ones (`-c name=value ...`).
+    options: String,
 }
+
+/// The server options every private cluster runs with.
+const OPTIONS: &str = "-c fsync=off -c max_connections=50";
 
 fn is_root() -> bool {
     Command::new("id")
@@ -43,6 +48,87 @@ impl PrivateCluster {
     ///
     /// When the binaries are missing under `CI=true`, or the cluster cannot be made or started.
     pub fn start() -> Option<PrivateCluster> {
+        let mut cluster = Self::empty(OPTIONS)?;
+        let data = cluster.data();
+        cluster.run(cluster.command("initdb").arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]));
+        cluster.restart();
+        Some(cluster)
+    }
+
+    /// A primary that makes every commit wait until its standby has it ([`PrivateCluster::standby_of`], which
+    /// must follow), with room for `max_connections`.
+    ///
+    /// # Panics
+    ///
+    /// As [`PrivateCluster::start`].
+    pub fn start_primary(max_connections: u32) -> Option<PrivateCluster> {
+        let mut cluster = Self::start()?;
+        cluster.options = format!(
+            "-c fsync=off -c max_connections={max_connections} -c synchronous_commit=on \
+             -c synchronous_standby_names=standby -c wal_keep_size=256MB"
+        );
+        cluster.stop();
+        cluster.restart();
+        Some(cluster)
+    }
+
+    /// A hot standby of `primary`, streaming its WAL synchronously (its `application_name` is the one the
+    /// primary's `synchronous_standby_names` names), copied with `pg_basebackup` and started. It does not
+    /// inherit the primary's `synchronous_standby_names` (a command-line option), so once promoted it commits
+    /// without waiting for anyone.
+    ///
+    /// # Panics
+    ///
+    /// When the copy or the start fails.
+    pub fn standby_of(primary: &PrivateCluster, max_connections: u32) -> PrivateCluster {
+        let options =
+            format!("-c fsync=off -c max_connections={max_connections} -c cluster_name=standby -c hot_standby=on");
+        let mut standby = Self::empty(&options).expect("the primary's binaries are there");
+        let data = standby.data();
+        standby.run(
+            standby
+                .command("pg_basebackup")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-D",
+                ])
+                .arg(&data)
+                .args(["-R", "-X", "stream", "--no-sync"]),
+        );
+        standby.restart();
+        standby
+    }
+
+    /// Promotes a standby to a primary and waits until it accepts writes.
+    pub fn promote(&self) {
+        self.run(
+            self.command("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-w", "promote"]),
+        );
+    }
+
+    /// The cluster's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A cluster directory with nothing in it yet (owned by `postgres` when the tests run as root).
+    fn empty(options: &str) -> Option<PrivateCluster> {
         if !(on_path("initdb") && on_path("pg_ctl")) {
             if required() {
                 panic!("initdb and pg_ctl are not on PATH, and CI=true: install PostgreSQL 15");
@@ -59,26 +145,16 @@ impl PrivateCluster {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut cluster = PrivateCluster {
+        let cluster = PrivateCluster {
             dir,
             port,
             running: false,
             as_postgres,
+            options: options.to_owned(),
         };
         if as_postgres {
             cluster.run(Command::new("chown").args(["-R", "postgres:"]).arg(cluster.dir.path()));
         }
-        let data = cluster.data();
-        cluster.run(cluster.command("initdb").arg("-D").arg(&data).args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ]));
-        cluster.restart();
         Some(cluster)
     }
 
@@ -130,9 +206,10 @@ impl PrivateCluster {
     /// Starts the server (again), on the same port and data.
     pub fn restart(&mut self) {
         let options = format!(
-            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+            "-k {} -p {} -c listen_addresses=127.0.0.1 {}",
             self.dir.path().display(),
-            self.port
+            self.port,
+            self.options
         );
         let log = self.dir.path().join("server.log");
         self.run(

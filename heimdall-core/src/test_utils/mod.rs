@@ -9,6 +9,7 @@
 
 pub mod cerbos;
 pub mod cluster;
+pub mod haproxy;
 
 use crate::Heimdall;
 use crate::model::{Caller, Claims, Subject};

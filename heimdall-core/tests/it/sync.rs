@@ -9,7 +9,7 @@ use heimdall_core::sync::{PolicyAdmin, PushWorker, SyncConfig};
 use heimdall_core::test_utils::{TestDatabase, course_editors};
 use heimdall_core::{Config, ErrorKind, Heimdall};
 
-use crate::support::cerbos::Cerbos;
+use crate::support::cerbos::{Cerbos, install_postgres_schema};
 use crate::support::fake_cerbos::{FakeFailingCerbos, Fault};
 use crate::support::{caller, heimdall, root};
 
@@ -554,10 +554,61 @@ async fn on_demand_reconciliation_is_for_superadmins_and_audited() {
     assert_eq!(outcomes, [(Some("root"), true), (Some("mallory"), false)]);
 }
 
+/// A PDP whose reload failed (down, restarting, answering 500) is reloaded again at the next rounds, with
+/// nothing new to push, until a reload works; then no longer. The fake stands in for the failing PDP: a real
+/// one can't be made to fail its reloads and then recover on demand.
+#[tokio::test]
+async fn a_failed_reload_is_tried_again_until_it_works() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    // Two whole reload calls fail (each is one request and max_retries retries).
+    let fake = FakeFailingCerbos::start(vec![Fault::Status500; 8]).await;
+    let mut config = heimdall_core::pdp::CerbosConfig::new(fake.base_url());
+    config.admin_password = "fake".to_owned();
+    config.retry_min_delay = Duration::from_millis(1);
+    config.retry_max_delay = Duration::from_millis(2);
+    let flaky: Arc<dyn PolicyAdmin> = Arc::new(CerbosClient::new(config).unwrap());
+    let db = TestDatabase::sqlite();
+    let h = heimdall(&db).await;
+    course_editors(&h).await;
+    let worker = PushWorker::new(h.clone(), Arc::new(cerbos.client()), fast()).reload_after_push(vec![flaky]);
+    h.add_member(&caller(&h, "root").await, "go:course:editor", "alice")
+        .await
+        .unwrap();
+    let reloads = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.ends_with("/admin/store/reload"))
+            .count()
+    };
+    drain(&h, &worker).await;
+    assert_eq!(
+        reloads(),
+        4,
+        "the push's reload: one request and three retries, all 500"
+    );
+    worker.run_once().await.unwrap();
+    assert_eq!(reloads(), 8, "an idle round tries the failed reload again (and fails)");
+    worker.run_once().await.unwrap();
+    assert_eq!(reloads(), 9, "the next idle round tries again, and the reload works");
+    worker.run_once().await.unwrap();
+    worker.run_once().await.unwrap();
+    assert_eq!(reloads(), 9, "a PDP that reloaded is not reloaded again without a push");
+}
+
+/// Two PDPs on Cerbos' own PostgreSQL store (the production topology: a database of its own beside
+/// Heimdall's), written through A's Admin API.
 #[tokio::test]
 async fn pdps_sharing_a_store_reload_after_a_push() {
-    let Some(a) = Cerbos::start_new().await else { return };
-    let Some(b) = Cerbos::start_sharing_store(&a).await else {
+    let Some(store) = TestDatabase::postgres().await else {
+        return;
+    };
+    install_postgres_schema(&store.url).await;
+    let Some(a) = Cerbos::start_on_postgres(&store.url).await else {
+        return;
+    };
+    let Some(b) = Cerbos::start_on_postgres(&store.url).await else {
         return;
     };
     let (client_a, client_b) = (a.client(), b.client());
