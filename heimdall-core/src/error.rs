@@ -131,8 +131,9 @@ impl Error {
         }
     }
 
-    /// Whether this is a lost race (see [`Error::race`]).
-    pub(crate) fn is_race(&self) -> bool {
+    /// Whether this is a conflict with concurrent writers that outlasted the operation's own retries: the same
+    /// request may succeed when sent again (nothing was changed).
+    pub fn is_race(&self) -> bool {
         self.race
     }
 }

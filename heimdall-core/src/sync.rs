@@ -575,14 +575,15 @@ impl PushWorker {
     /// goes on.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut wakeups = match self.heimdall.store().outbox_wakeups().await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for outbox notifications; polling only");
-                None
-            }
-        };
+        let mut wakeups = self.listen().await;
+        // When the channel is lost (the database restarted or failed over), it is opened again at most once a
+        // second; meanwhile the poll goes on.
+        let mut listened = tokio::time::Instant::now();
         loop {
+            if wakeups.is_none() && listened.elapsed() >= LISTEN_AGAIN_AFTER {
+                listened = tokio::time::Instant::now();
+                wakeups = self.listen().await;
+            }
             let busy = match self.run_once().await {
                 Ok(r) => r.claimed > 0,
                 Err(e) => {
@@ -604,15 +605,30 @@ impl PushWorker {
                 _ = self.heimdall.outbox_signal().notified() => {}
                 woke = notified => {
                     if let Err(e) = woke {
-                        tracing::warn!(error = %e, "lost the outbox notification channel; polling only");
+                        tracing::warn!(error = %e, "lost the outbox notification channel; polling until it is back");
                         wakeups = None;
+                        listened = tokio::time::Instant::now();
                     }
                 }
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
     }
+
+    /// Opens the outbox notification channel (PostgreSQL's `LISTEN`), if the store has one.
+    async fn listen(&self) -> Option<Box<dyn crate::store::OutboxWakeups>> {
+        match self.heimdall.store().outbox_wakeups().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for outbox notifications; polling until it can");
+                None
+            }
+        }
+    }
 }
+
+/// How long a worker that lost its notification channel polls before it opens the channel again.
+const LISTEN_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
 impl Heimdall {
     /// [`Heimdall::reconcile`] on a caller's request: authorized as `reconcile` (superadmins, by the pack)
@@ -634,13 +650,32 @@ impl Heimdall {
     /// back an older state than the worker wrote. Users whose push Cerbos had rejected for good are handed back
     /// to the worker too. A policy id held by a policy Heimdall did not write is reported, not touched.
     pub async fn reconcile(&self, admin: &dyn PolicyAdmin) -> Result<ReconcileReport> {
-        let mut report = ReconcileReport::default();
         // Pushes Cerbos rejected for good get another chance through the worker (their users may have
         // changed since, or Cerbos been fixed); one that fails again is marked failed again.
         let revived = self.store().outbox_revive_failed(self.now()).await?;
         if revived > 0 {
             tracing::info!(revived, "retrying pushes that had failed for good");
         }
+        let (report, due) = self.compare_policies(admin).await?;
+        self.store().outbox_enqueue(&due, self.now()).await?;
+        if revived > 0 || !due.is_empty() {
+            self.outbox_signal().notify_one();
+        }
+        tracing::info!(?report, "reconciliation done");
+        Ok(report)
+    }
+
+    /// What [`Heimdall::reconcile`] would find, without queueing anything: the differences between the
+    /// principal policies `admin` holds as Heimdall's and what the database implies (`heimdall reconcile
+    /// --dry-run`).
+    pub async fn reconcile_dry_run(&self, admin: &dyn PolicyAdmin) -> Result<ReconcileReport> {
+        Ok(self.compare_policies(admin).await?.0)
+    }
+
+    /// The comparison behind reconciliation: its report, and the users whose policy is to be pushed or
+    /// deleted.
+    async fn compare_policies(&self, admin: &dyn PolicyAdmin) -> Result<(ReconcileReport, Vec<String>)> {
+        let mut report = ReconcileReport::default();
         let held: BTreeSet<String> = admin.list_heimdall_policy_ids().await?.into_iter().collect();
         let mut desired: Vec<(String, String, Value)> = Vec::new();
         let mut after: Option<String> = None;
@@ -693,12 +728,7 @@ impl Heimdall {
                 }
             }
         }
-        self.store().outbox_enqueue(&due, self.now()).await?;
-        if revived > 0 || !due.is_empty() {
-            self.outbox_signal().notify_one();
-        }
-        tracing::info!(?report, "reconciliation done");
-        Ok(report)
+        Ok((report, due))
     }
 }
 

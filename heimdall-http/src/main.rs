@@ -40,7 +40,11 @@ enum Command {
     /// Pushes principal policies to Cerbos from the outbox, and reconciles every RECONCILE_INTERVAL_SECONDS.
     Worker,
     /// Reconciles Cerbos with the database once, and prints what it did.
-    Reconcile,
+    Reconcile {
+        /// Only compare and print the differences; queue and push nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Installs Heimdall's admin policy pack into Cerbos through the Admin API.
     InstallPolicies,
 }
@@ -185,11 +189,22 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
             heimdall_core::pdp::pack::install_admin_pack(&admin).await?;
             println!("installed the admin policy pack into {}", admin.admin_endpoint());
         }
-        Command::Reconcile => {
+        Command::Reconcile { dry_run } => {
             let h = s.heimdall().await?;
             let admin = s
                 .cerbos_admin()?
                 .ok_or_else(|| Error::new(ErrorKind::Config, "CERBOS_ADMIN_URL is not set"))?;
+            if dry_run {
+                let r = h.reconcile_dry_run(&admin).await?;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "users_checked": r.users_checked, "to_push": r.to_push, "to_delete": r.to_delete,
+                        "foreign": r.foreign, "failed": r.failed, "in_sync": r.in_sync(),
+                    })
+                );
+                return Ok(());
+            }
             let r = h.reconcile(&admin).await?;
             // Reconciliation only queues what differs; the worker's code pushes it, as the only writer.
             let p = worker(&h, s, Arc::new(admin))?.push_due().await?;

@@ -76,6 +76,21 @@ async fn migrate_install_policies_and_reconcile() {
     .unwrap();
     let caller = course_editors(&h).await;
     h.add_member(&caller, "go:course:editor", "bob").await.unwrap();
+    // A dry run finds bob's policy missing, and queues nothing: the next dry run finds the same.
+    let pending = h.outbox_stats().await.unwrap().pending;
+    let mut found = Vec::new();
+    for _ in 0..2 {
+        let out = ok(&heimdall(&db, &cerbos, &["reconcile", "--dry-run"]));
+        let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(report["in_sync"], false, "{report}");
+        found.push(report["to_push"].as_u64().unwrap());
+    }
+    assert!(found[0] >= 1 && found[0] == found[1], "{found:?}");
+    assert_eq!(
+        h.outbox_stats().await.unwrap().pending,
+        pending,
+        "a dry run queues nothing"
+    );
     let out = ok(&heimdall(&db, &cerbos, &["reconcile"]));
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["pushed"], 1, "{report}");
@@ -87,6 +102,9 @@ async fn migrate_install_policies_and_reconcile() {
         (Some(0), Some(0)),
         "in sync: {report}"
     );
+    let out = ok(&heimdall(&db, &cerbos, &["reconcile", "--dry-run"]));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["in_sync"], true, "{report}");
     let bob = Principal::new(
         heimdall_core::pdp::principal_id(&Subject::parse("bob").unwrap()),
         ["user"],

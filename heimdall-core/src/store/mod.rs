@@ -181,7 +181,7 @@ pub(crate) struct EffectivePermission {
 /// put users into the outbox commits.
 #[async_trait]
 pub(crate) trait OutboxWakeups: Send {
-    /// Waits for the next wake-up. An error means the channel is gone (the worker falls back to polling).
+    /// Waits for the next wake-up. An error means the channel is gone (the worker polls, and opens it again).
     async fn next(&mut self) -> Result<()>;
 }
 
@@ -382,6 +382,13 @@ pub(crate) fn db_error(
 /// SQLSTATEs with which PostgreSQL asks for a transaction to be tried again: serialization failure, deadlock.
 const RETRY_SQLSTATES: [&str; 2] = ["40001", "40P01"];
 
+/// Whether PostgreSQL's SQLSTATE says the server, not the statement, is the trouble: a connection exception
+/// (class 08), a server shutting down, crashed or starting up (57P01–57P03), too many connections (53300), or
+/// a standby not promoted yet refusing a write (25006). Each passes with a failover or a restart.
+fn server_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "25006")
+}
+
 /// Classifies a database error that no operation expects.
 pub(crate) fn storage_error(e: sqlx::Error) -> Error {
     if let Some(db) = e.as_database_error()
@@ -391,11 +398,16 @@ pub(crate) fn storage_error(e: sqlx::Error) -> Error {
         return Error::race("a concurrent change got in the way; nothing was changed, try again").with_source(e);
     }
     let kind = match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            ErrorKind::Unavailable
-        }
+        // A connection the server dropped mid-message reads as a protocol error.
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
         sqlx::Error::RowNotFound => ErrorKind::NotFound,
         sqlx::Error::Database(db) if db.message().contains("database is locked") => ErrorKind::Unavailable,
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| server_unavailable(&c)) => ErrorKind::Unavailable,
         _ => ErrorKind::Unexpected,
     };
     tracing::warn!(error = %e, "database error");
@@ -425,5 +437,20 @@ pub(crate) async fn connect(dsn: &str, max_connections: u32) -> Result<Box<dyn S
             ErrorKind::Config,
             "database DSN must start with postgres://, postgresql:// or sqlite:",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_unavailable;
+
+    #[test]
+    fn failover_sqlstates_are_unavailability_and_statement_errors_are_not() {
+        for code in ["08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300", "25006"] {
+            assert!(server_unavailable(code), "{code}");
+        }
+        for code in ["23505", "22001", "42P01", "40001", "53100", "25P02"] {
+            assert!(!server_unavailable(code), "{code}");
+        }
     }
 }

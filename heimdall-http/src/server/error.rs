@@ -112,6 +112,8 @@ impl From<heimdall_core::Error> for ApiError {
         let (status, code) = match e.kind() {
             ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            // Lost to concurrent writers more often than the facade retries: nothing changed, send it again.
+            ErrorKind::Conflict if e.is_race() => (StatusCode::CONFLICT, "concurrent_change"),
             ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
             ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ErrorKind::Unauthenticated => return ApiError::unauthenticated(e.message()),
