@@ -262,9 +262,10 @@ impl PushWorker {
         }
     }
 
-    /// After every round that changed policies, makes each of `pdps` reload its store (`GET
-    /// /admin/store/reload?wait=true`): for PDPs that share the policy database `admin` writes to and would
-    /// otherwise not see the change. A failed reload is logged and tried again at every later round (each
+    /// After every round that changed policies, and before its pushes count as done, makes each of `pdps`
+    /// reload its store (`GET /admin/store/reload?wait=true`), all at once: for PDPs that share the policy
+    /// database `admin` writes to and would otherwise not see the change (the PDP `admin` talks to sees its own
+    /// writes; behind a balancer, list every PDP). A failed reload is logged and tried again at every later round (each
     /// `poll_interval` at most), until that PDP has reloaded: a PDP that was down or restarting while the last
     /// change was pushed catches up without a further push.
     pub fn reload_after_push(mut self, pdps: Vec<Arc<dyn PolicyAdmin>>) -> Self {
@@ -273,21 +274,26 @@ impl PushWorker {
         self
     }
 
-    /// Reloads every PDP (`all`), or those whose last reload failed.
+    /// Reloads every PDP (`all`), or those whose last reload failed; all at once.
     async fn reload_pdps(&self, all: bool) {
-        for (pdp, owed) in self.reload.iter().zip(self.owed.iter()) {
-            if !(all || owed.load(Ordering::Acquire)) {
+        let mut reloads = tokio::task::JoinSet::new();
+        for (i, pdp) in self.reload.iter().enumerate() {
+            if !(all || self.owed[i].load(Ordering::Acquire)) {
                 continue;
             }
-            let failed = match pdp.reload_store().await {
-                Ok(()) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a PDP could not reload its policy store; trying again next round");
-                    true
-                }
-            };
-            owed.store(failed, Ordering::Release);
+            let (pdp, owed) = (pdp.clone(), self.owed.clone());
+            reloads.spawn(async move {
+                let failed = match pdp.reload_store().await {
+                    Ok(()) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a PDP could not reload its policy store; trying again next round");
+                        true
+                    }
+                };
+                owed[i].store(failed, Ordering::Release);
+            });
         }
+        while reloads.join_next().await.is_some() {}
     }
 
     fn retry_at(&self, attempts: i32) -> chrono::DateTime<chrono::Utc> {
@@ -385,19 +391,24 @@ impl PushWorker {
         }
     }
 
-    /// Writes a batch of policies; when Cerbos rejects the batch, tries each on its own so that one bad policy
-    /// does not hold back the others.
-    async fn put(&self, lease: &Lease, batch: Vec<(OutboxItem, Value)>, report: &mut PushReport) {
+    /// Writes a batch of policies (the written users join `done`); when Cerbos rejects the batch, tries each on
+    /// its own so that one bad policy does not hold back the others.
+    async fn put(
+        &self,
+        lease: &Lease,
+        batch: Vec<(OutboxItem, Value)>,
+        done: &mut Vec<OutboxItem>,
+        report: &mut PushReport,
+    ) {
         let policies: Vec<Value> = batch.iter().map(|(_, p)| p.clone()).collect();
         match self.admin.put_policies(&policies).await {
             Ok(()) => {
-                let items: Vec<&OutboxItem> = batch.iter().map(|(i, _)| i).collect();
-                self.complete(lease, &items, report).await;
                 report.pushed += batch.len();
+                done.extend(batch.into_iter().map(|(i, _)| i));
             }
             Err(e) if is_permanent(&e) && batch.len() > 1 => {
                 for one in batch {
-                    Box::pin(self.put(lease, vec![one], report)).await;
+                    Box::pin(self.put(lease, vec![one], done, report)).await;
                 }
             }
             Err(e) => {
@@ -412,13 +423,19 @@ impl PushWorker {
         }
     }
 
-    async fn delete(&self, lease: &Lease, batch: Vec<(OutboxItem, String)>, report: &mut PushReport) {
+    /// Deletes a batch of policies (the users join `done`).
+    async fn delete(
+        &self,
+        lease: &Lease,
+        batch: Vec<(OutboxItem, String)>,
+        done: &mut Vec<OutboxItem>,
+        report: &mut PushReport,
+    ) {
         let ids: Vec<String> = batch.iter().map(|(_, id)| id.clone()).collect();
         match self.admin.delete_policies(&ids).await {
             Ok(()) => {
-                let items: Vec<&OutboxItem> = batch.iter().map(|(i, _)| i).collect();
-                self.complete(lease, &items, report).await;
                 report.deleted += batch.len();
+                done.extend(batch.into_iter().map(|(i, _)| i));
             }
             Err(e) => {
                 for (item, _) in &batch {
@@ -534,16 +551,21 @@ impl PushWorker {
                 }
             }
         }
+        let mut done = Vec::new();
         if !puts.is_empty() {
-            self.put(lease, puts, &mut report).await;
+            self.put(lease, puts, &mut done, &mut report).await;
         }
         let mut deletes = deletes.into_iter().peekable();
         while deletes.peek().is_some() {
             let chunk: Vec<_> = deletes.by_ref().take(MAX_DELETE_BATCH).collect();
-            self.delete(lease, chunk, &mut report).await;
+            self.delete(lease, chunk, &mut done, &mut report).await;
         }
         if report.pushed + report.deleted > 0 {
+            // The PDPs sharing the store reload before the pushes count as done: the pushed version moves only
+            // then, and followers in Cerbos mode take it as the word that any PDP now answers with the change.
             self.reload_pdps(true).await;
+            let done: Vec<&OutboxItem> = done.iter().collect();
+            self.complete(lease, &done, &mut report).await;
         }
         report
     }

@@ -76,10 +76,14 @@ impl Rng {
     }
 }
 
-/// Every 5xx a replica answered: when the request was sent and answered, and the status.
+/// A 5xx a replica answered: when the request was sent and answered, the status and the error body's code.
+type ServerError = (Instant, Instant, u16, String);
+
+/// What the replicas answered the writers: every 5xx, when each 2xx came, and the other counts.
 #[derive(Default)]
 struct Statuses {
-    server_errors: Mutex<Vec<(Instant, Instant, u16)>>,
+    server_errors: Mutex<Vec<ServerError>>,
+    acknowledged_at: Mutex<Vec<Instant>>,
     answered: AtomicU64,
     transport_errors: AtomicU64,
     too_many: AtomicU64,
@@ -87,10 +91,19 @@ struct Statuses {
 }
 
 impl Statuses {
-    fn record(&self, sent: Instant, status: u16) {
+    fn record(&self, sent: Instant, status: u16, body: &str) {
         self.answered.fetch_add(1, Ordering::Relaxed);
         if status >= 500 {
-            self.server_errors.lock().unwrap().push((sent, Instant::now(), status));
+            let code = serde_json::from_str::<Value>(body).map_or_else(
+                |_| "(no JSON body)".to_owned(),
+                |v| v["error"]["code"].as_str().unwrap_or("(no code)").to_owned(),
+            );
+            self.server_errors
+                .lock()
+                .unwrap()
+                .push((sent, Instant::now(), status, code));
+        } else if (200..300).contains(&status) {
+            self.acknowledged_at.lock().unwrap().push(Instant::now());
         }
     }
 }
@@ -146,7 +159,7 @@ impl Replicas {
                     continue;
                 }
             };
-            self.statuses.record(sent, status);
+            self.statuses.record(sent, status, &text);
             match status {
                 200..=299 => return Outcome::Acknowledged,
                 429 => {
@@ -756,7 +769,14 @@ async fn the_fleet_loses_nothing_under_faults() {
     let in_window = |sent: Instant, answered: Instant| answered >= failover_started && sent <= failover_ended;
     let failover_503 = errors
         .iter()
-        .filter(|(s, a, status)| *status == 503 && in_window(*s, *a))
+        .filter(|(s, a, status, code)| *status == 503 && code == "unavailable" && in_window(*s, *a))
+        .count();
+    let acknowledged_after_failover = statuses
+        .acknowledged_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t > failover_ended)
         .count();
     let unexpected_5xx = errors.len() - failover_503;
     let lookups = lookups.lock().unwrap().clone();
@@ -774,6 +794,7 @@ async fn the_fleet_loses_nothing_under_faults() {
          follower_catch_up_p99_ms={} versions_backwards={} unexpected_5xx={unexpected_5xx} failover_503={failover_503}\n\
          fleet_detail: writers={WRITERS} followers={FOLLOWERS} run_s={} done_earlier={done_earlier} refused={} \
          phantom={phantom} transport_errors={} too_many={} concurrent_changes={} cerbos_caught_up_ms={} switch_ms={switch_ms} \
+         acknowledged_after_failover={acknowledged_after_failover} \
          failover_lookups={} failover_lookup_failures={lookup_failures} worker_killed_holding_claim={held_claim} \
          follower_decisions={:?}\n",
         p99.as_millis(),
@@ -834,7 +855,7 @@ async fn the_fleet_loses_nothing_under_faults() {
         since_start(failover_ended),
         errors
             .iter()
-            .map(|(sent, answered, status)| (since_start(*sent), since_start(*answered), status))
+            .map(|(sent, answered, status, code)| (since_start(*sent), since_start(*answered), status, code))
             .collect::<Vec<_>>()
     );
     assert_eq!(
@@ -842,6 +863,10 @@ async fn the_fleet_loses_nothing_under_faults() {
         "lookups failed during the failover: {window_lookups:?}"
     );
     assert!(held_claim, "worker 0 was never seen holding a claim");
+    assert!(
+        acknowledged_after_failover > 100,
+        "writes did not resume after the failover: {acknowledged_after_failover}"
+    );
 
     for task in feeds {
         task.abort();
