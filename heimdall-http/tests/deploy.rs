@@ -11,11 +11,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use heimdall_core::pdp::{CerbosClient, CerbosConfig, pack};
-use heimdall_core::test_utils::cerbos::cerbos_bin;
+use heimdall_core::test_utils::TestDatabase;
+use heimdall_core::test_utils::cerbos::{cerbos_bin, install_postgres_schema};
 
 const COMPOSE: &str = include_str!("../../docker-compose.yml");
 const DOCKERFILE: &str = include_str!("../../Dockerfile");
 const CERBOS_CONFIG: &str = include_str!("../../deploy/cerbos/config.yaml");
+const CERBOS_STORE_SCRIPT: &str = include_str!("../../deploy/postgres/10-cerbos-store.sh");
 
 /// One compose service: how it is built (Dockerfile target), its command, its environment.
 #[derive(Debug, Default)]
@@ -168,6 +170,16 @@ fn compose_sets_only_variables_its_commands_read() {
     }
     assert!(services["worker"].env.contains_key("DB_DSN"));
     assert!(services.contains_key("postgres") && services.contains_key("cerbos"));
+    // Two PDPs on Cerbos' PostgreSQL store: the worker writes through one and reloads the other.
+    assert!(services.contains_key("cerbos-2"), "{services:?}");
+    assert_eq!(
+        services["worker"].env["CERBOS_ADMIN_URL"],
+        "http://cerbos:3592/admin/policy"
+    );
+    assert_eq!(services["worker"].env["CERBOS_RELOAD_URLS"], "http://cerbos-2:3592");
+    assert!(CERBOS_CONFIG.contains("driver: postgres"));
+    assert!(COMPOSE.contains("./deploy/cerbos/postgres.sql:/cerbos/postgres.sql:ro"));
+    assert!(CERBOS_STORE_SCRIPT.contains("--file /cerbos/postgres.sql"));
     let port = &services["api"].env["PORT"];
     assert!(
         DOCKERFILE.contains(&format!("EXPOSE {port}")),
@@ -187,6 +199,11 @@ fn the_image_runs_as_a_non_root_user() {
 #[tokio::test]
 async fn cerbos_config_accepts_the_compose_admin_password() {
     let Some(bin) = cerbos_bin() else { return };
+    // Cerbos' PostgreSQL store, as deploy/postgres/10-cerbos-store.sh makes it.
+    let Some(store) = TestDatabase::postgres().await else {
+        return;
+    };
+    install_postgres_schema(&store.url).await;
     let dir = tempfile::tempdir().unwrap();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -196,14 +213,11 @@ async fn cerbos_config_accepts_the_compose_admin_password() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    // The compose configuration, with only what a loopback test must change: addresses and the store's path.
+    // The compose configuration, with only what a loopback test must change: addresses and the store's DSN.
     let config = CERBOS_CONFIG
         .replace("\":3592\"", &format!("\"127.0.0.1:{port}\""))
         .replace("\":3593\"", &format!("\"127.0.0.1:{grpc}\""))
-        .replace(
-            "/var/lib/cerbos/cerbos.sqlite",
-            &dir.path().join("cerbos.sqlite").display().to_string(),
-        );
+        .replace("postgres://heimdall:heimdall-dev@postgres:5432/cerbos", &store.url);
     assert_ne!(config, CERBOS_CONFIG, "the test could not adapt the configuration");
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
@@ -235,6 +249,7 @@ async fn cerbos_config_accepts_the_compose_admin_password() {
     let refused = pack::install_admin_pack(&client("not-the-password")).await;
     let _ = child.kill();
     let _ = child.wait();
+    store.drop_database().await;
     installed.expect("the compose file's admin password opens the compose Cerbos' Admin API");
     assert!(refused.is_err(), "a wrong password must not");
 }
