@@ -8,12 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+mod oidc;
 
 /// The issuer's `iss`.
 pub const ISSUER: &str = "heimdall-demo";
@@ -80,23 +81,24 @@ impl DevIssuer {
         jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| e.to_string())
     }
 
-    /// Serves the JWKS at `/jwks.json` on `listener` (in the background); returns its URL.
-    pub fn serve_jwks(&self, listener: TcpListener) -> Result<String, String> {
+    /// Serves the issuer on `listener` in the background: its JWKS at `/jwks.json`, and for the console's
+    /// sign-in an OpenID Connect discovery document, an authorize page that lists `users` (subject, label) to
+    /// sign in as, and a token endpoint (authorization code with PKCE `S256`; redirect URIs on loopback only).
+    /// Returns the issuer's base URL.
+    pub fn serve(
+        self: std::sync::Arc<Self>,
+        listener: TcpListener,
+        users: Vec<(String, String)>,
+    ) -> Result<String, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let body = self.jwks.to_string();
-        let app = axum::Router::new().route(
-            "/jwks.json",
-            get(move || {
-                let body = body.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
-            }),
-        );
+        let base = format!("http://{addr}");
+        let app = oidc::routes(self, base.clone(), users);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "the demo's JWKS server stopped");
+                tracing::error!(error = %e, "the demo's token issuer stopped");
             }
         });
-        Ok(format!("http://{addr}/jwks.json"))
+        Ok(base)
     }
 }
 
@@ -110,6 +112,7 @@ pub fn banner(base: &str, jwks: &str, admin_token: &str, user_token: &str, datab
  Database: {database} (SQLite, built-in PDP). Bound to 127.0.0.1 only.
 ================================================================================
  API:        {base}/api/v1   (OpenAPI: {base}/openapi.json)
+ Console:    {base}/console   (sign in as demo-admin, a superadmin, or alice, a plain user)
  JWKS:       {jwks}   (the development issuer's keys, for adapters)
 
  Superadmin token (subject demo-admin, valid 12 h):

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use heimdall_core::sync::{PolicyAdmin, PushWorker, SyncConfig};
 use heimdall_core::{Error, ErrorKind, Heimdall};
 use heimdall_http::demo::{self, DevIssuer};
+use heimdall_http::server::console::{ConsoleOptions, OidcConfig};
 use heimdall_http::server::{self, AppState};
 use heimdall_http::settings::{LogSettings, ServeSettings, Settings};
 use heimdall_http::telemetry;
@@ -98,6 +99,7 @@ async fn serve(s: &Settings, args: &ServeSettings) -> heimdall_core::Result<()> 
         .policy_admin(s.cerbos_admin()?.map(|c| Arc::new(c) as Arc<dyn PolicyAdmin>))
         .metrics(metrics)
         .options(args.options()?)
+        .console(args.console(s.allow_plain_http)?)
         .build()
         .await?;
     let addr = listener.local_addr().map_err(|e| config_error("HOST/PORT", e))?;
@@ -109,10 +111,16 @@ async fn serve(s: &Settings, args: &ServeSettings) -> heimdall_core::Result<()> 
 }
 
 async fn demo(s: &Settings, port: u16) -> heimdall_core::Result<()> {
-    let issuer = DevIssuer::new().map_err(|e| Error::new(ErrorKind::Unexpected, e))?;
-    let jwks = issuer
-        .serve_jwks(bind("127.0.0.1", 0).await?)
+    let issuer = Arc::new(DevIssuer::new().map_err(|e| Error::new(ErrorKind::Unexpected, e))?);
+    let users = vec![
+        ("demo-admin".to_owned(), "a superadmin".to_owned()),
+        ("alice".to_owned(), "a plain user".to_owned()),
+    ];
+    let issuer_url = issuer
+        .clone()
+        .serve(bind("127.0.0.1", 0).await?, users)
         .map_err(|e| Error::new(ErrorKind::Unexpected, e))?;
+    let jwks = format!("{issuer_url}/jwks.json");
     let mut s = s.clone();
     // A fresh SQLite file per run unless DB_DSN names one; the built-in PDP unless CERBOS_CHECK_URL is set.
     let dir = std::env::temp_dir().join(format!("heimdall-demo-{}", std::process::id()));
@@ -127,13 +135,23 @@ async fn demo(s: &Settings, port: u16) -> heimdall_core::Result<()> {
     s.jwt_audience = Some(demo::AUDIENCE.to_owned());
     s.bootstrap_superadmins = vec!["demo-admin".to_owned()];
     let listener = bind("127.0.0.1", port).await?;
+    let addr = listener.local_addr().map_err(|e| config_error("PORT", e))?;
+    let console = ConsoleOptions {
+        oidc: OidcConfig {
+            issuer: issuer_url,
+            client_id: "heimdall-console".to_owned(),
+            public_url: format!("http://{addr}"),
+            allow_plain_http: false,
+        },
+        session_ttl: Duration::from_secs(8 * 3600),
+    };
     let h = s.heimdall().await?;
     let state = AppState::builder(h)
         .verifier(s.token_verifier()?)
         .metrics(telemetry::install_metrics().ok())
+        .console(Some(console))
         .build()
         .await?;
-    let addr = listener.local_addr().map_err(|e| config_error("PORT", e))?;
     let ttl = Duration::from_secs(12 * 3600);
     let mint = |sub: &str, name: &str| {
         issuer

@@ -10,6 +10,7 @@ use heimdall_core::pdp::{BuiltinPdp, CerbosClient, CerbosConfig, Pdp};
 use heimdall_core::{Config, Heimdall};
 
 use crate::server::ServerOptions;
+use crate::server::console::{ConsoleOptions, OidcConfig};
 use crate::telemetry::{LogFormat, MeteredPdp, TraceExport};
 
 /// A secret from the command line or the environment: `Debug` never shows it.
@@ -166,6 +167,20 @@ pub struct ServeSettings {
     /// Longest time a request may take, in seconds (503 beyond).
     #[arg(long, env = "HEIMDALL_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
     pub request_timeout_seconds: u64,
+    /// The admin console's identity provider (an OpenID Connect issuer URL; its discovery document is at
+    /// `/.well-known/openid-configuration`). Unset: no console.
+    #[arg(long, env = "CONSOLE_OIDC_ISSUER")]
+    pub console_oidc_issuer: Option<String>,
+    /// The console's client id at the identity provider (a public client: authorization code with PKCE).
+    #[arg(long, env = "CONSOLE_OIDC_CLIENT_ID", default_value = "heimdall-console")]
+    pub console_oidc_client_id: String,
+    /// The console's base URL as browsers reach it (`https://heimdall.example.com`): the redirect URI is
+    /// `<CONSOLE_URL>/console/callback`. Required with CONSOLE_OIDC_ISSUER.
+    #[arg(long, env = "CONSOLE_URL")]
+    pub console_url: Option<String>,
+    /// How long a console session lasts, in seconds.
+    #[arg(long, env = "CONSOLE_SESSION_TTL_SECONDS", default_value_t = 8 * 3600)]
+    pub console_session_ttl_seconds: u64,
 }
 
 /// The shortest static API token `serve` accepts, in bytes.
@@ -198,6 +213,29 @@ impl ServeSettings {
             request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
             ..ServerOptions::default()
         })
+    }
+
+    /// The console's settings, when CONSOLE_OIDC_ISSUER is set; `allow_plain_http` is the deployment's
+    /// HEIMDALL_ALLOW_PLAIN_HTTP.
+    pub fn console(&self, allow_plain_http: bool) -> heimdall_core::Result<Option<ConsoleOptions>> {
+        let Some(issuer) = self.console_oidc_issuer.clone().filter(|i| !i.is_empty()) else {
+            return Ok(None);
+        };
+        let public_url = self.console_url.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
+            heimdall_core::Error::new(
+                heimdall_core::ErrorKind::Config,
+                "CONSOLE_URL: the console's base URL is required with CONSOLE_OIDC_ISSUER",
+            )
+        })?;
+        Ok(Some(ConsoleOptions {
+            oidc: OidcConfig {
+                issuer,
+                client_id: self.console_oidc_client_id.clone(),
+                public_url,
+                allow_plain_http,
+            },
+            session_ttl: Duration::from_secs(self.console_session_ttl_seconds.max(60)),
+        }))
     }
 }
 

@@ -30,6 +30,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tracing::Instrument as _;
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod feeds;
 pub mod groups;
@@ -109,6 +110,8 @@ struct Inner {
     options: ServerOptions,
     /// Turns true when the server starts shutting down: long-lived streams end then.
     closing: watch::Sender<bool>,
+    /// The admin console, when one is configured.
+    console: Option<console::Console>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -126,9 +129,16 @@ pub struct AppStateBuilder {
     admin: Option<Arc<dyn PolicyAdmin>>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     options: ServerOptions,
+    console: Option<console::ConsoleOptions>,
 }
 
 impl AppStateBuilder {
+    /// The admin console at `/console` (without one, its pages say it is not configured).
+    pub fn console(mut self, console: Option<console::ConsoleOptions>) -> Self {
+        self.console = console;
+        self
+    }
+
     /// The bearer-token verifier (without one, no user can sign in).
     pub fn verifier(mut self, verifier: Option<TokenVerifier>) -> Self {
         self.verifier = verifier;
@@ -164,6 +174,7 @@ impl AppStateBuilder {
         let versions = feeds::watch_versions(self.heimdall.clone(), self.options.change_poll_interval).await?;
         let limits = limits::RateLimits::new(self.options.requests_per_minute, self.options.mutations_per_minute);
         let streams = limits::StreamSlots::new(self.options.max_streams_per_caller.max(1));
+        let console = self.console.map(console::Console::new).transpose()?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 heimdall: self.heimdall,
@@ -177,6 +188,7 @@ impl AppStateBuilder {
                 metrics: self.metrics,
                 options: self.options,
                 closing: watch::Sender::new(false),
+                console,
             }),
         })
     }
@@ -192,7 +204,13 @@ impl AppState {
             admin: None,
             metrics: None,
             options: ServerOptions::default(),
+            console: None,
         }
+    }
+
+    /// The admin console, when one is configured.
+    pub(crate) fn console(&self) -> Option<&console::Console> {
+        self.inner.console.as_ref()
     }
 
     /// The facade.
@@ -414,6 +432,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(ops::routes())
         .merge(openapi::routes())
+        .merge(console::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state.clone())
@@ -430,6 +449,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(limits::sanitise_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(middleware::from_fn(console::security_headers))
         .layer(DefaultBodyLimit::max(body_limit))
         .service(routed);
     Router::new().fallback_service(outer)

@@ -6,6 +6,7 @@
 
 mod adapter;
 mod bounds;
+mod console;
 mod crud;
 mod demo;
 mod errors;

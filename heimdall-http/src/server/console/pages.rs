@@ -1,0 +1,378 @@
+//! The console's pages: each handler calls the facade with the signed-in caller and renders a template; a
+//! change is a form post that redirects back (post/redirect/get). Paging and filtering happen on the server.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use heimdall_core::model::ExplainRequest;
+use heimdall_core::{Error, ErrorKind};
+use serde::Deserialize;
+
+use super::SignedIn;
+use crate::server::AppState;
+
+/// Items on one page of a list.
+const PAGE: u32 = 50;
+
+/// The stylesheet, the console's only static file.
+const STYLESHEET: &str = include_str!("../../../templates/console/console.css");
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console/groups", get(groups).post(create_group))
+        .route("/console/groups/{name}", get(group))
+        .route("/console/groups/{name}/members", post(add_member))
+        .route("/console/groups/{name}/members/remove", post(remove_member))
+        .route("/console/try", get(try_request))
+}
+
+pub(super) async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET).into_response()
+}
+
+/// What every page's frame shows: who is signed in, and the form token for its sign-out button.
+struct Frame {
+    subject: String,
+    csrf: String,
+}
+
+impl From<&SignedIn> for Frame {
+    fn from(user: &SignedIn) -> Self {
+        Frame {
+            subject: user.caller.subject().as_str().to_owned(),
+            csrf: user.csrf.clone(),
+        }
+    }
+}
+
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/signin.html")]
+struct SignInPage;
+
+pub(super) fn sign_in_page() -> Response {
+    render(StatusCode::OK, &SignInPage)
+}
+
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    message: &'a str,
+    link: Option<(&'a str, &'a str)>,
+}
+
+/// A page that says what went wrong, with a way on.
+pub(super) fn error_page(status: StatusCode, message: &str, link: Option<(&str, &str)>) -> Response {
+    render(
+        status,
+        &ErrorPage {
+            status: status.as_u16(),
+            message,
+            link,
+        },
+    )
+}
+
+/// The answer to a change without the session's CSRF token.
+pub(super) fn csrf_refused() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "This form is not from this session (its CSRF token is missing or wrong): nothing was changed.",
+        Some(("/console/groups", "Back to the console")),
+    )
+}
+
+/// A facade error as a page with the status the REST API would answer.
+pub(super) fn facade_error(e: &Error) -> Response {
+    let (status, message) = match e.kind() {
+        ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, e.message().to_owned()),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, e.message().to_owned()),
+        ErrorKind::Conflict => (StatusCode::CONFLICT, e.message().to_owned()),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, format!("You may not do this: {}", e.message())),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, e.message().to_owned()),
+        ErrorKind::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "A service Heimdall depends on is unavailable; try again later.".to_owned(),
+        ),
+        _ => {
+            tracing::error!(error = %e, "a console request failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong; the server's log has the details.".to_owned(),
+            )
+        }
+    };
+    error_page(status, &message, Some(("/console/groups", "Back to the console")))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    after: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/groups.html")]
+struct GroupsPage {
+    frame: Frame,
+    prefix: String,
+    groups: Vec<(String, String)>,
+    next: Option<String>,
+}
+
+/// The groups, searched by prefix, a page at a time.
+async fn groups(State(state): State<AppState>, user: SignedIn, Query(q): Query<ListQuery>) -> Response {
+    let prefix = Some(q.prefix.as_str()).filter(|p| !p.is_empty());
+    match state
+        .heimdall()
+        .list_groups(prefix, q.after.as_deref(), Some(PAGE))
+        .await
+    {
+        Ok(page) => render(
+            StatusCode::OK,
+            &GroupsPage {
+                frame: Frame::from(&user),
+                prefix: q.prefix,
+                groups: page
+                    .items
+                    .into_iter()
+                    .map(|g| (g.name.as_str().to_owned(), g.description.unwrap_or_default()))
+                    .collect(),
+                next: page.next,
+            },
+        ),
+        Err(e) => facade_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewGroup {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_group(State(state): State<AppState>, user: SignedIn, Form(form): Form<NewGroup>) -> Response {
+    if !user.csrf_ok(&form.csrf) {
+        return csrf_refused();
+    }
+    let description = Some(form.description.as_str()).filter(|d| !d.is_empty());
+    match state
+        .heimdall()
+        .create_group(&user.caller, &form.name, description)
+        .await
+    {
+        Ok(group) => Redirect::to(&group_url(group.name.as_str())).into_response(),
+        Err(e) => facade_error(&e),
+    }
+}
+
+/// A group's page address (group names need no escaping in a path: see the name grammar).
+fn group_url(name: &str) -> String {
+    format!("/console/groups/{name}")
+}
+
+#[derive(Deserialize)]
+struct MembersQuery {
+    after: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/group.html")]
+struct GroupPage {
+    frame: Frame,
+    name: String,
+    description: String,
+    members: Vec<String>,
+    next: Option<String>,
+    roles: Vec<String>,
+}
+
+/// A group: its members (a page at a time) and its roles.
+async fn group(
+    State(state): State<AppState>,
+    user: SignedIn,
+    Path(name): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> Response {
+    let h = state.heimdall();
+    let read = async {
+        let group = h.get_group(&name).await?;
+        let members = h.group_members(&name, q.after.as_deref(), Some(PAGE)).await?;
+        let roles = h.group_roles(&name).await?;
+        Ok::<_, Error>((group, members, roles))
+    };
+    match read.await {
+        Ok((group, members, roles)) => render(
+            StatusCode::OK,
+            &GroupPage {
+                frame: Frame::from(&user),
+                name: group.name.as_str().to_owned(),
+                description: group.description.unwrap_or_default(),
+                members: members.items.into_iter().map(|s| s.as_str().to_owned()).collect(),
+                next: members.next,
+                roles: roles.into_iter().map(|r| r.as_str().to_owned()).collect(),
+            },
+        ),
+        Err(e) => facade_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    subject: String,
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    user: SignedIn,
+    Path(name): Path<String>,
+    Form(form): Form<MemberForm>,
+) -> Response {
+    if !user.csrf_ok(&form.csrf) {
+        return csrf_refused();
+    }
+    match state.heimdall().add_member(&user.caller, &name, &form.subject).await {
+        Ok(_) => Redirect::to(&group_url(&name)).into_response(),
+        Err(e) => facade_error(&e),
+    }
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    user: SignedIn,
+    Path(name): Path<String>,
+    Form(form): Form<MemberForm>,
+) -> Response {
+    if !user.csrf_ok(&form.csrf) {
+        return csrf_refused();
+    }
+    match state.heimdall().remove_member(&user.caller, &name, &form.subject).await {
+        Ok(()) => Redirect::to(&group_url(&name)).into_response(),
+        Err(e) => facade_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct TryQuery {
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    subject: String,
+}
+
+/// One matching mapping, as the try page lists it.
+struct Candidate {
+    id: i64,
+    method: String,
+    pattern: String,
+    action: String,
+    decides: bool,
+}
+
+/// The explanation of a decision, as the try page shows it.
+struct Explained {
+    decision: String,
+    reason: String,
+    action: String,
+    candidates: Vec<Candidate>,
+    roles: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/try.html")]
+struct TryPage {
+    frame: Frame,
+    method: String,
+    path: String,
+    subject: String,
+    explained: Option<Explained>,
+}
+
+/// Try a request: the mapping it resolves to, the action, and why the subject is allowed or denied.
+async fn try_request(State(state): State<AppState>, user: SignedIn, Query(q): Query<TryQuery>) -> Response {
+    let subject = if q.subject.is_empty() {
+        user.caller.subject().as_str().to_owned()
+    } else {
+        q.subject.clone()
+    };
+    let explained = if q.path.is_empty() {
+        None
+    } else {
+        let request = ExplainRequest {
+            subject: subject.clone(),
+            method: if q.method.is_empty() {
+                "GET".to_owned()
+            } else {
+                q.method.clone()
+            },
+            path: q.path.clone(),
+        };
+        match state.heimdall().explain(&user.caller, &request).await {
+            Ok(e) => Some(Explained {
+                decision: serde_json::to_value(e.decision)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                reason: e.reason,
+                action: e.action.unwrap_or_default(),
+                candidates: e
+                    .candidates
+                    .into_iter()
+                    .map(|c| Candidate {
+                        decides: Some(c.mapping_id) == e.winner,
+                        id: c.mapping_id,
+                        method: c.method,
+                        pattern: c.path_pattern,
+                        action: c.action,
+                    })
+                    .collect(),
+                roles: e
+                    .roles
+                    .into_iter()
+                    .map(|r| match r.group {
+                        Some(g) => format!("{} (through {g})", r.role),
+                        None => format!("{} (held directly)", r.role),
+                    })
+                    .collect(),
+            }),
+            Err(e) => return facade_error(&e),
+        }
+    };
+    render(
+        StatusCode::OK,
+        &TryPage {
+            frame: Frame::from(&user),
+            method: if q.method.is_empty() {
+                "GET".to_owned()
+            } else {
+                q.method
+            },
+            path: q.path,
+            subject,
+            explained,
+        },
+    )
+}

@@ -1,0 +1,222 @@
+//! The admin console, as a browser meets it (no script runs: the pages are forms and links): sign-in through
+//! the identity provider (the demo issuer's authorization code flow with PKCE), the session cookie's flags, a
+//! CSRF token on every change, the security headers, a plain user's refusal, a cross-site post, sign-out.
+
+use std::collections::BTreeMap;
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
+
+use crate::support::Process;
+
+/// A browser without script: follows nothing by itself, keeps the console's cookie.
+struct Browser {
+    http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
+    async fn get(&self, url: &str) -> reqwest::Response {
+        let mut req = self.http.get(url);
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap());
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Signs in at `base`'s console as `subject` through the identity provider; returns the session cookie's
+    /// `Set-Cookie` line.
+    async fn sign_in(&mut self, base: &str, subject: &str) -> String {
+        let to_provider = self.get(&format!("{base}/console/signin")).await;
+        assert_eq!(to_provider.status(), 303);
+        let authorize = location(&to_provider);
+        let url = reqwest::Url::parse(&authorize).unwrap();
+        let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(query["response_type"], "code");
+        assert_eq!(query["code_challenge_method"], "S256");
+        assert_eq!(query["redirect_uri"], format!("{base}/console/callback"));
+        let page = self.get(&authorize).await.text().await.unwrap();
+        assert!(page.contains(&format!("Sign in as {subject}")), "{page}");
+        let provider = format!("{}://{}", url.scheme(), url.authority());
+        let chosen = self
+            .post(
+                &format!("{provider}/authorize"),
+                &[
+                    ("subject", subject),
+                    ("client_id", &query["client_id"]),
+                    ("redirect_uri", &query["redirect_uri"]),
+                    ("state", &query["state"]),
+                    ("code_challenge", &query["code_challenge"]),
+                ],
+            )
+            .await;
+        assert_eq!(chosen.status(), 303);
+        let callback = location(&chosen);
+        assert!(callback.starts_with(&format!("{base}/console/callback?")), "{callback}");
+        let signed_in = self.get(&callback).await;
+        assert_eq!(signed_in.status(), 303);
+        assert_eq!(location(&signed_in), "/console/groups");
+        let set_cookie = signed_in.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        self.cookie = Some(set_cookie.split(';').next().unwrap().to_owned());
+        // The answer came back once; it can't sign anyone in again.
+        let replayed = self.get(&callback).await;
+        assert_eq!(replayed.status(), 400);
+        set_cookie
+    }
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_console_signs_in_through_the_provider_and_guards_every_change() {
+    let mut demo = Process::spawn(&["demo", "--port", "0"], &[], Some("Stop with Ctrl-C"));
+    let base = demo.base.clone();
+    assert!(
+        demo.stdout.iter().any(|l| l.contains(&format!("{base}/console"))),
+        "the demo prints the console's address: {:?}",
+        demo.stdout
+    );
+
+    // Signed out: the sign-in page, with the security headers and no script.
+    let mut admin = Browser::new();
+    let home = admin.get(&format!("{base}/console")).await;
+    assert_eq!(home.status(), 200);
+    let csp = home.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    for directive in ["default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(home.headers()["cache-control"], "no-store");
+    let html = home.text().await.unwrap();
+    assert!(html.contains("/console/signin") && !html.contains("<script"), "{html}");
+    // A page needs a session.
+    let away = admin.get(&format!("{base}/console/groups")).await;
+    assert_eq!((away.status().as_u16(), location(&away)), (303, "/console".to_owned()));
+
+    let cookie = admin.sign_in(&base, "demo-admin").await;
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "on loopback the cookie may go over http: {cookie}"
+    );
+    let page = admin.get(&format!("{base}/console/groups")).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Signed in as <strong>demo-admin</strong>"), "{html}");
+    let csrf = csrf_of(&html);
+
+    // A change without the session's token, or with another, changes nothing.
+    let groups = format!("{base}/console/groups");
+    let refused = admin.post(&groups, &[("name", "team:web")]).await;
+    assert_eq!(refused.status(), 403);
+    let refused = admin.post(&groups, &[("name", "team:web"), ("csrf", "forged")]).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("CSRF"));
+    // A cross-site form post carries no cookie (SameSite=Strict): it is sent to sign in.
+    let cross_site = Browser::new()
+        .post(&groups, &[("name", "team:web"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (cross_site.status().as_u16(), location(&cross_site)),
+        (303, "/console".to_owned())
+    );
+    let listed = admin.get(&format!("{groups}?prefix=team")).await.text().await.unwrap();
+    assert!(!listed.contains("team:web"), "a refused change changed something");
+
+    // With it: a group, a member.
+    let created = admin.post(&groups, &[("name", "team:web"), ("csrf", &csrf)]).await;
+    assert_eq!(
+        (created.status().as_u16(), location(&created)),
+        (303, "/console/groups/team:web".to_owned())
+    );
+    let added = admin
+        .post(
+            &format!("{base}/console/groups/team:web/members"),
+            &[("subject", "alice"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(added.status(), 303);
+    let group = admin
+        .get(&format!("{base}/console/groups/team:web"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(group.contains("<td>alice</td>"), "{group}");
+    let listed = admin.get(&format!("{groups}?prefix=team")).await.text().await.unwrap();
+    assert!(listed.contains("team:web"), "{listed}");
+    // Bad input: the facade's message, nothing changed.
+    let bad = admin.post(&groups, &[("name", "no spaces"), ("csrf", &csrf)]).await;
+    assert_eq!(bad.status(), 400);
+
+    // Try a request: the explanation.
+    let tried = admin
+        .get(&format!(
+            "{base}/console/try?method=GET&path=/nothing/here&subject=alice"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        tried.contains("Decision: <span class=\"decision-no_mapping\">"),
+        "{tried}"
+    );
+
+    // A plain user is refused with the reason, and nothing changes.
+    let mut alice = Browser::new();
+    alice.sign_in(&base, "alice").await;
+    let alice_csrf = csrf_of(&alice.get(&groups).await.text().await.unwrap());
+    assert_ne!(alice_csrf, csrf, "each session has its own token");
+    let forbidden = alice
+        .post(&groups, &[("name", "team:alice"), ("csrf", &alice_csrf)])
+        .await;
+    assert_eq!(forbidden.status(), 403);
+    assert!(forbidden.text().await.unwrap().contains("You may not do this"));
+    // Nor does the admin's token work in alice's session.
+    let swapped = alice.post(&groups, &[("name", "team:alice"), ("csrf", &csrf)]).await;
+    assert_eq!(swapped.status(), 403);
+
+    // Sign-out ends the session: the old cookie opens nothing.
+    let out = admin.post(&format!("{base}/console/signout"), &[("csrf", &csrf)]).await;
+    assert_eq!((out.status().as_u16(), location(&out)), (303, "/console".to_owned()));
+    assert!(out.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    let after = admin.get(&groups).await;
+    assert_eq!(
+        (after.status().as_u16(), location(&after)),
+        (303, "/console".to_owned())
+    );
+
+    assert!(demo.stop().success());
+}
