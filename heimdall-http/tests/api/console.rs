@@ -220,3 +220,186 @@ async fn the_console_signs_in_through_the_provider_and_guards_every_change() {
 
     assert!(demo.stop().success());
 }
+
+/// The text between `start` and the next `end` in `html`.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html.find(start).unwrap_or_else(|| panic!("{start:?} not in {html}")) + start.len();
+    html[from..].split(end).next().unwrap()
+}
+
+#[tokio::test]
+async fn an_admins_day_in_the_console() {
+    let mut demo = Process::spawn(&["demo", "--port", "0"], &[], Some("Stop with Ctrl-C"));
+    let base = demo.base.clone();
+    let mut admin = Browser::new();
+    admin.sign_in(&base, "demo-admin").await;
+    let csrf = csrf_of(&admin.get(&format!("{base}/console/groups")).await.text().await.unwrap());
+    let post = |path: &str| format!("{base}{path}");
+    let see = |resp: reqwest::Response, status: u16| async move {
+        assert_eq!(resp.status().as_u16(), status);
+        resp
+    };
+
+    // A group with a member; a role with a permission, given to the group.
+    see(
+        admin
+            .post(&post("/console/groups"), &[("name", "team:web"), ("csrf", &csrf)])
+            .await,
+        303,
+    )
+    .await;
+    see(
+        admin
+            .post(
+                &post("/console/groups/team:web/members"),
+                &[("subject", "alice"), ("csrf", &csrf)],
+            )
+            .await,
+        303,
+    )
+    .await;
+    let role = see(
+        admin
+            .post(&post("/console/roles"), &[("name", "web:reader"), ("csrf", &csrf)])
+            .await,
+        303,
+    )
+    .await;
+    assert_eq!(location(&role), "/console/roles/web:reader");
+    see(
+        admin
+            .post(
+                &post("/console/roles/web:reader/permissions"),
+                &[("action", "web:read"), ("effect", "allow"), ("csrf", &csrf)],
+            )
+            .await,
+        303,
+    )
+    .await;
+    let role_page = admin
+        .get(&post("/console/roles/web:reader"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        role_page.contains("<code>web:read</code></td><td>allow</td>"),
+        "{role_page}"
+    );
+    see(
+        admin
+            .post(
+                &post("/console/groups/team:web/roles"),
+                &[("role", "web:reader"), ("csrf", &csrf)],
+            )
+            .await,
+        303,
+    )
+    .await;
+    let group = admin.get(&post("/console/groups/team:web")).await.text().await.unwrap();
+    assert!(group.contains("href=\"/console/roles/web:reader\""), "{group}");
+
+    // A mapping; the same one again is refused in its form, with the reason beside it.
+    let mapping = [
+        ("method", "GET"),
+        ("path_pattern", "/web/:id"),
+        ("action", "web:read"),
+        ("owner_group", "team:web"),
+        ("csrf", &csrf),
+    ];
+    see(admin.post(&post("/console/mappings"), &mapping).await, 303).await;
+    let again = see(admin.post(&post("/console/mappings"), &mapping).await, 409).await;
+    let again = again.text().await.unwrap();
+    assert!(again.contains("role=\"alert\""), "{again}");
+    assert!(
+        again.contains("value=\"/web/:id\""),
+        "the form keeps what was typed: {again}"
+    );
+    let listed = admin
+        .get(&post("/console/mappings?owner=team:web"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(listed.matches("<code>/web/:id</code>").count(), 1, "{listed}");
+
+    // Try a request: alice may read a web page, and why.
+    let tried = admin
+        .get(&post("/console/try?method=GET&path=/web/7&subject=alice"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(tried.contains("decision-allow"), "{tried}");
+    assert!(tried.contains("web:reader (through team:web)"), "{tried}");
+
+    // An API key: its secret shown once, then revoked.
+    let created = see(
+        admin
+            .post(
+                &post("/console/api-keys"),
+                &[("name", "adapter:web"), ("scope", "mappings:read"), ("csrf", &csrf)],
+            )
+            .await,
+        201,
+    )
+    .await;
+    assert_eq!(created.headers()["cache-control"], "no-store");
+    let created = created.text().await.unwrap();
+    let secret = crate::support::secret(between(&created, "<code id=\"secret\">", "</code>"));
+    assert!(secret.len() > 20, "{created}");
+    let keys = admin.get(&post("/console/api-keys")).await.text().await.unwrap();
+    assert!(
+        keys.contains("adapter:web") && !keys.contains(&secret),
+        "the secret is shown once"
+    );
+    let id = between(&keys, "name=\"id\" value=\"", "\"").to_owned();
+    see(
+        admin
+            .post(&post("/console/api-keys/revoke"), &[("id", &id), ("csrf", &csrf)])
+            .await,
+        303,
+    )
+    .await;
+    let keys = admin.get(&post("/console/api-keys")).await.text().await.unwrap();
+    assert!(keys.contains("<td>revoked</td>") || keys.contains("revoked"), "{keys}");
+
+    // All of it in the audit log, filtered on the server.
+    let audit = admin
+        .get(&post("/console/audit?actor=demo-admin&operation=create_mapping"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        audit.matches("<td>create_mapping</td>").count(),
+        2,
+        "one created, one refused: {audit}"
+    );
+    assert!(
+        audit.contains("<td>success</td>") && audit.contains("<td>refused or failed</td>"),
+        "{audit}"
+    );
+    let everything = admin
+        .get(&post("/console/audit?actor=demo-admin"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for operation in [
+        "create_group",
+        "add_member",
+        "create_role",
+        "grant_permission",
+        "assign_group_role",
+        "create_api_key",
+        "revoke_api_key",
+    ] {
+        assert!(
+            everything.contains(&format!("<td>{operation}</td>")),
+            "{operation} is not in the audit log"
+        );
+    }
+
+    assert!(demo.stop().success());
+}

@@ -14,8 +14,11 @@
 //! - **Headers**: a strict Content-Security-Policy (no inline script or style, nothing from elsewhere, no
 //!   framing), `no-store` caching, `nosniff`, `same-origin` referrers.
 
+mod keys;
+mod mappings;
 mod oidc;
 mod pages;
+mod roles;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -178,6 +181,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/signout", post(sign_out))
         .route("/console/static/console.css", get(pages::stylesheet))
         .merge(pages::routes())
+        .merge(roles::routes())
+        .merge(mappings::routes())
+        .merge(keys::routes())
 }
 
 /// The headers every console answer carries.

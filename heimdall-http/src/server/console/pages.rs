@@ -15,7 +15,7 @@ use super::SignedIn;
 use crate::server::AppState;
 
 /// Items on one page of a list.
-const PAGE: u32 = 50;
+pub(super) const PAGE: u32 = 50;
 
 /// The stylesheet, the console's only static file.
 const STYLESHEET: &str = include_str!("../../../templates/console/console.css");
@@ -34,9 +34,9 @@ pub(super) async fn stylesheet() -> Response {
 }
 
 /// What every page's frame shows: who is signed in, and the form token for its sign-out button.
-struct Frame {
-    subject: String,
-    csrf: String,
+pub(super) struct Frame {
+    pub(super) subject: String,
+    pub(super) csrf: String,
 }
 
 impl From<&SignedIn> for Frame {
@@ -48,7 +48,7 @@ impl From<&SignedIn> for Frame {
     }
 }
 
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(super) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -185,7 +185,7 @@ async fn create_group(State(state): State<AppState>, user: SignedIn, Form(form):
 }
 
 /// A group's page address (group names need no escaping in a path: see the name grammar).
-fn group_url(name: &str) -> String {
+pub(super) fn group_url(name: &str) -> String {
     format!("/console/groups/{name}")
 }
 

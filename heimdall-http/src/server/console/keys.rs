@@ -1,0 +1,193 @@
+//! The console's API keys (create with scopes — the secret shown once, in the answer to the creation and
+//! never again —, revoke) and the audit log (filtered by actor, operation and target, newest first, a page at
+//! a time).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use heimdall_core::model::{ApiKeyScope, AuditQuery};
+use serde::Deserialize;
+
+use super::SignedIn;
+use super::pages::{Frame, PAGE, csrf_refused, facade_error, render};
+use crate::server::AppState;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console/api-keys", get(keys).post(create))
+        .route("/console/api-keys/revoke", post(revoke))
+        .route("/console/audit", get(audit))
+}
+
+/// One key, as a row.
+struct KeyRow {
+    id: i64,
+    name: String,
+    scopes: String,
+    created_by: String,
+    revoked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/keys.html")]
+struct KeysPage {
+    frame: Frame,
+    keys: Vec<KeyRow>,
+    /// The new key's name and secret, right after its creation (the only time it is shown).
+    created: Option<(String, String)>,
+    /// Every scope a key may have.
+    all_scopes: Vec<&'static str>,
+}
+
+async fn keys_page(state: &AppState, user: &SignedIn, created: Option<(String, String)>) -> Response {
+    match state.heimdall().list_api_keys(&user.caller).await {
+        Ok(keys) => render(
+            if created.is_some() {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &KeysPage {
+                frame: Frame::from(user),
+                keys: keys
+                    .into_iter()
+                    .map(|k| KeyRow {
+                        id: k.id,
+                        name: k.name.to_string(),
+                        scopes: k.scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                        created_by: k.created_by.map(|s| s.to_string()).unwrap_or_default(),
+                        revoked: k.revoked_at.is_some(),
+                    })
+                    .collect(),
+                created,
+                all_scopes: ApiKeyScope::ALL.iter().map(|s| s.as_str()).collect(),
+            },
+        ),
+        Err(e) => facade_error(&e),
+    }
+}
+
+async fn keys(State(state): State<AppState>, user: SignedIn) -> Response {
+    keys_page(&state, &user, None).await
+}
+
+/// The create form: a name and the scopes ticked (`scope` repeated).
+async fn create(State(state): State<AppState>, user: SignedIn, Form(form): Form<Vec<(String, String)>>) -> Response {
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    if !user.csrf_ok(field("csrf")) {
+        return csrf_refused();
+    }
+    let scopes: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    match state
+        .heimdall()
+        .create_api_key(&user.caller, field("name"), &scopes)
+        .await
+    {
+        // The secret is in this answer only: the page is not cached (`no-store`) and nothing stores it.
+        Ok(new) => keys_page(&state, &user, Some((new.key.name.to_string(), new.secret))).await,
+        Err(e) => facade_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: i64,
+}
+
+async fn revoke(State(state): State<AppState>, user: SignedIn, Form(form): Form<RevokeForm>) -> Response {
+    if !user.csrf_ok(&form.csrf) {
+        return csrf_refused();
+    }
+    match state.heimdall().revoke_api_key(&user.caller, form.id).await {
+        Ok(()) => Redirect::to("/console/api-keys").into_response(),
+        Err(e) => facade_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct AuditFilter {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    target: String,
+    before: Option<i64>,
+}
+
+/// One audit row.
+struct AuditRow {
+    id: i64,
+    at: String,
+    actor: String,
+    operation: String,
+    target: String,
+    outcome: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+struct AuditPage {
+    frame: Frame,
+    actor: String,
+    operation: String,
+    target: String,
+    rows: Vec<AuditRow>,
+    next: Option<i64>,
+}
+
+async fn audit(State(state): State<AppState>, user: SignedIn, Query(f): Query<AuditFilter>) -> Response {
+    let some = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    let query = AuditQuery {
+        actor: some(&f.actor),
+        operation: some(&f.operation),
+        target_id: some(&f.target),
+        before_id: f.before,
+        limit: Some(PAGE),
+        ..AuditQuery::default()
+    };
+    match state.heimdall().audit_log(&user.caller, &query).await {
+        Ok(records) => {
+            let full = records.len() >= usize::try_from(PAGE).unwrap_or(50);
+            let rows: Vec<AuditRow> = records
+                .into_iter()
+                .map(|r| AuditRow {
+                    id: r.id,
+                    at: r.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    actor: r.actor.unwrap_or_default(),
+                    operation: r.operation,
+                    target: r.target_id,
+                    outcome: if r.success { "success" } else { "refused or failed" },
+                })
+                .collect();
+            let next = if full { rows.last().map(|r| r.id) } else { None };
+            render(
+                StatusCode::OK,
+                &AuditPage {
+                    frame: Frame::from(&user),
+                    actor: f.actor,
+                    operation: f.operation,
+                    target: f.target,
+                    rows,
+                    next,
+                },
+            )
+        }
+        Err(e) => facade_error(&e),
+    }
+}
