@@ -35,6 +35,9 @@ enum Command {
         /// Port of the API (on 127.0.0.1); 0 picks a free one.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// How long a console session lasts, in seconds.
+        #[arg(long, env = "CONSOLE_SESSION_TTL_SECONDS", default_value_t = 8 * 3600)]
+        console_session_ttl_seconds: u64,
     },
     /// Applies the database migrations (idempotent) and bootstraps the configured superadmins.
     Migrate,
@@ -110,7 +113,7 @@ async fn serve(s: &Settings, args: &ServeSettings) -> heimdall_core::Result<()> 
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("the server failed: {e}")))
 }
 
-async fn demo(s: &Settings, port: u16) -> heimdall_core::Result<()> {
+async fn demo(s: &Settings, port: u16, session_ttl: Duration) -> heimdall_core::Result<()> {
     let issuer = Arc::new(DevIssuer::new().map_err(|e| Error::new(ErrorKind::Unexpected, e))?);
     let users = vec![
         ("demo-admin".to_owned(), "a superadmin".to_owned()),
@@ -143,7 +146,7 @@ async fn demo(s: &Settings, port: u16) -> heimdall_core::Result<()> {
             public_url: format!("http://{addr}"),
             allow_plain_http: false,
         },
-        session_ttl: Duration::from_secs(8 * 3600),
+        session_ttl,
     };
     let h = s.heimdall().await?;
     let state = AppState::builder(h)
@@ -194,7 +197,10 @@ async fn run(cli: Cli) -> heimdall_core::Result<()> {
     let s = &cli.settings;
     match cli.command {
         Command::Serve(args) => serve(s, &args).await?,
-        Command::Demo { port } => demo(s, port).await?,
+        Command::Demo {
+            port,
+            console_session_ttl_seconds,
+        } => demo(s, port, Duration::from_secs(console_session_ttl_seconds.max(1))).await?,
         Command::Migrate => {
             let h = s.heimdall().await?;
             h.migrate().await?;
