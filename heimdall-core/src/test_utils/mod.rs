@@ -90,6 +90,53 @@ impl TestDatabase {
         })
     }
 
+    /// Fills a PostgreSQL database (migrated already) for the console's benchmark, straight by SQL: `groups`
+    /// groups `bench:g1` …, `mappings` mappings `GET /bench/r<i>/:id` → `bench:read`, each owned by one of the
+    /// groups, and `audit_rows` audit rows (`add_member` on the groups by 100 actors, one in ten failed). No
+    /// change version moves: make one change through the facade afterwards so that the mapping snapshot loads
+    /// them.
+    pub async fn insert_console_fixture(&self, groups: i64, mappings: i64, audit_rows: i64) -> crate::Result<()> {
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .map_err(crate::store::storage_error)?;
+        let statements = [
+            (
+                "INSERT INTO groups (name, created_at) SELECT 'bench:g' || i, now() FROM generate_series(1, $1) i",
+                groups,
+            ),
+            (
+                "INSERT INTO actions (name, resource_kind) SELECT 'bench:read', 'bench' WHERE $1 > 0 \
+                 ON CONFLICT (name) DO NOTHING",
+                mappings,
+            ),
+            (
+                "INSERT INTO endpoints (path_pattern, method, match_key, action_id, owner_group_id, priority, \
+                 created_at, updated_at) \
+                 SELECT '/bench/r' || i || '/:id', 'GET', '/bench/r' || i || '/:', a.id, \
+                 (SELECT id FROM groups WHERE name = 'bench:g' || (1 + i % (SELECT count(*) FROM groups \
+                 WHERE name LIKE 'bench:g%'))), 0, now(), now() \
+                 FROM generate_series(1, $1) i, actions a WHERE a.name = 'bench:read'",
+                mappings,
+            ),
+            (
+                "INSERT INTO admin_audit (actor_subject, operation, target_type, target_id, request_payload, result, \
+                 success, \"timestamp\") \
+                 SELECT 'bench-user' || (i % 100), 'add_member', 'heimdall_group', 'group:bench:g' || (1 + i % 10000), \
+                 '{}'::jsonb, '{}'::jsonb, i % 10 <> 0, now() - make_interval(secs => i) \
+                 FROM generate_series(1, $1) i",
+                audit_rows,
+            ),
+        ];
+        for (sql, n) in statements {
+            sqlx::query(sql)
+                .bind(n)
+                .execute(&mut conn)
+                .await
+                .map_err(crate::store::storage_error)?;
+        }
+        conn.close().await.map_err(crate::store::storage_error)
+    }
+
     /// Adds `count` users `{prefix}1` … `{prefix}{count}` straight into a SQLite database (migrated already),
     /// and makes the first `members` of them members of `group` (which must exist): a large user base in
     /// seconds, for benchmarks. The users are as JIT provisioning leaves them; no change version moves.

@@ -173,7 +173,7 @@ async fn the_console_signs_in_through_the_provider_and_guards_every_change() {
         .text()
         .await
         .unwrap();
-    assert!(group.contains("<td>alice</td>"), "{group}");
+    assert!(group.contains(">alice</a></td>"), "{group}");
     let listed = admin.get(&format!("{groups}?prefix=team")).await.text().await.unwrap();
     assert!(listed.contains("team:web"), "{listed}");
     // Bad input: the facade's message, nothing changed.
@@ -400,6 +400,22 @@ async fn an_admins_day_in_the_console() {
             "{operation} is not in the audit log"
         );
     }
+
+    // A user's page, one's own access, and the sync status (no Cerbos in the demo: nothing to reconcile).
+    let me = admin.get(&post("/console/me")).await;
+    assert_eq!(
+        (me.status().as_u16(), location(&me)),
+        (303, "/console/users/demo-admin".to_owned())
+    );
+    let alice = admin.get(&post("/console/users/alice")).await.text().await.unwrap();
+    assert!(alice.contains("href=\"/console/groups/team:web\""), "{alice}");
+    let sync = admin.get(&post("/console/sync")).await.text().await.unwrap();
+    assert!(
+        sync.contains("Users waiting for a push") && sync.contains("not configured"),
+        "{sync}"
+    );
+    let reconcile = admin.post(&post("/console/sync/reconcile"), &[("csrf", &csrf)]).await;
+    assert_eq!(reconcile.status(), 409);
 
     assert!(demo.stop().success());
 }

@@ -169,6 +169,13 @@ test("an admin's whole day", async () => {
     }
     await check(page, 'audit');
 
+    await page.getByRole('link', { name: 'Sync status' }).click();
+    assert(await page.getByText('Users waiting for a push').isVisible(), 'the outbox is shown');
+    await check(page, 'sync');
+    await page.getByRole('link', { name: 'My access' }).click();
+    await page.waitForURL(`${base}/console/users/demo-admin`);
+    await check(page, 'user');
+
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.waitForURL(`${base}/console`);
     await page.goto(`${base}/console/groups`);

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use heimdall_core::ErrorKind;
+use heimdall_core::mapping::MappingRule;
 use heimdall_core::model::MappingInput;
 use serde::Deserialize;
 
@@ -80,12 +81,24 @@ async fn page(
         Err(_) => state.heimdall().mapping_snapshot(),
     };
     let after = filter.after.unwrap_or(i64::MIN);
-    let mut rows: Vec<Row> = snapshot
+    let mut matching: Vec<&MappingRule> = snapshot
         .rules()
         .iter()
         .filter(|r| r.id > after)
         .filter(|r| filter.owner.is_empty() || r.owner_group.as_ref().is_some_and(|g| g.as_str() == filter.owner))
-        .filter(|r| r.pattern.to_string().starts_with(&filter.path))
+        .filter(|r| r.pattern.as_str().starts_with(&filter.path))
+        .collect();
+    // The page: the lowest ids, in order (the rest only tells whether there is a next page).
+    let limit = usize::try_from(PAGE).unwrap_or(50);
+    if matching.len() > limit {
+        matching.select_nth_unstable_by_key(limit, |r| r.id);
+    }
+    let next = (matching.len() > limit).then_some(());
+    matching.truncate(limit);
+    matching.sort_unstable_by_key(|r| r.id);
+    let next = next.and_then(|()| matching.last().map(|r| r.id));
+    let rows: Vec<Row> = matching
+        .into_iter()
         .map(|r| Row {
             id: r.id,
             method: r.method.to_string(),
@@ -95,10 +108,6 @@ async fn page(
             priority: r.priority,
         })
         .collect();
-    rows.sort_by_key(|r| r.id);
-    let limit = usize::try_from(PAGE).unwrap_or(50);
-    let next = (rows.len() > limit).then(|| rows[limit - 1].id);
-    rows.truncate(limit);
     let (status, refused) = match refused {
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),

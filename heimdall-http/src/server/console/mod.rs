@@ -19,6 +19,7 @@ mod mappings;
 mod oidc;
 mod pages;
 mod roles;
+mod sync;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,6 +185,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(roles::routes())
         .merge(mappings::routes())
         .merge(keys::routes())
+        .merge(sync::routes())
 }
 
 /// The headers every console answer carries.
