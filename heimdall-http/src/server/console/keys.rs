@@ -6,13 +6,13 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use heimdall_core::model::{ApiKeyScope, AuditQuery};
 use serde::Deserialize;
 
 use super::SignedIn;
-use super::pages::{Frame, PAGE, csrf_refused, facade_error, render};
+use super::pages::{Frame, PAGE, after_change, csrf_refused, facade_error, render};
 use crate::server::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -113,10 +113,10 @@ async fn revoke(State(state): State<AppState>, user: SignedIn, Form(form): Form<
     if !user.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    match state.heimdall().revoke_api_key(&user.caller, form.id).await {
-        Ok(()) => Redirect::to("/console/api-keys").into_response(),
-        Err(e) => facade_error(&e),
-    }
+    after_change(
+        state.heimdall().revoke_api_key(&user.caller, form.id).await,
+        "/console/api-keys",
+    )
 }
 
 #[derive(Deserialize)]

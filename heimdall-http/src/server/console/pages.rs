@@ -159,29 +159,41 @@ async fn groups(State(state): State<AppState>, user: SignedIn, Query(q): Query<L
     }
 }
 
+/// The form that creates a named thing (a group, a role).
 #[derive(Deserialize)]
-struct NewGroup {
+pub(super) struct NewNamed {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    name: String,
+    pub(super) name: String,
     #[serde(default)]
     description: String,
 }
 
-async fn create_group(State(state): State<AppState>, user: SignedIn, Form(form): Form<NewGroup>) -> Response {
+impl NewNamed {
+    /// The description, unless left empty.
+    pub(super) fn description(&self) -> Option<&str> {
+        Some(self.description.as_str()).filter(|d| !d.is_empty())
+    }
+}
+
+/// The answer to a change: back to `to` when it was made, else the facade's refusal as a page.
+pub(super) fn after_change<T>(result: heimdall_core::Result<T>, to: &str) -> Response {
+    match result {
+        Ok(_) => Redirect::to(to).into_response(),
+        Err(e) => facade_error(&e),
+    }
+}
+
+async fn create_group(State(state): State<AppState>, user: SignedIn, Form(form): Form<NewNamed>) -> Response {
     if !user.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    let description = Some(form.description.as_str()).filter(|d| !d.is_empty());
-    match state
+    let created = state
         .heimdall()
-        .create_group(&user.caller, &form.name, description)
-        .await
-    {
-        Ok(group) => Redirect::to(&group_url(group.name.as_str())).into_response(),
-        Err(e) => facade_error(&e),
-    }
+        .create_group(&user.caller, &form.name, form.description())
+        .await;
+    after_change(created, &group_url(&form.name))
 }
 
 /// A group's page address (group names need no escaping in a path: see the name grammar).
@@ -252,10 +264,10 @@ async fn add_member(
     if !user.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    match state.heimdall().add_member(&user.caller, &name, &form.subject).await {
-        Ok(_) => Redirect::to(&group_url(&name)).into_response(),
-        Err(e) => facade_error(&e),
-    }
+    after_change(
+        state.heimdall().add_member(&user.caller, &name, &form.subject).await,
+        &group_url(&name),
+    )
 }
 
 async fn remove_member(
@@ -267,10 +279,10 @@ async fn remove_member(
     if !user.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    match state.heimdall().remove_member(&user.caller, &name, &form.subject).await {
-        Ok(()) => Redirect::to(&group_url(&name)).into_response(),
-        Err(e) => facade_error(&e),
-    }
+    after_change(
+        state.heimdall().remove_member(&user.caller, &name, &form.subject).await,
+        &group_url(&name),
+    )
 }
 
 #[derive(Deserialize)]

@@ -4,12 +4,12 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::SignedIn;
-use super::pages::{Frame, PAGE, csrf_refused, facade_error, group_url, render};
+use super::pages::{Frame, NewNamed, PAGE, after_change, csrf_refused, facade_error, group_url, render};
 use crate::server::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -57,29 +57,15 @@ async fn roles(State(state): State<AppState>, user: SignedIn, Query(q): Query<Af
     }
 }
 
-#[derive(Deserialize)]
-struct NewRole {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    description: String,
-}
-
-async fn create_role(State(state): State<AppState>, user: SignedIn, Form(form): Form<NewRole>) -> Response {
+async fn create_role(State(state): State<AppState>, user: SignedIn, Form(form): Form<NewNamed>) -> Response {
     if !user.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    let description = Some(form.description.as_str()).filter(|d| !d.is_empty());
-    match state
+    let created = state
         .heimdall()
-        .create_role(&user.caller, &form.name, description)
-        .await
-    {
-        Ok(role) => Redirect::to(&role_url(role.name.as_str())).into_response(),
-        Err(e) => facade_error(&e),
-    }
+        .create_role(&user.caller, &form.name, form.description())
+        .await;
+    after_change(created, &role_url(&form.name))
 }
 
 #[derive(Template)]
@@ -127,14 +113,13 @@ async fn grant(
         return csrf_refused();
     }
     let effect = if form.effect.is_empty() { "allow" } else { &form.effect };
-    match state
-        .heimdall()
-        .grant_permission(&user.caller, &name, &form.action, effect)
-        .await
-    {
-        Ok(()) => Redirect::to(&role_url(&name)).into_response(),
-        Err(e) => facade_error(&e),
-    }
+    after_change(
+        state
+            .heimdall()
+            .grant_permission(&user.caller, &name, &form.action, effect)
+            .await,
+        &role_url(&name),
+    )
 }
 
 async fn revoke(
@@ -146,14 +131,13 @@ async fn revoke(
     if !user.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    match state
-        .heimdall()
-        .revoke_permission(&user.caller, &name, &form.action)
-        .await
-    {
-        Ok(()) => Redirect::to(&role_url(&name)).into_response(),
-        Err(e) => facade_error(&e),
-    }
+    after_change(
+        state
+            .heimdall()
+            .revoke_permission(&user.caller, &name, &form.action)
+            .await,
+        &role_url(&name),
+    )
 }
 
 #[derive(Deserialize)]
@@ -173,14 +157,13 @@ async fn assign(
     if !user.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    match state
-        .heimdall()
-        .assign_group_role(&user.caller, &group, &form.role)
-        .await
-    {
-        Ok(_) => Redirect::to(&group_url(&group)).into_response(),
-        Err(e) => facade_error(&e),
-    }
+    after_change(
+        state
+            .heimdall()
+            .assign_group_role(&user.caller, &group, &form.role)
+            .await,
+        &group_url(&group),
+    )
 }
 
 async fn unassign(
@@ -192,12 +175,11 @@ async fn unassign(
     if !user.csrf_ok(&form.csrf) {
         return csrf_refused();
     }
-    match state
-        .heimdall()
-        .remove_group_role(&user.caller, &group, &form.role)
-        .await
-    {
-        Ok(()) => Redirect::to(&group_url(&group)).into_response(),
-        Err(e) => facade_error(&e),
-    }
+    after_change(
+        state
+            .heimdall()
+            .remove_group_role(&user.caller, &group, &form.role)
+            .await,
+        &group_url(&group),
+    )
 }
