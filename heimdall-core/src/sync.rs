@@ -283,10 +283,18 @@ impl PushWorker {
             }
             let (pdp, owed) = (pdp.clone(), self.owed.clone());
             reloads.spawn(async move {
-                let failed = match pdp.reload_store().await {
-                    Ok(()) => false,
-                    Err(e) => {
+                // A hung PDP holds the round up for RELOAD_WAIT at most: its reload is owed, and tried next round.
+                let failed = match tokio::time::timeout(RELOAD_WAIT, pdp.reload_store()).await {
+                    Ok(Ok(())) => false,
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "a PDP could not reload its policy store; trying again next round");
+                        true
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            wait = ?RELOAD_WAIT,
+                            "a PDP did not reload its policy store in time; trying again next round"
+                        );
                         true
                     }
                 };
@@ -648,6 +656,9 @@ impl PushWorker {
         }
     }
 }
+
+/// Longest wait for one PDP's reload in a round: a hung PDP delays the round's pushes by this much at most.
+const RELOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a worker that lost its notification channel polls before it opens the channel again.
 const LISTEN_AGAIN_AFTER: Duration = Duration::from_secs(1);

@@ -597,6 +597,42 @@ async fn a_failed_reload_is_tried_again_until_it_works() {
     assert_eq!(reloads(), 9, "a PDP that reloaded is not reloaded again without a push");
 }
 
+/// A PDP that hangs on its reload holds a round up for 2 s at most: the push counts as done, the reload is
+/// owed. (The fake hangs on demand; a real Cerbos can be paused, but not on its reload alone.)
+#[tokio::test]
+async fn a_hung_reload_holds_a_round_up_for_two_seconds_at_most() {
+    let Some(cerbos) = Cerbos::start_new().await else {
+        return;
+    };
+    let hung = FakeFailingCerbos::start(vec![Fault::Hang(Duration::from_secs(30))]).await;
+    let db = TestDatabase::sqlite();
+    let h = heimdall(&db).await;
+    course_editors(&h).await;
+    settle(&h).await;
+    let worker = PushWorker::new(h.clone(), Arc::new(cerbos.client()), fast())
+        .reload_after_push(vec![fake_admin(&hung, Duration::from_secs(60))]);
+    h.add_member(&caller(&h, "root").await, "go:course:editor", "alice")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let report = worker.run_once().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(report.pushed, 1, "{report:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "the round waited for the hung reload, and no longer than 2 s: {took:?}"
+    );
+    assert_eq!(h.outbox_stats().await.unwrap().pending, 0, "the push counts as done");
+    // The reload is owed: the next round asks again (and the fake now answers).
+    worker.run_once().await.unwrap();
+    let reloads = hung
+        .requests()
+        .iter()
+        .filter(|r| r.ends_with("/admin/store/reload"))
+        .count();
+    assert_eq!(reloads, 2, "{:?}", hung.requests());
+}
+
 /// Two PDPs on Cerbos' own PostgreSQL store (the production topology: a database of its own beside
 /// Heimdall's), written through A's Admin API.
 #[tokio::test]
