@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use heimdall_benches::percentile;
 use heimdall_core::model::{Caller, Subject};
 use heimdall_core::pdp::{CerbosClient, Decision, Pdp, Principal, Resource, principal_id};
 use heimdall_core::sync::{PushWorker, SyncConfig};
@@ -30,11 +31,6 @@ const CHECK_EVERY: Duration = Duration::from_millis(5);
 const WRITERS: usize = 8;
 /// Longest wait for one change before the run is declared broken.
 const GIVE_UP: Duration = Duration::from_secs(30);
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use heimdall_benches::percentile;
 use heimdall_core::model::{Caller, Subject};
 use heimdall_core::pdp::{CerbosClient, Decision, Pdp, Principal, Resource, principal_id};
 use heimdall_core::sync::{PolicyAdmin, PushWorker, SyncConfig};
@@ -35,11 +36,6 @@ const CHECK_EVERY: Duration = Duration::from_millis(5);
 const GIVE_UP: Duration = Duration::from_secs(30);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 /// Adds `subject` to the editors through `replica`, and waits until every one of `pdps` allows them: the time
 /// from the commit on.

@@ -437,3 +437,9 @@ pub async fn heimdall_with_mappings(
     }
     Ok((db, h))
 }
+
+/// The `p`th percentile (nearest rank) of `sorted`, which must not be empty.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

@@ -33,10 +33,11 @@ use std::time::{Duration, Instant};
 use heimdall_core::authorizer::{Authorizer, AuthorizerConfig, Decider, RemoteMappings};
 use heimdall_core::identity::{IdentityConfig, TokenVerifier};
 use heimdall_core::model::Subject;
-use heimdall_core::pdp::{CerbosClient, CerbosConfig, Decision, Pdp as _, Principal, Resource, principal_id};
-use heimdall_core::test_utils::cerbos::{ADMIN_PASSWORD, ADMIN_USER, Cerbos, create_postgres_store};
+use heimdall_core::pdp::{CerbosClient, Decision, Pdp as _, Principal, Resource, principal_id};
+use heimdall_core::test_utils::cerbos::{ADMIN_PASSWORD, ADMIN_USER, Cerbos, config_at, create_postgres_store};
 use heimdall_core::test_utils::cluster::PrivateCluster;
 use heimdall_core::test_utils::haproxy::{Backend, Haproxy, Mode};
+use heimdall_core::test_utils::inspect::{Inspector, create_database};
 use heimdall_core::{Config, Heimdall};
 use serde_json::{Value, json};
 
@@ -357,19 +358,6 @@ async fn kill9(p: &mut Process) {
     }
 }
 
-/// A Cerbos client with the test credentials for the PDP (or balancer) at `base`.
-fn cerbos_at(base: &str) -> CerbosClient {
-    let mut config = CerbosConfig::new(format!("{base}/api/check/resources"));
-    config.admin_url = Some(format!("{base}/admin/policy"));
-    config.admin_user = ADMIN_USER.to_owned();
-    config.admin_password = ADMIN_PASSWORD.to_owned();
-    config.connect_timeout = Duration::from_millis(500);
-    config.timeout = Duration::from_secs(5);
-    config.retry_min_delay = Duration::from_millis(20);
-    config.retry_max_delay = Duration::from_millis(200);
-    CerbosClient::new(config).unwrap()
-}
-
 /// How many of the writers' subjects' decisions `pdp` gets wrong, against the database's grants.
 async fn decision_differences(h: &Heimdall, pdp: &CerbosClient, writers: &[Writer]) -> usize {
     let mut wrong = 0;
@@ -411,27 +399,6 @@ async fn decision_differences(h: &Heimdall, pdp: &CerbosClient, writers: &[Write
     wrong
 }
 
-/// The facts the database holds about the writers' groups, roles and mappings.
-async fn facts_in(db: &sqlx::PgPool) -> BTreeSet<String> {
-    let mut facts = BTreeSet::new();
-    let queries = [
-        "SELECT 'group|' || name FROM groups WHERE name LIKE 'fleet:%'",
-        "SELECT 'role|' || name FROM roles WHERE name LIKE 'fleet:%'",
-        "SELECT 'member|' || g.name || '|' || u.subject FROM memberships m JOIN groups g ON g.id = m.group_id \
-         JOIN users u ON u.id = m.user_id WHERE g.name LIKE 'fleet:%'",
-        "SELECT 'perm|' || r.name || '|' || a.name FROM role_permissions p JOIN roles r ON r.id = p.role_id \
-         JOIN actions a ON a.id = p.action_id WHERE r.name LIKE 'fleet:%'",
-        "SELECT 'grant|' || g.name || '|' || r.name FROM group_roles x JOIN groups g ON g.id = x.group_id \
-         JOIN roles r ON r.id = x.role_id WHERE g.name LIKE 'fleet:%'",
-        "SELECT 'mapping|' || method || '|' || path_pattern FROM endpoints WHERE path_pattern LIKE '/fleet/%'",
-    ];
-    for q in queries {
-        let rows: Vec<(String,)> = sqlx::query_as(q).fetch_all(db).await.unwrap();
-        facts.extend(rows.into_iter().map(|(f,)| f));
-    }
-    facts
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_loses_nothing_under_faults() {
     // PostgreSQL: a primary, its synchronous standby, and the proxy in front of them.
@@ -447,14 +414,7 @@ async fn the_fleet_loses_nothing_under_faults() {
         return;
     };
     let proxied = |db: &str| format!("postgres://postgres@127.0.0.1:{}/{db}", pg_proxy.port("pg"));
-    {
-        use sqlx::Connection as _;
-        let mut admin = sqlx::PgConnection::connect(&primary.url()).await.unwrap();
-        sqlx::query("CREATE DATABASE heimdall")
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
+    create_database(&primary.url(), "heimdall").await;
     create_postgres_store(&primary.url(), "cerbos").await;
 
     // Cerbos: two PDPs on the shared store, behind a balancer.
@@ -512,14 +472,10 @@ async fn the_fleet_loses_nothing_under_faults() {
     .build()
     .await
     .unwrap();
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&proxied("heimdall"))
-        .await
-        .unwrap();
+    let db = Inspector::connect(&proxied("heimdall")).await;
 
     // Followers, spread over the replicas.
-    let lb_pdp = Arc::new(cerbos_at(&cerbos_base));
+    let lb_pdp = Arc::new(CerbosClient::new(config_at(&cerbos_base)).unwrap());
     let mut followers = Vec::new();
     let mut feeds = Vec::new();
     for i in 0..FOLLOWERS {
@@ -657,17 +613,11 @@ async fn the_fleet_loses_nothing_under_faults() {
     // Worker 0 dies holding a claim: worker 1 is held still (it can neither claim nor renew), so a claim that
     // runs past the moment it stopped plus a whole lease was taken by worker 0.
     kill("-STOP", workers[1].pid());
-    let (stopped_at,): (chrono::DateTime<chrono::Utc>,) = sqlx::query_as("SELECT now()").fetch_one(&db).await.unwrap();
+    let stopped_at = db.now().await;
     let claimed_at = Instant::now();
     let mut held_claim = false;
     while claimed_at.elapsed() < Duration::from_secs(10) {
-        let (claimed,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM policy_outbox WHERE locked_until > $1 + interval '2 seconds' AND NOT failed",
-        )
-        .bind(stopped_at)
-        .fetch_one(&db)
-        .await
-        .unwrap();
+        let claimed = db.claims_taken_after(stopped_at, Duration::from_secs(2)).await;
         if claimed > 0 {
             held_claim = true;
             break;
@@ -750,16 +700,11 @@ async fn the_fleet_loses_nothing_under_faults() {
 
     // The database: every acknowledged write there once; nothing there that no writer did.
     let expected: BTreeSet<String> = written.iter().flat_map(|w| w.facts.iter().cloned()).collect();
-    let present = facts_in(&db).await;
+    let present = db.facts("fleet:", "fleet/").await;
     let lost = expected.difference(&present).count();
     let phantom = present.difference(&expected).count();
-    let (duplicated,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM (SELECT operation, request_payload::text FROM admin_audit \
-         WHERE success AND actor_subject LIKE 'writer%' GROUP BY 1, 2 HAVING count(*) > 1) d",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
+    let twice = db.audited_twice("writer").await;
+    let duplicated = twice.len();
     let acknowledged: u64 = written.iter().map(|w| w.acknowledged).sum();
     let done_earlier: u64 = written.iter().map(|w| w.done_earlier).sum();
     let refused: Vec<&String> = written.iter().flat_map(|w| w.refused.iter()).collect();
@@ -824,16 +769,10 @@ async fn the_fleet_loses_nothing_under_faults() {
         "facts no writer made: {:?}",
         present.difference(&expected).take(10).collect::<Vec<_>>()
     );
-    if duplicated > 0 {
-        let twice: Vec<(String, String)> = sqlx::query_as(
-            "SELECT operation, request_payload::text FROM admin_audit WHERE success AND actor_subject LIKE 'writer%' \
-             GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 10",
-        )
-        .fetch_all(&db)
-        .await
-        .unwrap();
-        panic!("writes applied twice: {twice:?}; refused: {refused:?}");
-    }
+    assert!(
+        twice.is_empty(),
+        "writes applied twice: {twice:?}; refused: {refused:?}"
+    );
     assert!(refused.is_empty(), "writes refused: {refused:?}");
     assert_eq!(cerbos_differences, 0, "the Cerbos PDPs differ from the database");
     assert!(

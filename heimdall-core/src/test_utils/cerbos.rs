@@ -81,6 +81,20 @@ fn free_ports() -> (u16, u16) {
     (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
+/// A client configuration for the PDP (or a balancer in front of PDPs) at `base`, with the spec's full URLs,
+/// the test credentials and short timeouts and retry delays.
+pub fn config_at(base: &str) -> CerbosConfig {
+    let mut config = CerbosConfig::new(format!("{base}/api/check/resources"));
+    config.admin_url = Some(format!("{base}/admin/policy"));
+    config.admin_user = ADMIN_USER.to_owned();
+    config.admin_password = ADMIN_PASSWORD.to_owned();
+    config.connect_timeout = Duration::from_secs(1);
+    config.timeout = Duration::from_secs(5);
+    config.retry_min_delay = Duration::from_millis(20);
+    config.retry_max_delay = Duration::from_millis(200);
+    config
+}
+
 /// The tables of Cerbos' PostgreSQL store (deploy/cerbos/postgres.sql).
 pub const POSTGRES_SCHEMA: &str = include_str!("../../../deploy/cerbos/postgres.sql");
 
@@ -91,22 +105,7 @@ pub const POSTGRES_SCHEMA: &str = include_str!("../../../deploy/cerbos/postgres.
 ///
 /// When the database cannot be made.
 pub async fn create_postgres_store(admin_url: &str, name: &str) -> String {
-    use sqlx::Connection as _;
-    assert!(
-        name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-        "{name} is not a plain identifier"
-    );
-    let mut admin = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("connect as the administrator");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create Cerbos' database");
-    let url = match admin_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("{admin_url} names no database"),
-    };
+    let url = super::inspect::create_database(admin_url, name).await;
     install_postgres_schema(&url).await;
     url
 }
@@ -236,15 +235,7 @@ telemetry:
     /// A client configuration for this PDP, with the spec's full URLs, the test credentials and short
     /// timeouts and retry delays.
     pub fn config(&self) -> CerbosConfig {
-        let mut config = CerbosConfig::new(format!("{}/api/check/resources", self.base_url()));
-        config.admin_url = Some(format!("{}/admin/policy", self.base_url()));
-        config.admin_user = ADMIN_USER.to_owned();
-        config.admin_password = ADMIN_PASSWORD.to_owned();
-        config.connect_timeout = Duration::from_secs(1);
-        config.timeout = Duration::from_secs(5);
-        config.retry_min_delay = Duration::from_millis(20);
-        config.retry_max_delay = Duration::from_millis(200);
-        config
+        config_at(&self.base_url())
     }
 
     /// A client for this PDP (see [`Cerbos::config`]).

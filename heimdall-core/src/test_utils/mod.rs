@@ -10,6 +10,7 @@
 pub mod cerbos;
 pub mod cluster;
 pub mod haproxy;
+pub mod inspect;
 
 use crate::Heimdall;
 use crate::model::{Caller, Claims, Subject};
