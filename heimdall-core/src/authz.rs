@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::Caller;
+use crate::model::{Caller, GroupPattern, PathScope};
 use crate::pdp::{Pdp, Principal, Resource, pack};
 use crate::store::Store;
 
@@ -22,11 +22,22 @@ impl Operation {
     }
 }
 
-/// The caller as the PDP sees them: effective roles from the database (plus the token's, when configured),
-/// and the patterns and path scopes of their management rights. The system caller is a superadmin.
-pub(crate) async fn principal(store: &dyn Store, config: &Config, caller: &Caller) -> Result<Principal> {
+/// What the PDP is told of a caller: effective roles from the database (plus the token's, when configured),
+/// whether they make a superadmin, and the patterns and path scopes of their management rights.
+pub(crate) struct CallerFacts {
+    pub(crate) roles: Vec<String>,
+    pub(crate) superadmin: bool,
+    pub(crate) rights: Vec<(GroupPattern, Option<PathScope>)>,
+}
+
+/// The facts of `caller`; the system caller is a superadmin with no roles or rights.
+pub(crate) async fn caller_facts(store: &dyn Store, config: &Config, caller: &Caller) -> Result<CallerFacts> {
     let Some(user_id) = caller.user_id() else {
-        return Ok(pack::principal(caller.subject(), Vec::<String>::new(), true, &[]));
+        return Ok(CallerFacts {
+            roles: Vec::new(),
+            superadmin: true,
+            rights: Vec::new(),
+        });
     };
     let mut roles: Vec<String> = store
         .effective_roles(user_id)
@@ -39,7 +50,22 @@ pub(crate) async fn principal(store: &dyn Store, config: &Config, caller: &Calle
     }
     let superadmin = roles.contains(&config.superadmin_role);
     let rights = store.management_rights_of(user_id).await?;
-    Ok(pack::principal(caller.subject(), roles, superadmin, &rights))
+    Ok(CallerFacts {
+        roles,
+        superadmin,
+        rights,
+    })
+}
+
+/// The caller as the PDP sees them (see [`CallerFacts`]).
+pub(crate) async fn principal(store: &dyn Store, config: &Config, caller: &Caller) -> Result<Principal> {
+    let facts = caller_facts(store, config, caller).await?;
+    Ok(pack::principal(
+        caller.subject(),
+        facts.roles,
+        facts.superadmin,
+        &facts.rights,
+    ))
 }
 
 /// A PDP failure, as the caller sees it: no decision means no (fail closed).

@@ -56,6 +56,8 @@ pub struct Error {
     message: String,
     /// A lost race with a concurrent writer: the whole operation may be tried again at once.
     race: bool,
+    /// The mappings the error is about (the one a new mapping conflicts with, the one it would shadow).
+    mappings: Vec<i64>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -70,8 +72,21 @@ impl Error {
             kind,
             message: message.into(),
             race: false,
+            mappings: Vec::new(),
             source: None,
         }
+    }
+
+    /// Names the mappings the error is about, so that a frontend can link them.
+    pub fn about_mappings(mut self, ids: impl IntoIterator<Item = i64>) -> Self {
+        self.mappings.extend(ids);
+        self
+    }
+
+    /// The mappings the error is about: the existing mapping a new one conflicts with, the one it would
+    /// shadow; empty for most errors.
+    pub fn mappings(&self) -> &[i64] {
+        &self.mappings
     }
 
     /// Attaches the underlying cause.

@@ -19,7 +19,7 @@ pub use crate::clock::{Clock, SystemClock};
 pub use crate::config::Config;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::heimdall::{
-    API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL, FAILURE_AUDIT_COUNT_DELAY, FAILURE_AUDIT_INTERVAL,
-    FAILURE_AUDIT_ROWS, Heimdall, HeimdallBuilder,
+    API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL, AdminScope, FAILURE_AUDIT_COUNT_DELAY,
+    FAILURE_AUDIT_INTERVAL, FAILURE_AUDIT_ROWS, Heimdall, HeimdallBuilder, MappingFilter,
 };
 pub use crate::store::{ChangeRecord, OutboxStats};

@@ -102,6 +102,36 @@ impl DevIssuer {
     }
 }
 
+/// The demo's delegated manager.
+pub const MANAGER: &str = "bob";
+/// The group whose members manage the `go:` groups, and the mappings those own under `/go/`.
+pub const MANAGER_GROUP: &str = "leads:go";
+
+/// Gives the demo a delegated manager ([`MANAGER`], a member of [`MANAGER_GROUP`]), so that the console's
+/// restricted view can be tried. Idempotent: a database that has them already is left as it is.
+pub async fn seed(h: &heimdall_core::Heimdall) -> heimdall_core::Result<()> {
+    use heimdall_core::ErrorKind;
+    let system = h.system_caller("demo")?;
+    let existing = |r: heimdall_core::Result<()>| match r {
+        Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
+        _ => Ok(()),
+    };
+    existing(
+        h.create_group(
+            &system,
+            MANAGER_GROUP,
+            Some("The go: team's leads: they manage the go: groups and their mappings under /go/"),
+        )
+        .await
+        .map(drop),
+    )?;
+    if h.list_management_rights(Some(MANAGER_GROUP)).await?.is_empty() {
+        h.create_management_right(&system, MANAGER_GROUP, "go:%", Some("/go/**"))
+            .await?;
+    }
+    h.add_member(&system, MANAGER_GROUP, MANAGER).await.map(drop)
+}
+
 /// What `heimdall demo` prints once the server listens.
 pub fn banner(base: &str, jwks: &str, admin_token: &str, user_token: &str, database: &str) -> String {
     format!(
@@ -112,7 +142,8 @@ pub fn banner(base: &str, jwks: &str, admin_token: &str, user_token: &str, datab
  Database: {database} (SQLite, built-in PDP). Bound to 127.0.0.1 only.
 ================================================================================
  API:        {base}/api/v1   (OpenAPI: {base}/openapi.json)
- Console:    {base}/console   (sign in as demo-admin, a superadmin, or alice, a plain user)
+ Console:    {base}/console   (sign in as demo-admin, a superadmin; bob, who manages the go: groups
+             and their mappings under /go/; or alice, a plain user)
  JWKS:       {jwks}   (the development issuer's keys, for adapters)
 
  Superadmin token (subject demo-admin, valid 12 h):

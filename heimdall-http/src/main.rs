@@ -117,6 +117,10 @@ async fn demo(s: &Settings, port: u16, session_ttl: Duration) -> heimdall_core::
     let issuer = Arc::new(DevIssuer::new().map_err(|e| Error::new(ErrorKind::Unexpected, e))?);
     let users = vec![
         ("demo-admin".to_owned(), "a superadmin".to_owned()),
+        (
+            demo::MANAGER.to_owned(),
+            "a delegated manager: the go: groups, their mappings under /go/".to_owned(),
+        ),
         ("alice".to_owned(), "a plain user".to_owned()),
     ];
     let issuer_url = issuer
@@ -149,6 +153,7 @@ async fn demo(s: &Settings, port: u16, session_ttl: Duration) -> heimdall_core::
         session_ttl,
     };
     let h = s.heimdall().await?;
+    demo::seed(&h).await?;
     let state = AppState::builder(h)
         .verifier(s.token_verifier()?)
         .metrics(telemetry::install_metrics().ok())

@@ -135,7 +135,8 @@ impl Heimdall {
                     rule.method,
                     rule.pattern,
                 ),
-            ));
+            )
+            .about_mappings([shadows[i].id]));
         }
         Ok(())
     }

@@ -13,9 +13,11 @@ mod groups;
 mod mappings;
 mod rights;
 mod roles;
+mod scope;
 
 pub use api_keys::{API_KEY_CACHE_TTL, API_KEY_PREFIX, API_KEY_USE_AUDIT_INTERVAL};
 pub use failures::{FAILURE_AUDIT_COUNT_DELAY, FAILURE_AUDIT_INTERVAL, FAILURE_AUDIT_ROWS};
+pub use scope::{AdminScope, MappingFilter};
 
 use std::future::Future;
 use std::sync::Arc;

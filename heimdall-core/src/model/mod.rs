@@ -641,6 +641,8 @@ pub struct AuditQuery {
     pub operation: Option<String>,
     /// Only this target id.
     pub target_id: Option<String>,
+    /// Only rows that succeeded (`true`) or failed (`false`).
+    pub success: Option<bool>,
     /// Only rows at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only rows before this time.

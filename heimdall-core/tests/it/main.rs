@@ -14,6 +14,7 @@ mod grants_changes;
 mod identity;
 mod local_pdp;
 mod pdp;
+mod scope;
 mod store_suite;
 mod support;
 mod sync;

@@ -395,6 +395,24 @@ async fn story(db: &TestDatabase) {
         failed.iter().any(|a| !a.success && a.result["error"] == "conflict"),
         "{failed:?}"
     );
+    // By outcome: the failed rows alone, then the successful ones alone.
+    for outcome in [false, true] {
+        let rows = h
+            .audit_log(
+                &root,
+                &AuditQuery {
+                    operation: Some("create_group".into()),
+                    success: Some(outcome),
+                    ..AuditQuery::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            !rows.is_empty() && rows.iter().all(|a| a.success == outcome),
+            "{rows:?}"
+        );
+    }
     let one = h
         .audit_log(
             &root,

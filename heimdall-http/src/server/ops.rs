@@ -201,6 +201,8 @@ pub struct AuditFilter {
     pub operation: Option<String>,
     /// Only rows about this target id.
     pub target_id: Option<String>,
+    /// Only rows that succeeded (`true`) or failed (`false`).
+    pub success: Option<bool>,
     /// Only rows at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Only rows before this time (RFC 3339).
@@ -272,6 +274,7 @@ async fn audit(
         actor: f.actor,
         operation: f.operation,
         target_id: f.target_id,
+        success: f.success,
         since: f.since,
         until: f.until,
         before_id: f.before_id,

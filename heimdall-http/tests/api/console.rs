@@ -76,7 +76,7 @@ impl Browser {
         assert!(callback.starts_with(&format!("{base}/console/callback?")), "{callback}");
         let signed_in = self.get(&callback).await;
         assert_eq!(signed_in.status(), 303);
-        assert_eq!(location(&signed_in), "/console/groups");
+        assert_eq!(location(&signed_in), "/console");
         let set_cookie = signed_in.headers()[SET_COOKIE].to_str().unwrap().to_owned();
         self.cookie = Some(set_cookie.split(';').next().unwrap().to_owned());
         // The answer came back once; it can't sign anyone in again.
@@ -197,7 +197,24 @@ async fn the_console_signs_in_through_the_provider_and_guards_every_change() {
     // A plain user is refused with the reason, and nothing changes.
     let mut alice = Browser::new();
     alice.sign_in(&base, "alice").await;
-    let alice_csrf = csrf_of(&alice.get(&groups).await.text().await.unwrap());
+    // She administers nothing: she starts at her own access, and the admin pages are refused.
+    let start = alice.get(&format!("{base}/console")).await;
+    assert_eq!(location(&start), "/console/me");
+    let refused = alice.get(&groups).await;
+    assert_eq!(refused.status(), 403);
+    let refused = refused.text().await.unwrap();
+    assert!(refused.contains("You administer no groups or mappings"), "{refused}");
+    assert!(
+        !refused.contains("href=\"/console/groups\""),
+        "the menu shows her own access only: {refused}"
+    );
+    let own = alice.get(&format!("{base}/console/users/alice")).await;
+    assert_eq!(own.status(), 200);
+    assert_eq!(
+        alice.get(&format!("{base}/console/users/demo-admin")).await.status(),
+        403
+    );
+    let alice_csrf = csrf_of(&refused);
     assert_ne!(alice_csrf, csrf, "each session has its own token");
     let forbidden = alice
         .post(&groups, &[("name", "team:alice"), ("csrf", &alice_csrf)])
@@ -311,6 +328,13 @@ async fn an_admins_day_in_the_console() {
     let again = see(admin.post(&post("/console/mappings"), &mapping).await, 409).await;
     let again = again.text().await.unwrap();
     assert!(again.contains("role=\"alert\""), "{again}");
+    let first = between(&again, "<tr id=\"mapping-", "\"").to_owned();
+    assert!(
+        again.contains(&format!(
+            "<a href=\"/console/mappings/{first}\">See mapping {first}</a>"
+        )),
+        "the refusal links the mapping it conflicts with: {again}"
+    );
     assert!(
         again.contains("value=\"/web/:id\""),
         "the form keeps what was typed: {again}"
@@ -380,6 +404,27 @@ async fn an_admins_day_in_the_console() {
         audit.contains("<td>success</td>") && audit.contains("<td>refused or failed</td>"),
         "{audit}"
     );
+    let refused_only = admin
+        .get(&post("/console/audit?operation=create_mapping&outcome=failure"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused_only.matches("<td>create_mapping</td>").count(),
+        1,
+        "{refused_only}"
+    );
+    assert!(!refused_only.contains("<td>success</td>"), "{refused_only}");
+    let later = admin
+        .get(&post("/console/audit?since=2999-01-01T00:00"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(later.contains("Nothing recorded matches."), "{later}");
+    see(admin.get(&post("/console/audit?outcome=maybe")).await, 400).await;
+    see(admin.get(&post("/console/audit?until=yesterday")).await, 400).await;
     let everything = admin
         .get(&post("/console/audit?actor=demo-admin"))
         .await
@@ -416,6 +461,157 @@ async fn an_admins_day_in_the_console() {
     );
     let reconcile = admin.post(&post("/console/sync/reconcile"), &[("csrf", &csrf)]).await;
     assert_eq!(reconcile.status(), 409);
+
+    assert!(demo.stop().success());
+}
+
+#[tokio::test]
+async fn a_delegated_manager_sees_and_changes_only_what_he_manages() {
+    let mut demo = Process::spawn(&["demo", "--port", "0"], &[], Some("Stop with Ctrl-C"));
+    let base = demo.base.clone();
+    let url = |path: &str| format!("{base}{path}");
+    let mut admin = Browser::new();
+    admin.sign_in(&base, "demo-admin").await;
+    let csrf = csrf_of(&admin.get(&url("/console/groups")).await.text().await.unwrap());
+    // Two teams' groups and mappings, and a catch-all under /go/ that nobody but superadmins may edit.
+    for group in ["go:web", "rmi:web"] {
+        let done = admin
+            .post(&url("/console/groups"), &[("name", group), ("csrf", &csrf)])
+            .await;
+        assert_eq!(done.status(), 303, "{group}");
+    }
+    for (pattern, owner) in [("/go/web/:id", "go:web"), ("/rmi/:id", "rmi:web"), ("/go/**", "")] {
+        let form = [
+            ("method", "GET"),
+            ("path_pattern", pattern),
+            ("action", "web:read"),
+            ("owner_group", owner),
+            ("csrf", &csrf),
+        ];
+        assert_eq!(
+            admin.post(&url("/console/mappings"), &form).await.status(),
+            303,
+            "{pattern}"
+        );
+    }
+    let all = admin.get(&url("/console/mappings")).await.text().await.unwrap();
+    let id_of = |pattern: &str| {
+        let row = all
+            .split("<tr id=\"mapping-")
+            .find(|row| row.contains(&format!("<code>{pattern}</code>")))
+            .unwrap_or_else(|| panic!("{pattern} not listed: {all}"));
+        row.split('"').next().unwrap().to_owned()
+    };
+    let (go_web, rmi, catch_all) = (id_of("/go/web/:id"), id_of("/rmi/:id"), id_of("/go/**"));
+
+    // bob manages the go: groups and their mappings under /go/ (the demo's leads:go right).
+    let mut bob = Browser::new();
+    bob.sign_in(&base, "bob").await;
+    assert_eq!(location(&bob.get(&url("/console")).await), "/console/groups");
+    let groups = bob.get(&url("/console/groups")).await.text().await.unwrap();
+    assert!(groups.contains("The groups you manage"), "{groups}");
+    assert!(
+        groups.contains(">go:web</a>") && !groups.contains("rmi:web"),
+        "{groups}"
+    );
+    for hidden in ["/console/roles", "/console/audit", "/console/api-keys", "/console/sync"] {
+        assert!(
+            !groups.contains(&format!("href=\"{hidden}\"")),
+            "{hidden} in bob's menu: {groups}"
+        );
+    }
+    let bob_csrf = csrf_of(&groups);
+    // What he may not see is refused by the server, not only left out of the menu.
+    let other = bob.get(&url("/console/groups/rmi:web")).await;
+    assert_eq!(other.status(), 403);
+    assert!(other.text().await.unwrap().contains("You do not manage group rmi:web"));
+    for path in [
+        "/console/roles",
+        "/console/audit",
+        "/console/sync",
+        "/console/users/alice",
+    ] {
+        let refused = bob.get(&url(path)).await;
+        assert_eq!(refused.status(), 403, "{path}");
+        assert!(refused.text().await.unwrap().contains("Only superadmins see"), "{path}");
+    }
+    let mappings = bob.get(&url("/console/mappings")).await.text().await.unwrap();
+    assert!(mappings.contains("The mappings in your scope"), "{mappings}");
+    assert!(mappings.contains(&format!("id=\"mapping-{go_web}\"")), "{mappings}");
+    for not_his in [&rmi, &catch_all] {
+        assert!(!mappings.contains(&format!("id=\"mapping-{not_his}\"")), "{mappings}");
+    }
+    assert_eq!(bob.get(&url(&format!("/console/mappings/{rmi}"))).await.status(), 403);
+
+    // In his scope he works: a member added, his group's page shows who manages it.
+    let added = bob
+        .post(
+            &url("/console/groups/go:web/members"),
+            &[("subject", "carol"), ("csrf", &bob_csrf)],
+        )
+        .await;
+    assert_eq!(added.status(), 303);
+    let group = bob.get(&url("/console/groups/go:web")).await.text().await.unwrap();
+    assert!(group.contains("<td>carol</td>") || group.contains(">carol<"), "{group}");
+    assert!(
+        group.contains(">leads:go</a>") && group.contains("<code>/go/**</code>"),
+        "{group}"
+    );
+    let edited = bob
+        .post(
+            &url(&format!("/console/mappings/{go_web}")),
+            &[
+                ("method", "GET"),
+                ("path_pattern", "/go/web/:id"),
+                ("action", "web:view"),
+                ("owner_group", "go:web"),
+                ("csrf", &bob_csrf),
+            ],
+        )
+        .await;
+    assert_eq!(edited.status(), 303);
+    let page = bob
+        .get(&url(&format!("/console/mappings/{go_web}")))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("value=\"web:view\""), "{page}");
+
+    // Beyond it he is refused with a clear message, and nothing changes: another team's group, and a
+    // mapping that would take requests from one he may not edit (linked).
+    let refused = bob
+        .post(
+            &url("/console/groups/rmi:web/members"),
+            &[("subject", "carol"), ("csrf", &bob_csrf)],
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("You may not do this"));
+    let shadowing = bob
+        .post(
+            &url("/console/mappings"),
+            &[
+                ("method", "GET"),
+                ("path_pattern", "/go/web/:id/pages"),
+                ("action", "web:read"),
+                ("owner_group", "go:web"),
+                ("csrf", &bob_csrf),
+            ],
+        )
+        .await;
+    assert_eq!(shadowing.status(), 403);
+    let shadowing = shadowing.text().await.unwrap();
+    assert!(shadowing.contains("would shadow"), "{shadowing}");
+    assert!(
+        shadowing.contains(&format!(
+            "<a href=\"/console/mappings/{catch_all}\">See mapping {catch_all}</a>"
+        )),
+        "{shadowing}"
+    );
+    assert!(shadowing.contains("value=\"/go/web/:id/pages\""), "{shadowing}");
+    let rmi_group = admin.get(&url("/console/groups/rmi:web")).await.text().await.unwrap();
+    assert!(!rmi_group.contains("carol"), "{rmi_group}");
 
     assert!(demo.stop().success());
 }

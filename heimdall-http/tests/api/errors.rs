@@ -151,6 +151,13 @@ async fn errors_jit_audit_and_rate_limits() {
         rows.text
     );
     assert_eq!(rows.body[1]["target_id"], "group:go:x");
+    // By outcome: the one success alone.
+    let done = api
+        .get("/api/v1/audit?actor=root&operation=create_group&success=true", &root)
+        .await
+        .expect(200);
+    assert_eq!(done.body.as_array().map(Vec::len), Some(1), "{}", done.text);
+    assert_eq!(done.body[0]["target_id"], "group:go:x");
     // Only superadmins read the audit log; a page is bounded.
     api.get("/api/v1/audit", &alice).await.error(403, "forbidden");
     api.get("/api/v1/audit?limit=100000", &root)

@@ -47,7 +47,7 @@ macro_rules! sql_changes {
                      \"timestamp\" FROM admin_audit WHERE ($1 IS NULL OR actor_subject = $1) \
                      AND ($2 IS NULL OR operation = $2) AND ($3 IS NULL OR target_id = $3) \
                      AND ($4 IS NULL OR \"timestamp\" >= $4) AND ($5 IS NULL OR \"timestamp\" < $5) \
-                     AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7",
+                     AND ($6 IS NULL OR id < $6) AND ($7 IS NULL OR success = $7) ORDER BY id DESC LIMIT $8",
                 )
                 .bind(q.actor.as_deref())
                 .bind(q.operation.as_deref())
@@ -55,6 +55,7 @@ macro_rules! sql_changes {
                 .bind(q.since)
                 .bind(q.until)
                 .bind(q.before_id)
+                .bind(q.success)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;

@@ -378,7 +378,8 @@ macro_rules! sql_store {
                 Ok(Some((id, pattern))) => Error::conflict(format!(
                     "{} {} matches exactly the same requests as mapping {id} ({} {pattern})",
                     m.method, m.path_pattern, m.method
-                )),
+                ))
+                .about_mappings([id]),
                 _ => Error::conflict(format!(
                     "{} {} matches exactly the same requests as an existing mapping",
                     m.method, m.path_pattern

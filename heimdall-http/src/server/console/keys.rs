@@ -1,5 +1,5 @@
 //! The console's API keys (create with scopes — the secret shown once, in the answer to the creation and
-//! never again —, revoke) and the audit log (filtered by actor, operation and target, newest first, a page at
+//! never again —, revoke) and the audit log (filtered by actor, operation, target, outcome and time, newest first, a page at
 //! a time).
 
 use askama::Template;
@@ -8,11 +8,12 @@ use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use heimdall_core::model::{ApiKeyScope, AuditQuery};
 use serde::Deserialize;
 
 use super::SignedIn;
-use super::pages::{Frame, PAGE, after_change, csrf_refused, facade_error, render};
+use super::pages::{Frame, PAGE, after_change, csrf_refused, error_page, facade_error, render};
 use crate::server::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -71,6 +72,9 @@ async fn keys_page(state: &AppState, user: &SignedIn, created: Option<(String, S
 }
 
 async fn keys(State(state): State<AppState>, user: SignedIn) -> Response {
+    if let Some(refused) = user.refusal_unless_superadmin("API keys") {
+        return refused;
+    }
     keys_page(&state, &user, None).await
 }
 
@@ -127,7 +131,27 @@ struct AuditFilter {
     operation: String,
     #[serde(default)]
     target: String,
+    /// `success`, `failure`, or empty for both.
+    #[serde(default)]
+    outcome: String,
+    /// From this time on (UTC, as a `datetime-local` field sends it), and before that one.
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
     before: Option<i64>,
+}
+
+/// A `datetime-local` field's value (`2026-12-07T21:30`, seconds optional) read as UTC; empty: none.
+fn utc_time(field: &str, value: &str) -> Result<Option<DateTime<Utc>>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .into_iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(value, f).ok())
+        .map(|t| Some(t.and_utc()))
+        .ok_or_else(|| format!("{field}: a date and time such as 2026-12-07T21:30 (UTC)"))
 }
 
 /// One audit row.
@@ -147,19 +171,45 @@ struct AuditPage {
     actor: String,
     operation: String,
     target: String,
+    outcome: String,
+    since: String,
+    until: String,
     rows: Vec<AuditRow>,
     next: Option<i64>,
 }
 
 async fn audit(State(state): State<AppState>, user: SignedIn, Query(f): Query<AuditFilter>) -> Response {
+    if let Some(refused) = user.refusal_unless_superadmin("the audit log") {
+        return refused;
+    }
     let some = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    let success = match f.outcome.as_str() {
+        "" => None,
+        "success" => Some(true),
+        "failure" => Some(false),
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "outcome: success, failure, or empty for both",
+                Some(("/console/audit", "The audit log")),
+            );
+        }
+    };
+    let (since, until) = match (utc_time("since", &f.since), utc_time("until", &f.until)) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(why), _) | (_, Err(why)) => {
+            return error_page(StatusCode::BAD_REQUEST, &why, Some(("/console/audit", "The audit log")));
+        }
+    };
     let query = AuditQuery {
         actor: some(&f.actor),
         operation: some(&f.operation),
         target_id: some(&f.target),
+        success,
+        since,
+        until,
         before_id: f.before,
         limit: Some(PAGE),
-        ..AuditQuery::default()
     };
     match state.heimdall().audit_log(&user.caller, &query).await {
         Ok(records) => {
@@ -183,6 +233,9 @@ async fn audit(State(state): State<AppState>, user: SignedIn, Query(f): Query<Au
                     actor: f.actor,
                     operation: f.operation,
                     target: f.target,
+                    outcome: f.outcome,
+                    since: f.since,
+                    until: f.until,
                     rows,
                     next,
                 },

@@ -30,6 +30,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use heimdall_core::AdminScope;
 use heimdall_core::model::Caller;
 use moka::sync::Cache;
 
@@ -133,11 +134,13 @@ impl Console {
     }
 }
 
-/// The signed-in user of a console request; without a live session, the browser is sent to sign in.
+/// The signed-in user of a console request, with what they administer (read afresh on every request, so a
+/// right granted or taken away shows at once); without a live session, the browser is sent to sign in.
 pub(crate) struct SignedIn {
     caller: Caller,
     csrf: String,
     session: String,
+    scope: AdminScope,
 }
 
 impl FromRequestParts<AppState> for SignedIn {
@@ -145,14 +148,20 @@ impl FromRequestParts<AppState> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let console = state.console().ok_or_else(not_configured)?;
-        match console.session(&parts.headers) {
-            Some((session, s)) => Ok(SignedIn {
-                caller: s.caller.clone(),
-                csrf: s.csrf.clone(),
-                session,
-            }),
-            None => Err(Redirect::to("/console").into_response()),
-        }
+        let Some((session, s)) = console.session(&parts.headers) else {
+            return Err(Redirect::to("/console").into_response());
+        };
+        let scope = state
+            .heimdall()
+            .admin_scope(&s.caller)
+            .await
+            .map_err(|e| pages::facade_error(&e))?;
+        Ok(SignedIn {
+            caller: s.caller.clone(),
+            csrf: s.csrf.clone(),
+            session,
+            scope,
+        })
     }
 }
 
@@ -161,6 +170,40 @@ impl SignedIn {
     fn csrf_ok(&self, token: &str) -> bool {
         use subtle::ConstantTimeEq as _;
         self.csrf.as_bytes().ct_eq(token.as_bytes()).into()
+    }
+
+    /// Refuses a page of groups and mappings to a caller who administers none: a plain user sees their own
+    /// access only.
+    fn refusal_unless_administering(&self) -> Option<Response> {
+        if self.scope.administers() {
+            return None;
+        }
+        Some(pages::refused_page(
+            self,
+            "You administer no groups or mappings: the console shows you your own access.",
+            ("/console/me", "My access"),
+        ))
+    }
+
+    /// Refuses a page that only superadmins see (roles, API keys, the audit log, sync status).
+    fn refusal_unless_superadmin(&self, what: &str) -> Option<Response> {
+        if self.scope.is_superadmin() {
+            return None;
+        }
+        Some(pages::refused_page(
+            self,
+            &format!("Only superadmins see {what}."),
+            self.start_page(),
+        ))
+    }
+
+    /// Where this user starts: the groups they administer, or their own access.
+    fn start_page(&self) -> (&'static str, &'static str) {
+        if self.scope.administers() {
+            ("/console/groups", "Back to your groups")
+        } else {
+            ("/console/me", "My access")
+        }
     }
 }
 
@@ -209,15 +252,20 @@ pub(crate) async fn security_headers(request: axum::extract::Request, next: axum
     response
 }
 
-/// `/console`: the signed-in user's start page, or the sign-in page.
+/// `/console`: the signed-in user's start page (the groups they administer, or their own access), or the
+/// sign-in page.
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(console) = state.console() else {
         return not_configured();
     };
-    if console.session(&headers).is_some() {
-        return Redirect::to("/console/groups").into_response();
+    let Some((_, session)) = console.session(&headers) else {
+        return pages::sign_in_page();
+    };
+    match state.heimdall().admin_scope(&session.caller).await {
+        Ok(scope) if scope.administers() => Redirect::to("/console/groups").into_response(),
+        Ok(_) => Redirect::to("/console/me").into_response(),
+        Err(e) => pages::facade_error(&e),
     }
-    pages::sign_in_page()
 }
 
 /// Sends the browser to the identity provider.
@@ -296,7 +344,7 @@ async fn callback(State(state): State<AppState>, query: axum::extract::Query<Cal
             expires: Instant::now() + console.session_ttl,
         }),
     );
-    let mut response = Redirect::to("/console/groups").into_response();
+    let mut response = Redirect::to("/console").into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, console.cookie(Some(&id)));
@@ -326,4 +374,11 @@ async fn sign_out(
     let mut response = Redirect::to("/console").into_response();
     response.headers_mut().insert(header::SET_COOKIE, console.cookie(None));
     response
+}
+
+/// `s` as a query value.
+pub(crate) fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|q| q.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
 }

@@ -7,7 +7,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use heimdall_core::model::ExplainRequest;
+use heimdall_core::model::{ExplainRequest, ManagementRight};
 use heimdall_core::{Error, ErrorKind};
 use serde::Deserialize;
 
@@ -33,10 +33,13 @@ pub(super) async fn stylesheet() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET).into_response()
 }
 
-/// What every page's frame shows: who is signed in, and the form token for its sign-out button.
+/// What every page's frame shows: who is signed in, the pages their scope opens (the server refuses the
+/// others; the menu only reflects that), and the form token for its sign-out button.
 pub(super) struct Frame {
     pub(super) subject: String,
     pub(super) csrf: String,
+    pub(super) superadmin: bool,
+    pub(super) administers: bool,
 }
 
 impl From<&SignedIn> for Frame {
@@ -44,6 +47,8 @@ impl From<&SignedIn> for Frame {
         Frame {
             subject: user.caller.subject().as_str().to_owned(),
             csrf: user.csrf.clone(),
+            superadmin: user.scope.is_superadmin(),
+            administers: user.scope.administers(),
         }
     }
 }
@@ -86,12 +91,33 @@ pub(super) fn error_page(status: StatusCode, message: &str, link: Option<(&str, 
     )
 }
 
+#[derive(Template)]
+#[template(path = "console/refused.html")]
+struct RefusedPage<'a> {
+    frame: Frame,
+    message: &'a str,
+    link: (&'a str, &'a str),
+}
+
+/// A page the signed-in user's scope does not open (403), in the console's frame: the menu and sign-out
+/// stay at hand.
+pub(super) fn refused_page(user: &SignedIn, message: &str, link: (&str, &str)) -> Response {
+    render(
+        StatusCode::FORBIDDEN,
+        &RefusedPage {
+            frame: Frame::from(user),
+            message,
+            link,
+        },
+    )
+}
+
 /// The answer to a change without the session's CSRF token.
 pub(super) fn csrf_refused() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         "This form is not from this session (its CSRF token is missing or wrong): nothing was changed.",
-        Some(("/console/groups", "Back to the console")),
+        Some(("/console", "Back to the console")),
     )
 }
 
@@ -115,7 +141,7 @@ pub(super) fn facade_error(e: &Error) -> Response {
             )
         }
     };
-    error_page(status, &message, Some(("/console/groups", "Back to the console")))
+    error_page(status, &message, Some(("/console", "Back to the console")))
 }
 
 #[derive(Deserialize)]
@@ -129,23 +155,29 @@ struct ListQuery {
 #[template(path = "console/groups.html")]
 struct GroupsPage {
     frame: Frame,
+    /// Only the groups the user manages are listed.
+    manager: bool,
     prefix: String,
     groups: Vec<(String, String)>,
     next: Option<String>,
 }
 
-/// The groups, searched by prefix, a page at a time.
+/// The groups the user administers (a manager's, those his rights cover), searched by prefix, a page at a time.
 async fn groups(State(state): State<AppState>, user: SignedIn, Query(q): Query<ListQuery>) -> Response {
+    if let Some(refused) = user.refusal_unless_administering() {
+        return refused;
+    }
     let prefix = Some(q.prefix.as_str()).filter(|p| !p.is_empty());
     match state
         .heimdall()
-        .list_groups(prefix, q.after.as_deref(), Some(PAGE))
+        .list_groups_in(&user.scope, prefix, q.after.as_deref(), Some(PAGE))
         .await
     {
         Ok(page) => render(
             StatusCode::OK,
             &GroupsPage {
                 frame: Frame::from(&user),
+                manager: !user.scope.is_superadmin(),
                 prefix: q.prefix,
                 groups: page
                     .items
@@ -206,6 +238,23 @@ struct MembersQuery {
     after: Option<String>,
 }
 
+/// A management right as the group page lists it.
+struct RightRow {
+    manager_group: String,
+    target_pattern: String,
+    path_scope: String,
+}
+
+impl From<ManagementRight> for RightRow {
+    fn from(r: ManagementRight) -> Self {
+        RightRow {
+            manager_group: r.manager_group.to_string(),
+            target_pattern: r.target_pattern.to_string(),
+            path_scope: r.path_scope.map(|s| s.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/group.html")]
 struct GroupPage {
@@ -215,32 +264,60 @@ struct GroupPage {
     members: Vec<String>,
     next: Option<String>,
     roles: Vec<String>,
+    /// The rights whose pattern covers this group: who manages it.
+    managed_by: Vec<RightRow>,
+    /// The rights this group's members hold: what they manage.
+    holds: Vec<RightRow>,
 }
 
-/// A group: its members (a page at a time) and its roles.
+/// A group the user administers: its members (a page at a time), its roles, and the management rights that
+/// cover it or that it holds.
 async fn group(
     State(state): State<AppState>,
     user: SignedIn,
     Path(name): Path<String>,
     Query(q): Query<MembersQuery>,
 ) -> Response {
+    if let Some(refused) = user.refusal_unless_administering() {
+        return refused;
+    }
     let h = state.heimdall();
     let read = async {
         let group = h.get_group(&name).await?;
+        if !user.scope.covers_group(&group.name) {
+            return Ok(None);
+        }
         let members = h.group_members(&name, q.after.as_deref(), Some(PAGE)).await?;
         let roles = h.group_roles(&name).await?;
-        Ok::<_, Error>((group, members, roles))
+        let rights = h.list_management_rights(None).await?;
+        Ok::<_, Error>(Some((group, members, roles, rights)))
     };
     match read.await {
-        Ok((group, members, roles)) => render(
+        Ok(None) => refused_page(
+            &user,
+            &format!("You do not manage group {name}: no management right of yours covers it."),
+            ("/console/groups", "Your groups"),
+        ),
+        Ok(Some((group, members, roles, rights))) => render(
             StatusCode::OK,
             &GroupPage {
                 frame: Frame::from(&user),
-                name: group.name.as_str().to_owned(),
                 description: group.description.unwrap_or_default(),
                 members: members.items.into_iter().map(|s| s.as_str().to_owned()).collect(),
                 next: members.next,
                 roles: roles.into_iter().map(|r| r.as_str().to_owned()).collect(),
+                holds: rights
+                    .iter()
+                    .filter(|r| r.manager_group == group.name)
+                    .cloned()
+                    .map(RightRow::from)
+                    .collect(),
+                managed_by: rights
+                    .into_iter()
+                    .filter(|r| r.target_pattern.matches(&group.name))
+                    .map(RightRow::from)
+                    .collect(),
+                name: group.name.as_str().to_owned(),
             },
         ),
         Err(e) => facade_error(&e),
@@ -325,6 +402,9 @@ struct TryPage {
 
 /// Try a request: the mapping it resolves to, the action, and why the subject is allowed or denied.
 async fn try_request(State(state): State<AppState>, user: SignedIn, Query(q): Query<TryQuery>) -> Response {
+    if let Some(refused) = user.refusal_unless_administering() {
+        return refused;
+    }
     let subject = if q.subject.is_empty() {
         user.caller.subject().as_str().to_owned()
     } else {

@@ -40,6 +40,9 @@ struct RolesPage {
 }
 
 async fn roles(State(state): State<AppState>, user: SignedIn, Query(q): Query<After>) -> Response {
+    if let Some(refused) = user.refusal_unless_superadmin("roles and their permissions") {
+        return refused;
+    }
     match state.heimdall().list_roles(q.after.as_deref(), Some(PAGE)).await {
         Ok(page) => render(
             StatusCode::OK,
@@ -77,6 +80,9 @@ struct RolePage {
 }
 
 async fn role(State(state): State<AppState>, user: SignedIn, Path(name): Path<String>) -> Response {
+    if let Some(refused) = user.refusal_unless_superadmin("roles and their permissions") {
+        return refused;
+    }
     match state.heimdall().role_permissions(&name).await {
         Ok(permissions) => render(
             StatusCode::OK,

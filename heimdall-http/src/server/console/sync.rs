@@ -43,6 +43,7 @@ struct SyncPage {
     cerbos: String,
     last_reconcile: String,
     admin_configured: bool,
+    cerbos_configured: bool,
     report: Option<String>,
 }
 
@@ -106,12 +107,16 @@ async fn sync_page(state: &AppState, user: &SignedIn, report: Option<String>) ->
             cerbos,
             last_reconcile,
             admin_configured: state.inner.admin.is_some(),
+            cerbos_configured: state.inner.admin.is_some() || state.inner.cerbos.is_some(),
             report,
         },
     )
 }
 
 async fn sync(State(state): State<AppState>, user: SignedIn) -> Response {
+    if let Some(refused) = user.refusal_unless_superadmin("sync status") {
+        return refused;
+    }
     sync_page(&state, &user, None).await
 }
 
@@ -170,6 +175,11 @@ struct UserPage {
 }
 
 async fn user(State(state): State<AppState>, user: SignedIn, Path(subject): Path<String>) -> Response {
+    if subject != user.caller.subject().as_str()
+        && let Some(refused) = user.refusal_unless_superadmin("other users' access")
+    {
+        return refused;
+    }
     match state.heimdall().get_user(&subject).await {
         Ok(details) => render(
             StatusCode::OK,
