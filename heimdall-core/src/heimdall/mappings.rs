@@ -141,6 +141,21 @@ impl Heimdall {
         Ok(())
     }
 
+    /// A refused mapping write, with the rule that refuses it (the PDP says only "no").
+    fn mapping_refusal(e: Error) -> Error {
+        if e.kind() != ErrorKind::Forbidden {
+            return e;
+        }
+        Error::new(
+            ErrorKind::Forbidden,
+            format!(
+                "{}: mappings are written by superadmins, and by the managers of their owner group for route \
+                 mappings of priority 0 inside the path scope of their right",
+                e.message()
+            ),
+        )
+    }
+
     fn mapping_from_row(row: MappingRow) -> Result<Mapping> {
         Ok(Mapping {
             id: row.id,
@@ -172,7 +187,8 @@ impl Heimdall {
                     let resource = pack::mapping(None, new.owner_group.as_ref(), &pattern, new.priority);
                     let mut w = attempt
                         .authorize(vec![Operation::new(action::MAPPING_CREATE, resource)], None)
-                        .await?;
+                        .await
+                        .map_err(Self::mapping_refusal)?;
                     self.check_regex_limits(None, &new, &pattern).await?;
                     let rule = Self::rule_of(i64::MAX, &new, &pattern)?;
                     self.check_shadows(&attempt, &mut w, &rule, "create").await?;
@@ -203,7 +219,10 @@ impl Heimdall {
                         Operation::new(action::MAPPING_UPDATE, as_is),
                         Operation::new(action::MAPPING_UPDATE, to_be),
                     ];
-                    let mut w = attempt.authorize(ops, Some(guard)).await?;
+                    let mut w = attempt
+                        .authorize(ops, Some(guard))
+                        .await
+                        .map_err(Self::mapping_refusal)?;
                     self.check_regex_limits(Some(id), &new, &pattern).await?;
                     let rule = Self::rule_of(id, &new, &pattern)?;
                     self.check_shadows(&attempt, &mut w, &rule, "change").await?;

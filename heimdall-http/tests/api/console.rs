@@ -552,9 +552,9 @@ async fn a_delegated_manager_sees_and_changes_only_what_he_manages() {
         .await;
     assert_eq!(added.status(), 303);
     let group = bob.get(&url("/console/groups/go:web")).await.text().await.unwrap();
-    assert!(group.contains("<td>carol</td>") || group.contains(">carol<"), "{group}");
+    assert!(group.contains("<td>carol</td>"), "{group}");
     assert!(
-        group.contains(">leads:go</a>") && group.contains("<code>/go/**</code>"),
+        group.contains("<td>leads:go</td>") && group.contains("<code>/go/**</code>"),
         "{group}"
     );
     let edited = bob

@@ -79,12 +79,12 @@ async function check(page, name) {
   await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 }
 
-/** Signs in through the provider's page by clicking. */
-async function signIn(page, base, subject) {
+/** Signs in through the provider's page by clicking; lands on `landing` (where an administrator starts). */
+async function signIn(page, base, subject, landing = '/console/groups') {
   await page.goto(`${base}/console`);
   await page.getByRole('link', { name: 'Sign in' }).click();
   await page.getByRole('button', { name: `Sign in as ${subject}` }).click();
-  await page.waitForURL(`${base}/console/groups`);
+  await page.waitForURL(`${base}${landing}`);
 }
 
 const tests = [];
@@ -138,8 +138,13 @@ test("an admin's whole day", async () => {
     assert(await page.getByRole('alert').isVisible(), 'the conflict is shown');
     assert((await page.getByLabel('Path pattern', { exact: true }).inputValue()) === '/web/:id', 'the form keeps its values');
     await check(page, 'mappings');
+    // The refusal links the mapping it conflicts with: its edit page.
+    await page.getByRole('link', { name: /^See mapping \d+$/ }).click();
+    await page.waitForURL(/\/console\/mappings\/\d+$/);
+    assert((await page.getByLabel('Owner group', { exact: true }).inputValue()) === 'team:web', 'the mapping to edit');
+    await check(page, 'mapping');
 
-    await page.getByRole('link', { name: 'Try a request' }).click();
+    await page.getByRole('link', { name: 'Try a request', exact: true }).click();
     await page.getByLabel('Path', { exact: true }).fill('/web/7');
     await page.getByLabel('Subject', { exact: true }).fill('alice');
     await page.getByRole('button', { name: 'Explain' }).click();
@@ -186,21 +191,72 @@ test("an admin's whole day", async () => {
   }
 });
 
-test('a plain user is refused with a clear message', async () => {
+test('a plain user sees only her own access', async () => {
   const { base, child } = await startDemo();
   const context = await browser.newContext({ bypassCSP: true });
   const page = await context.newPage();
   try {
-    await signIn(page, base, 'alice');
-    await page.getByLabel('Name', { exact: true }).fill('team:alice');
-    await page.getByRole('button', { name: 'Create group' }).click();
+    await signIn(page, base, 'alice', '/console/users/alice');
+    const menu = await page.getByRole('navigation', { name: 'Main' }).innerText();
+    assert(!menu.includes('Groups') && menu.includes('My access'), `her menu: ${menu}`);
+    await page.goto(`${base}/console/groups`);
     const alert = await page.getByRole('alert').innerText();
-    assert(alert.includes('You may not do this'), `the refusal says why: ${alert}`);
+    assert(alert.includes('You administer no groups or mappings'), `the refusal says why: ${alert}`);
     await check(page, 'refused');
-    await page.goto(`${base}/console/groups?prefix=team`);
-    assert(!(await page.content()).includes('team:alice'), 'nothing was created');
   } finally {
     await context.close();
+    await stop(child);
+  }
+});
+
+test("a delegated manager's restricted view, and a forbidden action refused with a clear message", async () => {
+  const { base, child } = await startDemo();
+  const admin = await browser.newContext();
+  const context = await browser.newContext({ bypassCSP: true });
+  try {
+    // Two teams' groups, made by the superadmin.
+    const setup = await admin.newPage();
+    await signIn(setup, base, 'demo-admin');
+    for (const name of ['go:web', 'rmi:web']) {
+      await setup.goto(`${base}/console/groups`);
+      await setup.getByLabel('Name', { exact: true }).fill(name);
+      await setup.getByRole('button', { name: 'Create group' }).click();
+      await setup.waitForURL(`${base}/console/groups/${name}`);
+    }
+    // bob manages the go: groups and their mappings under /go/.
+    const page = await context.newPage();
+    await signIn(page, base, 'bob');
+    assert(await page.getByRole('heading', { name: 'The groups you manage' }).isVisible(), 'his view is named');
+    assert(await page.getByRole('link', { name: 'go:web' }).isVisible(), 'his group is listed');
+    assert(!(await page.content()).includes('rmi:web'), 'another team\'s group is not');
+    const menu = await page.getByRole('navigation', { name: 'Main' }).innerText();
+    assert(!menu.includes('Roles') && !menu.includes('Audit log') && menu.includes('Mappings'), `his menu: ${menu}`);
+    await check(page, 'manager-groups');
+    await page.getByRole('link', { name: 'go:web' }).click();
+    assert(await page.getByRole('cell', { name: 'leads:go', exact: true }).isVisible(), 'who manages the group is shown');
+    await page.getByLabel('Subject', { exact: true }).fill('carol');
+    await page.getByRole('button', { name: 'Add member' }).click();
+    assert(await page.getByRole('cell', { name: 'carol', exact: true }).isVisible(), 'he added a member');
+    await check(page, 'manager-group');
+    // Another team's group is refused by the server, not only left out.
+    await page.goto(`${base}/console/groups/rmi:web`);
+    const refused = await page.getByRole('alert').innerText();
+    assert(refused.includes('You do not manage group rmi:web'), `the refusal says why: ${refused}`);
+    // A mapping outside his path scope: refused in its form, with the reason.
+    await page.getByRole('link', { name: 'Mappings' }).click();
+    await page.getByLabel('Method', { exact: true }).fill('GET');
+    await page.getByLabel('Path pattern', { exact: true }).fill('/admin/:id');
+    await page.getByLabel('Action', { exact: true }).fill('admin:read');
+    await page.getByLabel('Owner group', { exact: true }).fill('go:web');
+    await page.getByRole('button', { name: 'Create mapping' }).click();
+    const why = await page.getByRole('alert').innerText();
+    assert(why.includes('Not saved') && why.includes('inside the path scope of their right'), `the refusal says why: ${why}`);
+    await check(page, 'manager-refused');
+    await setup.goto(`${base}/console/mappings`);
+    assert(!(await setup.content()).includes('/admin/:id'), 'nothing was created');
+  } finally {
+    await context.close();
+    await admin.close();
     await stop(child);
   }
 });
