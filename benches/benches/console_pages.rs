@@ -1,5 +1,8 @@
 //! `console_page`: every page of the admin console, rendered by heimdall-http on PostgreSQL holding 10,000
-//! groups, 100,000 mappings and 100,000 audit rows, asked by a signed-in superadmin over loopback HTTP.
+//! groups, 100,000 mappings and 100,000 audit rows, asked over loopback HTTP by a signed-in superadmin, and
+//! (`manager_*`) by a delegated manager whose right covers the 100 groups `%g99__` (`bench:g9900` to
+//! `bench:g9999`): a pattern that starts with a wildcard, so nothing narrows the scan, and the last groups in
+//! name order, so his groups page reads every group to fill a page: the worst case of `list_groups_in`.
 //!
 //! The server runs in this process (two runtime workers), with the demo's development issuer for the sign-in;
 //! the fixture is inserted by SQL (`TestDatabase::insert_console_fixture`). Each page is asked 3 times to warm
@@ -96,7 +99,12 @@ async fn run() -> Result<(), BoxError> {
         },
     )
     .await?;
+    h.create_group(&system, "bench:leads", None).await?;
+    h.create_management_right(&system, "bench:leads", "%g99__", Some("/bench/**"))
+        .await?;
+    h.add_member(&system, "bench:leads", "bench-manager").await?;
     let snapshot = h.refresh_mappings().await?;
+    let edited = snapshot.rules().first().map(|r| r.id).ok_or("no mapping")?;
     eprintln!(
         "console_page: {GROUPS} groups, {} mappings, {AUDIT_ROWS} audit rows in {:.1?}",
         snapshot.len(),
@@ -106,7 +114,10 @@ async fn run() -> Result<(), BoxError> {
     let issuer = Arc::new(DevIssuer::new()?);
     let issuer_url = issuer.clone().serve(
         TcpListener::bind("127.0.0.1:0").await?,
-        vec![("bench-admin".to_owned(), "a superadmin".to_owned())],
+        vec![
+            ("bench-admin".to_owned(), "a superadmin".to_owned()),
+            ("bench-manager".to_owned(), "a delegated manager".to_owned()),
+        ],
     )?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -133,36 +144,57 @@ async fn run() -> Result<(), BoxError> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let cookie = sign_in(&http, &base, "bench-admin").await?;
+    let admin = sign_in(&http, &base, "bench-admin").await?;
+    let manager = sign_in(&http, &base, "bench-manager").await?;
     let pages = [
-        ("groups", "/console/groups".to_owned()),
-        ("groups_search", "/console/groups?prefix=bench:g99".to_owned()),
-        ("group", "/console/groups/bench:g4242".to_owned()),
-        ("roles", "/console/roles".to_owned()),
-        ("mappings", "/console/mappings".to_owned()),
-        ("mappings_by_owner", "/console/mappings?owner=bench:g4242".to_owned()),
-        ("mappings_by_path", "/console/mappings?path=/bench/r9999".to_owned()),
+        ("groups", "/console/groups".to_owned(), &admin),
+        ("groups_search", "/console/groups?prefix=bench:g99".to_owned(), &admin),
+        ("group", "/console/groups/bench:g4242".to_owned(), &admin),
+        ("roles", "/console/roles".to_owned(), &admin),
+        ("mappings", "/console/mappings".to_owned(), &admin),
+        (
+            "mappings_by_owner",
+            "/console/mappings?owner=bench:g4242".to_owned(),
+            &admin,
+        ),
+        (
+            "mappings_by_path",
+            "/console/mappings?path=/bench/r9999".to_owned(),
+            &admin,
+        ),
+        ("mapping", format!("/console/mappings/{edited}"), &admin),
         (
             "try",
             "/console/try?method=GET&path=/bench/r77777/1&subject=bench-admin".to_owned(),
+            &admin,
         ),
-        ("api_keys", "/console/api-keys".to_owned()),
-        ("audit", "/console/audit".to_owned()),
+        ("api_keys", "/console/api-keys".to_owned(), &admin),
+        ("audit", "/console/audit".to_owned(), &admin),
         (
             "audit_filtered",
-            "/console/audit?operation=add_member&target=group:bench:g4242".to_owned(),
+            "/console/audit?operation=add_member&target=group:bench:g4242&outcome=failure\
+             &since=2000-01-01T00:00"
+                .to_owned(),
+            &admin,
         ),
-        ("sync", "/console/sync".to_owned()),
-        ("user", "/console/users/bench-admin".to_owned()),
+        ("sync", "/console/sync".to_owned(), &admin),
+        ("user", "/console/users/bench-admin".to_owned(), &admin),
+        ("manager_groups", "/console/groups".to_owned(), &manager),
+        ("manager_group", "/console/groups/bench:g9942".to_owned(), &manager),
+        ("manager_mappings", "/console/mappings".to_owned(), &manager),
     ];
     let mut missed = Vec::new();
-    for (name, path) in pages {
+    for (name, path, cookie) in pages {
         let url = format!("{base}{path}");
         let mut times = Vec::with_capacity(ROUNDS);
         let mut bytes = 0;
         for i in 0..ROUNDS + 3 {
             let asked = Instant::now();
-            let resp = http.get(&url).header(reqwest::header::COOKIE, &cookie).send().await?;
+            let resp = http
+                .get(&url)
+                .header(reqwest::header::COOKIE, cookie.as_str())
+                .send()
+                .await?;
             let status = resp.status();
             let body = resp.bytes().await?;
             let took = asked.elapsed();

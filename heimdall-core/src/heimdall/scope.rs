@@ -15,7 +15,7 @@ use crate::mapping::{MappingRule, PathPattern, Snapshot};
 use crate::model::{Caller, Group, GroupName, GroupPattern, Page, PathScope, page_size};
 
 /// Groups read from the store at a time while looking for those a manager manages.
-const GROUP_SCAN: u32 = 500;
+const GROUP_SCAN: u32 = 1000;
 
 /// What a caller administers (see the module docs).
 #[derive(Debug, Clone)]
@@ -58,6 +58,21 @@ impl AdminScope {
     }
 }
 
+impl AdminScope {
+    /// The longest start that every right's pattern has in common ("" without rights).
+    fn common_literal_prefix(&self) -> String {
+        let mut prefixes = self.rights.iter().map(|(p, _)| p.literal_prefix());
+        let Some(mut common) = prefixes.next() else {
+            return String::new();
+        };
+        for p in prefixes {
+            let shared = common.chars().zip(p.chars()).take_while(|(a, b)| a == b).count();
+            common = common.chars().take(shared).collect();
+        }
+        common
+    }
+}
+
 /// Which mappings to list: by owner group, by the start of the pattern, after an id.
 #[derive(Debug, Clone, Default)]
 pub struct MappingFilter {
@@ -80,8 +95,9 @@ impl Heimdall {
     }
 
     /// The groups in `scope`, in name order, optionally only those whose name starts with `prefix`; `after`
-    /// is the last name of the previous page. A manager's are found by reading the groups (of that prefix)
-    /// in name order, [`GROUP_SCAN`] at a time, until the page is full: at most every group once.
+    /// is the last name of the previous page. A manager's are found by reading the groups (of that prefix,
+    /// narrowed to what his rights' patterns start with) in name order, [`GROUP_SCAN`] at a time, until the
+    /// page is full: at most every group once.
     pub async fn list_groups_in(
         &self,
         scope: &AdminScope,
@@ -95,6 +111,15 @@ impl Heimdall {
         let size = page_size(limit)?;
         let wanted = usize::try_from(size).unwrap_or(usize::MAX);
         let mut items = Vec::new();
+        // Only names that start with what every right's pattern starts with can match: the scan narrows to
+        // that (with the searched prefix, when one is given; when the two part ways, nothing can match).
+        let common = scope.common_literal_prefix();
+        let prefix = match prefix {
+            None => Some(common.as_str()).filter(|c| !c.is_empty()),
+            Some(p) if p.starts_with(&common) => Some(p),
+            Some(p) if common.starts_with(p) => Some(common.as_str()),
+            Some(_) => return Ok(Page::new(items, size, |g: &Group| g.name.to_string())),
+        };
         let mut cursor = after.map(str::to_owned);
         while !scope.rights.is_empty() && items.len() < wanted {
             let batch = self.list_groups(prefix, cursor.as_deref(), Some(GROUP_SCAN)).await?;

@@ -298,6 +298,17 @@ impl GroupPattern {
         &self.text
     }
 
+    /// What every name the pattern matches starts with: its characters before the first wildcard.
+    pub fn literal_prefix(&self) -> String {
+        self.tokens
+            .iter()
+            .map_while(|t| match t {
+                Token::Lit(c) => Some(*c),
+                Token::One | Token::Any => None,
+            })
+            .collect()
+    }
+
     /// Whether `name` matches the pattern (case-sensitive, whole name).
     pub fn matches(&self, name: &GroupName) -> bool {
         self.matches_str(name.as_str())

@@ -70,6 +70,26 @@ async fn scopes(h: &Heimdall) {
     let prefixed = h.list_groups_in(&managed, Some("go:team1"), None, None).await.unwrap();
     assert_eq!(prefixed.items.len(), 10);
     assert!(h.list_groups_in(&own, None, None, None).await.unwrap().items.is_empty());
+    // A search the rights' patterns part ways with finds nothing; rights of two teams, both teams' groups.
+    let elsewhere = h.list_groups_in(&managed, Some("rmi:"), None, None).await.unwrap();
+    assert!(elsewhere.items.is_empty() && elsewhere.next.is_none());
+    h.create_group(&root, "leads:mixed", None).await.unwrap();
+    for pattern in ["go:team0%", "rmi:team0%"] {
+        h.create_management_right(&root, "leads:mixed", pattern, None)
+            .await
+            .unwrap();
+    }
+    h.add_member(&root, "leads:mixed", "mixed").await.unwrap();
+    let mixed = h.admin_scope(&caller(h, "mixed").await).await.unwrap();
+    let both = h.list_groups_in(&mixed, None, None, None).await.unwrap();
+    let names: Vec<String> = both.items.iter().map(|g| g.name.to_string()).collect();
+    assert_eq!(names.len(), 20, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("go:team0") || n.starts_with("rmi:team0")),
+        "{names:?}"
+    );
 
     // Mappings: the manager's are those his groups own inside /go/.
     let inside = h
