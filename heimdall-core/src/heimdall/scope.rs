@@ -56,9 +56,7 @@ impl AdminScope {
                     .any(|(p, scope)| p.matches(owner) && scope.as_ref().is_some_and(|s| s.contains(pattern)))
             })
     }
-}
 
-impl AdminScope {
     /// The longest start that every right's pattern has in common ("" without rights).
     fn common_literal_prefix(&self) -> String {
         let mut prefixes = self.rights.iter().map(|(p, _)| p.literal_prefix());

@@ -454,6 +454,10 @@ async fn an_admins_day_in_the_console() {
     );
     let alice = admin.get(&post("/console/users/alice")).await.text().await.unwrap();
     assert!(alice.contains("href=\"/console/groups/team:web\""), "{alice}");
+    assert!(
+        alice.contains("<code>web:read</code></td><td class=\"decision-allow\">allow</td>"),
+        "the actions she holds: {alice}"
+    );
     let sync = admin.get(&post("/console/sync")).await.text().await.unwrap();
     assert!(
         sync.contains("Users waiting for a push") && sync.contains("not configured"),

@@ -1,6 +1,6 @@
 //! The console's API keys (create with scopes — the secret shown once, in the answer to the creation and
-//! never again —, revoke) and the audit log (filtered by actor, operation, target, outcome and time, newest first, a page at
-//! a time).
+//! never again —, revoke) and the audit log (filtered by actor, operation, target, outcome and time, newest
+//! first, a page at a time).
 
 use askama::Template;
 use axum::Router;

@@ -1,6 +1,7 @@
 //! The console's sync status (the outbox, pushes that failed for good, the mapping snapshot, Cerbos'
 //! reachability, the last reconciliation; a reconcile button, which the facade allows superadmins only) and a
-//! user's page (their groups and roles, as `GET /api/v1/users/{subject}` shows them).
+//! user's page (their groups and roles, as `GET /api/v1/users/{subject}` shows them, and the actions those
+//! roles allow or deny, as a follower holds them).
 
 use std::time::Duration;
 
@@ -172,6 +173,8 @@ struct UserPage {
     name: String,
     groups: Vec<String>,
     roles: Vec<String>,
+    /// The actions their roles allow or deny: (action, effect), by action (a deny beats any allow).
+    actions: Vec<(String, String)>,
 }
 
 async fn user(State(state): State<AppState>, user: SignedIn, Path(subject): Path<String>) -> Response {
@@ -180,17 +183,35 @@ async fn user(State(state): State<AppState>, user: SignedIn, Path(subject): Path
     {
         return refused;
     }
-    match state.heimdall().get_user(&subject).await {
-        Ok(details) => render(
-            StatusCode::OK,
-            &UserPage {
-                frame: Frame::from(&user),
-                subject: details.user.subject.to_string(),
-                name: details.user.display_name.unwrap_or_default(),
-                groups: details.groups.iter().map(ToString::to_string).collect(),
-                roles: details.roles.iter().map(ToString::to_string).collect(),
-            },
-        ),
+    let h = state.heimdall();
+    let read = async {
+        let details = h.get_user(&subject).await?;
+        let grants = h.subject_grants(&details.user.subject).await?;
+        Ok::<_, heimdall_core::Error>((details, grants))
+    };
+    match read.await {
+        Ok((details, grants)) => {
+            // One line an action: a deny from any role beats the allows of the others.
+            let mut effects = std::collections::BTreeMap::new();
+            for p in grants.permissions {
+                let effect = effects.entry(p.action).or_insert_with(|| p.effect.clone());
+                if p.effect == "deny" {
+                    *effect = p.effect;
+                }
+            }
+            let actions: Vec<(String, String)> = effects.into_iter().collect();
+            render(
+                StatusCode::OK,
+                &UserPage {
+                    frame: Frame::from(&user),
+                    subject: details.user.subject.to_string(),
+                    name: details.user.display_name.unwrap_or_default(),
+                    groups: details.groups.iter().map(ToString::to_string).collect(),
+                    roles: details.roles.iter().map(ToString::to_string).collect(),
+                    actions,
+                },
+            )
+        }
         Err(e) => facade_error(&e),
     }
 }
