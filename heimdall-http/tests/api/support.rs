@@ -160,11 +160,11 @@ impl Process {
         if let Some(ready) = ready {
             let out = child.stdout.take().unwrap();
             let (tx, rx) = std::sync::mpsc::channel();
+            // Reads to the end, also once nobody listens: a closed pipe would fail the process's next write
+            // to stdout (println! panics on it), such as the rest of a banner printed a piece at a time.
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+                    let _ = tx.send(line);
                 }
             });
             let deadline = Instant::now() + Duration::from_secs(60);
