@@ -58,6 +58,8 @@ pub struct Error {
     race: bool,
     /// The mappings the error is about (the one a new mapping conflicts with, the one it would shadow).
     mappings: Vec<i64>,
+    /// The input field the error is about, when it is about one.
+    field: Option<&'static str>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -73,6 +75,7 @@ impl Error {
             message: message.into(),
             race: false,
             mappings: Vec::new(),
+            field: None,
             source: None,
         }
     }
@@ -87,6 +90,18 @@ impl Error {
     /// shadow; empty for most errors.
     pub fn mappings(&self) -> &[i64] {
         &self.mappings
+    }
+
+    /// Names the input field the error is about (such as `method` of a mapping), unless one is named already.
+    pub fn about_field(mut self, field: &'static str) -> Self {
+        self.field.get_or_insert(field);
+        self
+    }
+
+    /// The input field the error is about, so that a form can show it beside that field; `None` when it is
+    /// about the input as a whole, or about no input.
+    pub fn field(&self) -> Option<&'static str> {
+        self.field
     }
 
     /// Attaches the underlying cause.

@@ -21,18 +21,24 @@ use crate::store::{Guard, MappingFacts, MappingRow, NewMapping, Write};
 const SHADOWS_AUDITED: usize = 16;
 
 impl Heimdall {
-    /// Validates a mapping's input: the mapping to write, and its pattern (for the PDP's resource).
+    /// Validates a mapping's input: the mapping to write, and its pattern (for the PDP's resource). A refusal
+    /// names the field it is about ([`Error::field`]).
     fn new_mapping(input: &MappingInput) -> Result<(NewMapping, PathPattern)> {
-        let method = Method::parse(&input.method)?;
-        let pattern = PathPattern::parse(&input.path_pattern)?;
-        let action = ActionName::parse(input.action.clone())?;
-        let owner_group = input.owner_group.as_deref().map(GroupName::parse).transpose()?;
-        let desc = description(input.description.as_deref())?;
+        let method = Method::parse(&input.method).map_err(|e| e.about_field("method"))?;
+        let pattern = PathPattern::parse(&input.path_pattern).map_err(|e| e.about_field("path_pattern"))?;
+        let action = ActionName::parse(input.action.clone()).map_err(|e| e.about_field("action"))?;
+        let owner_group = input
+            .owner_group
+            .as_deref()
+            .map(GroupName::parse)
+            .transpose()
+            .map_err(|e| e.about_field("owner_group"))?;
+        let desc = description(input.description.as_deref()).map_err(|e| e.about_field("description"))?;
         let new = NewMapping {
             method: method.as_str().to_owned(),
             path_pattern: pattern.as_str().to_owned(),
             match_key: pattern.match_key(),
-            resource_kind: action_kind(&action)?,
+            resource_kind: action_kind(&action).map_err(|e| e.about_field("action"))?,
             action,
             owner_group,
             priority: input.priority,
@@ -136,7 +142,8 @@ impl Heimdall {
                     rule.pattern,
                 ),
             )
-            .about_mappings([shadows[i].id]));
+            .about_mappings([shadows[i].id])
+            .about_field("path_pattern"));
         }
         Ok(())
     }

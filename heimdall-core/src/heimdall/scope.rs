@@ -36,11 +36,6 @@ impl AdminScope {
         self.superadmin || !self.rights.is_empty()
     }
 
-    /// The patterns and path scopes of the caller's management rights.
-    pub fn rights(&self) -> &[(GroupPattern, Option<PathScope>)] {
-        &self.rights
-    }
-
     /// Whether the caller manages `group`.
     pub fn covers_group(&self, group: &GroupName) -> bool {
         self.superadmin || self.rights.iter().any(|(p, _)| p.matches(group))

@@ -299,7 +299,7 @@ impl GroupPattern {
     }
 
     /// What every name the pattern matches starts with: its characters before the first wildcard.
-    pub fn literal_prefix(&self) -> String {
+    pub(crate) fn literal_prefix(&self) -> String {
         self.tokens
             .iter()
             .map_while(|t| match t {

@@ -1,5 +1,5 @@
 //! What a caller administers (`admin_scope`), the lists cut to it (`list_groups_in`, `find_mappings`), and
-//! refusals that name the mapping they are about (`Error::mappings`).
+//! refusals that name the mapping and the field they are about (`Error::mappings`, `Error::field`).
 
 use heimdall_core::model::MappingInput;
 use heimdall_core::test_utils::{TestDatabase, root};
@@ -152,6 +152,16 @@ async fn scopes(h: &Heimdall) {
         (ErrorKind::Conflict, &[conflict.id][..]),
         "{e}"
     );
+    assert_eq!(e.field(), Some("path_pattern"));
+    // Invalid input names its field.
+    for (bad, field) in [
+        (mapping("FETCH", "/go/z", None), "method"),
+        (mapping("GET", "go/z", None), "path_pattern"),
+        (mapping("GET", "/go/z", Some("no spaces")), "owner_group"),
+    ] {
+        let e = h.create_mapping(&root, &bad).await.unwrap_err();
+        assert_eq!((e.kind(), e.field()), (ErrorKind::InvalidInput, Some(field)), "{e}");
+    }
     let catch_all = h.create_mapping(&root, &mapping("GET", "/go/**", None)).await.unwrap();
     let e = h
         .create_mapping(&mgr, &mapping("GET", "/go/x/:id", Some("go:team03")))

@@ -339,6 +339,22 @@ async fn an_admins_day_in_the_console() {
         again.contains("value=\"/web/:id\""),
         "the form keeps what was typed: {again}"
     );
+    // Invalid input: the reason stands beside the field it is about.
+    let bad_owner = [
+        ("method", "GET"),
+        ("path_pattern", "/web/:id/x"),
+        ("action", "web:read"),
+        ("owner_group", "no spaces"),
+        ("csrf", &csrf),
+    ];
+    let bad = see(admin.post(&post("/console/mappings"), &bad_owner).await, 400).await;
+    let bad = bad.text().await.unwrap();
+    let at = |needle: &str| bad.find(needle).unwrap_or_else(|| panic!("{needle} not in {bad}"));
+    let refused = at("id=\"refused\"");
+    assert!(
+        at("id=\"owner_group\"") < refused && refused < at("id=\"priority\""),
+        "beside the owner group: {bad}"
+    );
     let listed = admin
         .get(&post("/console/mappings?owner=team:web"))
         .await
@@ -386,7 +402,7 @@ async fn an_admins_day_in_the_console() {
     )
     .await;
     let keys = admin.get(&post("/console/api-keys")).await.text().await.unwrap();
-    assert!(keys.contains("<td>revoked</td>") || keys.contains("revoked"), "{keys}");
+    assert!(keys.contains("<td>revoked</td>"), "{keys}");
 
     // All of it in the audit log, filtered on the server.
     let audit = admin
@@ -397,8 +413,8 @@ async fn an_admins_day_in_the_console() {
         .unwrap();
     assert_eq!(
         audit.matches("<td>create_mapping</td>").count(),
-        2,
-        "one created, one refused: {audit}"
+        3,
+        "one created, one conflict, one invalid: {audit}"
     );
     assert!(
         audit.contains("<td>success</td>") && audit.contains("<td>refused or failed</td>"),
@@ -412,7 +428,7 @@ async fn an_admins_day_in_the_console() {
         .unwrap();
     assert_eq!(
         refused_only.matches("<td>create_mapping</td>").count(),
-        1,
+        2,
         "{refused_only}"
     );
     assert!(!refused_only.contains("<td>success</td>"), "{refused_only}");

@@ -379,7 +379,8 @@ macro_rules! sql_store {
                     "{} {} matches exactly the same requests as mapping {id} ({} {pattern})",
                     m.method, m.path_pattern, m.method
                 ))
-                .about_mappings([id]),
+                .about_mappings([id])
+                .about_field("path_pattern"),
                 _ => Error::conflict(format!(
                     "{} {} matches exactly the same requests as an existing mapping",
                     m.method, m.path_pattern

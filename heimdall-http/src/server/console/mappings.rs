@@ -123,17 +123,11 @@ impl Refusal {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             _ => return None,
         };
-        // The facade's messages begin with the field they are about; the rest concern the pattern (a
-        // conflict, a shadow, a scope).
-        let message = e.message();
-        let field = ["method", "action", "owner_group", "priority", "description"]
-            .into_iter()
-            .find(|f| message.starts_with(f) || message.starts_with(&f.replace('_', " ")))
-            .unwrap_or("path_pattern");
+        // A refusal about the mapping as a whole (its scope) stands beside its pattern.
         Some(Refusal {
             status,
-            field,
-            message: message.to_owned(),
+            field: e.field().unwrap_or("path_pattern"),
+            message: e.message().to_owned(),
             mappings: e.mappings().to_vec(),
         })
     }
