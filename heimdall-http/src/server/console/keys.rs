@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -12,8 +12,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use heimdall_core::model::{ApiKeyScope, AuditQuery};
 use serde::Deserialize;
 
-use super::SignedIn;
-use super::pages::{Frame, PAGE, after_change, csrf_refused, error_page, facade_error, render};
+use super::pages::{Frame, PAGE, after_change, error_page, facade_error, render};
+use super::{Posted, SignedIn};
 use crate::server::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -79,16 +79,13 @@ async fn keys(State(state): State<AppState>, user: SignedIn) -> Response {
 }
 
 /// The create form: a name and the scopes ticked (`scope` repeated).
-async fn create(State(state): State<AppState>, user: SignedIn, Form(form): Form<Vec<(String, String)>>) -> Response {
+async fn create(State(state): State<AppState>, Posted { user, form }: Posted<Vec<(String, String)>>) -> Response {
     let field = |name: &str| {
         form.iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
             .unwrap_or("")
     };
-    if !user.csrf_ok(field("csrf")) {
-        return csrf_refused();
-    }
     let scopes: Vec<&str> = form
         .iter()
         .filter(|(k, _)| k == "scope")
@@ -108,15 +105,10 @@ async fn create(State(state): State<AppState>, user: SignedIn, Form(form): Form<
 #[derive(Deserialize)]
 struct RevokeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     id: i64,
 }
 
-async fn revoke(State(state): State<AppState>, user: SignedIn, Form(form): Form<RevokeForm>) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
+async fn revoke(State(state): State<AppState>, Posted { user, form }: Posted<RevokeForm>) -> Response {
     after_change(
         state.heimdall().revoke_api_key(&user.caller, form.id).await,
         "/console/api-keys",

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -14,8 +14,8 @@ use heimdall_core::{Error, ErrorKind, MappingFilter};
 use serde::Deserialize;
 
 use super::SignedIn;
-use super::pages::{Frame, PAGE, csrf_refused, facade_error, refused_page, render};
-use super::{CsrfOnly, urlencode};
+use super::pages::{Frame, PAGE, facade_error, refused_page, render};
+use super::{Nothing, Posted, urlencode};
 use crate::server::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -52,8 +52,6 @@ struct Row {
 #[derive(Deserialize, Default)]
 struct MappingForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     method: String,
     #[serde(default)]
     path_pattern: String,
@@ -70,7 +68,6 @@ struct MappingForm {
 impl From<Mapping> for MappingForm {
     fn from(m: Mapping) -> Self {
         MappingForm {
-            csrf: String::new(),
             method: m.method.to_string(),
             path_pattern: m.path_pattern.to_string(),
             action: m.action.to_string(),
@@ -197,10 +194,7 @@ async fn mappings(State(state): State<AppState>, user: SignedIn, Query(filter): 
     page(&state, &user, filter, MappingForm::default(), None).await
 }
 
-async fn create(State(state): State<AppState>, user: SignedIn, Form(form): Form<MappingForm>) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
+async fn create(State(state): State<AppState>, Posted { user, form }: Posted<MappingForm>) -> Response {
     let input = match form.input() {
         Ok(input) => input,
         Err(refused) => return page(&state, &user, Filter::default(), form, Some(refused)).await,
@@ -272,13 +266,10 @@ async fn edit(State(state): State<AppState>, user: SignedIn, Path(id): Path<i64>
 
 async fn update(
     State(state): State<AppState>,
-    user: SignedIn,
+
     Path(id): Path<i64>,
-    Form(form): Form<MappingForm>,
+    Posted { user, form }: Posted<MappingForm>,
 ) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
     let input = match form.input() {
         Ok(input) => input,
         Err(refused) => return edit_page(&state, &user, id, Some(form), Some(refused)).await,
@@ -292,15 +283,7 @@ async fn update(
     }
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    user: SignedIn,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
-) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
+async fn delete(State(state): State<AppState>, Path(id): Path<i64>, Posted { user, .. }: Posted<Nothing>) -> Response {
     match state.heimdall().delete_mapping(&user.caller, id).await {
         Ok(()) => Redirect::to("/console/mappings").into_response(),
         Err(e) => facade_error(&e),

@@ -6,8 +6,8 @@
 //!   a random id in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` unless the console is reached on
 //!   loopback), pointing at the caller in a bounded in-memory store that forgets it after
 //!   [`ConsoleOptions::session_ttl`] or at sign-out.
-//! - **Changes** are HTML form posts carrying the session's CSRF token; a post without it (or with another
-//!   session's) is refused with 403 and changes nothing. A cross-site post carries no cookie at all
+//! - **Changes** are HTML form posts carrying the session's CSRF token, read by one extractor ([`Posted`]);
+//!   a post without it (or with another session's) is refused with 403 and changes nothing. A cross-site post carries no cookie at all
 //!   (`SameSite=Strict`) and is sent to sign in.
 //! - **Every action goes through the facade with the signed-in caller**, as the REST API's handlers do: the
 //!   console has no authorization logic and no SQL of its own; a refusal is shown with the facade's message.
@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -351,25 +352,60 @@ async fn callback(State(state): State<AppState>, query: axum::extract::Query<Cal
     response
 }
 
-/// A form that carries nothing but the CSRF token.
+/// The CSRF token of a posted form.
 #[derive(serde::Deserialize)]
-pub(crate) struct CsrfOnly {
+struct CsrfToken {
     #[serde(default)]
     csrf: String,
 }
 
-/// Ends the session.
-async fn sign_out(
-    State(state): State<AppState>,
+/// A change posted from a console form: the signed-in user, and the form (`T`, read from the
+/// `application/x-www-form-urlencoded` body) once its `csrf` field has been found to be the session's token.
+/// Every change goes through it, so none can skip the check: a post without the token, or with another
+/// session's, is refused (403) before any handler runs, and changes nothing.
+pub(crate) struct Posted<T> {
     user: SignedIn,
-    axum::extract::Form(form): axum::extract::Form<CsrfOnly>,
-) -> Response {
+    form: T,
+}
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let user = SignedIn::from_request_parts(&mut parts, state).await?;
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let token = serde_urlencoded::from_bytes::<CsrfToken>(&bytes).map(|t| t.csrf);
+        if !is_form || !token.is_ok_and(|t| user.csrf_ok(&t)) {
+            return Err(pages::csrf_refused());
+        }
+        let form = serde_urlencoded::from_bytes::<T>(&bytes).map_err(|e| {
+            pages::error_page(
+                StatusCode::BAD_REQUEST,
+                &format!("The form could not be read ({e}): nothing was changed."),
+                Some(user.start_page()),
+            )
+        })?;
+        Ok(Posted { user, form })
+    }
+}
+
+/// A form that carries nothing but the CSRF token (checked by [`Posted`]).
+#[derive(serde::Deserialize)]
+pub(crate) struct Nothing {}
+
+/// Ends the session.
+async fn sign_out(State(state): State<AppState>, Posted { user, .. }: Posted<Nothing>) -> Response {
     let Some(console) = state.console() else {
         return not_configured();
     };
-    if !user.csrf_ok(&form.csrf) {
-        return pages::csrf_refused();
-    }
     console.sessions.invalidate(&user.session);
     let mut response = Redirect::to("/console").into_response();
     response.headers_mut().insert(header::SET_COOKIE, console.cookie(None));

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -11,7 +11,7 @@ use heimdall_core::model::{ExplainRequest, ManagementRight};
 use heimdall_core::{Error, ErrorKind};
 use serde::Deserialize;
 
-use super::SignedIn;
+use super::{Posted, SignedIn};
 use crate::server::AppState;
 
 /// Items on one page of a list.
@@ -195,8 +195,6 @@ async fn groups(State(state): State<AppState>, user: SignedIn, Query(q): Query<L
 #[derive(Deserialize)]
 pub(super) struct NewNamed {
     #[serde(default)]
-    pub(super) csrf: String,
-    #[serde(default)]
     pub(super) name: String,
     #[serde(default)]
     description: String,
@@ -217,10 +215,7 @@ pub(super) fn after_change<T>(result: heimdall_core::Result<T>, to: &str) -> Res
     }
 }
 
-async fn create_group(State(state): State<AppState>, user: SignedIn, Form(form): Form<NewNamed>) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
+async fn create_group(State(state): State<AppState>, Posted { user, form }: Posted<NewNamed>) -> Response {
     let created = state
         .heimdall()
         .create_group(&user.caller, &form.name, form.description())
@@ -327,20 +322,15 @@ async fn group(
 #[derive(Deserialize)]
 struct MemberForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     subject: String,
 }
 
 async fn add_member(
     State(state): State<AppState>,
-    user: SignedIn,
+
     Path(name): Path<String>,
-    Form(form): Form<MemberForm>,
+    Posted { user, form }: Posted<MemberForm>,
 ) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
     after_change(
         state.heimdall().add_member(&user.caller, &name, &form.subject).await,
         &group_url(&name),
@@ -349,13 +339,10 @@ async fn add_member(
 
 async fn remove_member(
     State(state): State<AppState>,
-    user: SignedIn,
+
     Path(name): Path<String>,
-    Form(form): Form<MemberForm>,
+    Posted { user, form }: Posted<MemberForm>,
 ) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
     after_change(
         state.heimdall().remove_member(&user.caller, &name, &form.subject).await,
         &group_url(&name),

@@ -2,14 +2,14 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::SignedIn;
-use super::pages::{Frame, NewNamed, PAGE, after_change, csrf_refused, facade_error, group_url, render};
+use super::pages::{Frame, NewNamed, PAGE, after_change, facade_error, group_url, render};
+use super::{Posted, SignedIn};
 use crate::server::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -60,10 +60,7 @@ async fn roles(State(state): State<AppState>, user: SignedIn, Query(q): Query<Af
     }
 }
 
-async fn create_role(State(state): State<AppState>, user: SignedIn, Form(form): Form<NewNamed>) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
+async fn create_role(State(state): State<AppState>, Posted { user, form }: Posted<NewNamed>) -> Response {
     let created = state
         .heimdall()
         .create_role(&user.caller, &form.name, form.description())
@@ -102,8 +99,6 @@ async fn role(State(state): State<AppState>, user: SignedIn, Path(name): Path<St
 #[derive(Deserialize)]
 struct PermissionForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     action: String,
     #[serde(default)]
     effect: String,
@@ -111,13 +106,10 @@ struct PermissionForm {
 
 async fn grant(
     State(state): State<AppState>,
-    user: SignedIn,
+
     Path(name): Path<String>,
-    Form(form): Form<PermissionForm>,
+    Posted { user, form }: Posted<PermissionForm>,
 ) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
     let effect = if form.effect.is_empty() { "allow" } else { &form.effect };
     after_change(
         state
@@ -130,13 +122,10 @@ async fn grant(
 
 async fn revoke(
     State(state): State<AppState>,
-    user: SignedIn,
+
     Path(name): Path<String>,
-    Form(form): Form<PermissionForm>,
+    Posted { user, form }: Posted<PermissionForm>,
 ) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
     after_change(
         state
             .heimdall()
@@ -149,20 +138,15 @@ async fn revoke(
 #[derive(Deserialize)]
 struct RoleForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     role: String,
 }
 
 async fn assign(
     State(state): State<AppState>,
-    user: SignedIn,
+
     Path(group): Path<String>,
-    Form(form): Form<RoleForm>,
+    Posted { user, form }: Posted<RoleForm>,
 ) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
     after_change(
         state
             .heimdall()
@@ -174,13 +158,10 @@ async fn assign(
 
 async fn unassign(
     State(state): State<AppState>,
-    user: SignedIn,
+
     Path(group): Path<String>,
-    Form(form): Form<RoleForm>,
+    Posted { user, form }: Posted<RoleForm>,
 ) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
     after_change(
         state
             .heimdall()

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use heimdall_core::model::AuditQuery;
 use heimdall_core::sync::{PushWorker, SyncConfig};
 
-use super::pages::{Frame, csrf_refused, facade_error, render};
-use super::{CsrfOnly, SignedIn};
+use super::pages::{Frame, facade_error, render};
+use super::{Nothing, Posted, SignedIn};
 use crate::server::AppState;
 
 /// How long the page waits for Cerbos' health check.
@@ -122,10 +122,7 @@ async fn sync(State(state): State<AppState>, user: SignedIn) -> Response {
 }
 
 /// Reconciles (the facade allows superadmins only, and audits it) and pushes what it queued.
-async fn reconcile(State(state): State<AppState>, user: SignedIn, Form(form): Form<CsrfOnly>) -> Response {
-    if !user.csrf_ok(&form.csrf) {
-        return csrf_refused();
-    }
+async fn reconcile(State(state): State<AppState>, Posted { user, .. }: Posted<Nothing>) -> Response {
     let Some(admin) = state.inner.admin.clone() else {
         return facade_error(&heimdall_core::Error::new(
             heimdall_core::ErrorKind::Conflict,
